@@ -1,0 +1,26 @@
+# Two commands set everything up on a fresh machine: `make demo` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: setup test demo clean
+
+setup: $(STAMP)
+
+# Torch first, pinned: a plain `torch` requirement would pull a multi-GB CUDA build.
+$(STAMP): setup.cfg pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e '.[dev]'
+	@touch $@
+
+test: setup
+	$(PY) -m pytest -q
+
+demo: setup
+	$(VENV)/bin/vrfam-rt info
+	@echo "The edit demo (vrfam-rt edit --attr Smiling on the bundled default model) is not here yet."
+
+clean:
+	rm -rf $(VENV) *.egg-info .pytest_cache

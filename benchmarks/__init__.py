@@ -1,0 +1,1 @@
+"""vrfam_rt.benchmarks: latency/throughput harness, profiling, reports."""

@@ -1,0 +1,1 @@
+"""vrfam_rt.calibration: INT8 calibration data and explicit Q/DQ quantization."""

@@ -1,0 +1,1 @@
+"""vrfam_rt.engines: building TensorRT plans from ONNX (profiles, caches, manifests)."""

@@ -1,0 +1,1 @@
+"""vrfam_rt.training: datasets, losses and trainers that produce checkpoints and bundles."""

@@ -1,0 +1,51 @@
+"""What this machine offers: library versions, usable backends, devices."""
+from __future__ import annotations
+
+import importlib
+import importlib.metadata
+import platform
+
+from vrfam_rt import __version__
+
+LIBRARIES = ("torch", "numpy", "safetensors", "onnx", "onnxruntime", "tensorrt", "polygraphy")
+
+
+def _version(dist: str) -> str | None:
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def tensorrt_status() -> tuple[bool, str]:
+    """(usable, reason): TensorRT imports and a CUDA device exists."""
+    try:
+        import tensorrt  # noqa: F401  (the pip stubs fail here without the real libraries)
+    except Exception as exc:  # ImportError, or OSError from a stub's missing .so
+        return False, f"tensorrt is not importable ({type(exc).__name__}); pip install 'vrfam-rt[trt]' on a machine with an NVIDIA GPU"
+    import torch
+    if not torch.cuda.is_available():
+        return False, "no CUDA device"
+    return True, f"TensorRT {tensorrt.__version__}"
+
+
+def describe() -> dict[str, dict[str, str]]:
+    import torch
+
+    versions = {"vrfam-rt": __version__, "python": platform.python_version()}
+    versions |= {lib: _version(lib) or "not installed" for lib in LIBRARIES}
+    devices = {"cpu": f"{platform.processor() or platform.machine()}, "
+                      f"{torch.get_num_threads()} torch threads"}
+    for i in range(torch.cuda.device_count()):
+        props = torch.cuda.get_device_properties(i)
+        devices[f"cuda:{i}"] = (f"{props.name}, sm_{props.major}{props.minor}, "
+                                f"{props.total_memory / 2**30:.1f} GiB")
+    backends = {"eager": "cpu" + (", cuda" if torch.cuda.is_available() else "")}
+    try:
+        ort = importlib.import_module("onnxruntime")
+        backends["ort"] = ", ".join(ort.get_available_providers())
+    except ImportError:
+        backends["ort"] = "unavailable: pip install onnxruntime"
+    usable, reason = tensorrt_status()
+    backends["trt"] = reason if usable else f"unavailable: {reason}"
+    return {"versions": versions, "backends": backends, "devices": devices}

@@ -1,0 +1,13 @@
+"""The one exception type users see; the CLI turns it into one line and an exit code."""
+
+
+class VrfamError(Exception):
+    """A failure the user can act on. The message names the input and what to do."""
+
+    exit_code = 1
+
+
+class MissingDependency(VrfamError):
+    """An optional package or device is not available here."""
+
+    exit_code = 2

@@ -1,0 +1,282 @@
+"""StyleGAN2 generator whose parameter names are the keys of the public checkpoints.
+
+Pure PyTorch: the reference's custom CUDA ops (fused bias+leaky-ReLU, upfirdn2d) are
+written as the plain operations they compute, and the FIR filters of blur and
+upsampling are depthwise (transposed) convolutions over the checkpoint's kernel
+buffers, so whatever kernel a file carries is the kernel that runs.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from vrfam_rt.config import GeneratorConfig
+
+LRELU_SLOPE = 0.2
+LRELU_GAIN = math.sqrt(2.0)
+DEMOD_EPS = 1e-8
+
+
+def fused_leaky_relu(x: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """leaky_relu(x + bias, 0.2) * sqrt(2); bias [C] is added along dim 1 of x [B,C,...]."""
+    shape = (1, -1) + (1,) * (x.ndim - 2)
+    return F.leaky_relu(x + bias.view(shape), LRELU_SLOPE) * LRELU_GAIN
+
+
+def fir_kernel(taps: tuple[int, ...], gain: float) -> torch.Tensor:
+    """Separable 2-D FIR kernel [k,k] from 1-D taps, normalised to sum `gain`."""
+    k = torch.tensor(taps, dtype=torch.float32)
+    k2 = k[:, None] * k[None, :]
+    return k2 / k2.sum() * gain
+
+
+class PixelNorm(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # [B,D] -> [B,D]
+        return x * torch.rsqrt(x.pow(2).mean(dim=1, keepdim=True) + 1e-8)
+
+
+class EqualLinear(nn.Module):
+    """Linear layer with equalized learning rate: y = x @ (W*lr_mul/sqrt(in))^T + b*lr_mul."""
+
+    def __init__(self, in_dim: int, out_dim: int, bias_init: float = 0.0, lr_mul: float = 1.0,
+                 activation: bool = False):
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(out_dim, in_dim).div_(lr_mul))  # [out,in]
+        self.bias = nn.Parameter(torch.full((out_dim,), float(bias_init)))      # [out]
+        self.scale = lr_mul / math.sqrt(in_dim)
+        self.lr_mul = lr_mul
+        self.activation = activation
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # [B,in] -> [B,out]
+        if self.activation:
+            return fused_leaky_relu(F.linear(x, self.weight * self.scale), self.bias * self.lr_mul)
+        return F.linear(x, self.weight * self.scale, self.bias * self.lr_mul)
+
+
+class Blur(nn.Module):
+    """upfirdn2d(x, kernel, pad) with up = down = 1, as one depthwise convolution."""
+
+    def __init__(self, taps: tuple[int, ...], pad: tuple[int, int], gain: float = 1.0):
+        super().__init__()
+        self.register_buffer("kernel", fir_kernel(taps, gain))  # [k,k]
+        self.pad = pad
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # [B,C,H,W] -> [B,C,H+p0+p1-k+1,...]
+        channels = x.shape[1]
+        # upfirdn2d convolves (flipped kernel); conv2d correlates.
+        weight = self.kernel.flip([0, 1])[None, None].expand(channels, 1, -1, -1)
+        p0, p1 = self.pad
+        if p0 == p1:
+            return F.conv2d(x, weight, padding=p0, groups=channels)
+        return F.conv2d(F.pad(x, [p0, p1, p0, p1]), weight, groups=channels)
+
+
+class Upsample(nn.Module):
+    """upfirdn2d(x, kernel, up=2, pad) as one depthwise transposed convolution.
+
+    Zero insertion + padding (p0, p0-1) + convolution with a k-tap kernel equals
+    conv_transpose2d(stride 2, padding k-1-p0) with the unflipped kernel.
+    """
+
+    def __init__(self, taps: tuple[int, ...]):
+        super().__init__()
+        if len(taps) % 2:
+            raise ValueError("upsampling needs an even number of FIR taps")
+        self.register_buffer("kernel", fir_kernel(taps, 4.0))  # [k,k], gain factor^2
+        pad0 = (len(taps) - 2 + 1) // 2 + 1
+        self.padding = len(taps) - 1 - pad0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # [B,C,H,W] -> [B,C,2H,2W]
+        channels = x.shape[1]
+        weight = self.kernel[None, None].expand(channels, 1, -1, -1)
+        return F.conv_transpose2d(x, weight, stride=2, padding=self.padding, groups=channels)
+
+
+class ModulatedConv2d(nn.Module):
+    """Style-modulated convolution, in the grouped (fused) or the non-fused form.
+
+    Both compute conv(x, W') with W'[b,o,i] = scale * W[o,i] * s[b,i], demodulated by
+    rsqrt(sum_{i,kh,kw} W'^2 + 1e-8). The fused form builds W' per sample and runs a
+    grouped conv (groups = B), as the reference does; the non-fused form scales the
+    input by s and the output by the demodulation coefficients, so the weights stay
+    constants (what ONNX and TensorRT want).
+    """
+
+    def __init__(self, in_ch: int, out_ch: int, kernel_size: int, style_dim: int,
+                 demodulate: bool = True, upsample: bool = False,
+                 blur_kernel: tuple[int, ...] = (1, 3, 3, 1)):
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(1, out_ch, in_ch, kernel_size, kernel_size))
+        self.modulation = EqualLinear(style_dim, in_ch, bias_init=1.0)
+        self.scale = 1.0 / math.sqrt(in_ch * kernel_size**2)
+        self.padding = kernel_size // 2
+        self.demodulate = demodulate
+        self.upsample = upsample
+        self.fused = False
+        if upsample:
+            p = len(blur_kernel) - 2 - (kernel_size - 1)
+            self.blur = Blur(blur_kernel, pad=((p + 1) // 2 + 1, p // 2 + 1), gain=4.0)
+
+    def forward(self, x: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
+        # x [B,I,H,W], style [B,D] -> [B,O,H',W'] (H' = 2H when upsampling)
+        s = self.modulation(style)                                   # [B,I]
+        out = self._fused(x, s) if self.fused else self._nonfused(x, s)
+        return self.blur(out) if self.upsample else out
+
+    def _fused(self, x: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+        batch, in_ch, height, width = x.shape
+        _, out_ch, _, k, _ = self.weight.shape
+        w = self.scale * self.weight * s.view(batch, 1, in_ch, 1, 1)  # [B,O,I,k,k]
+        if self.demodulate:
+            w = w * torch.rsqrt(w.pow(2).sum([2, 3, 4]) + DEMOD_EPS).view(batch, out_ch, 1, 1, 1)
+        x = x.reshape(1, batch * in_ch, height, width)
+        if self.upsample:
+            w = w.transpose(1, 2).reshape(batch * in_ch, out_ch, k, k)
+            out = F.conv_transpose2d(x, w, stride=2, padding=0, groups=batch)
+        else:
+            w = w.reshape(batch * out_ch, in_ch, k, k)
+            out = F.conv2d(x, w, padding=self.padding, groups=batch)
+        return out.view(batch, out_ch, out.shape[-2], out.shape[-1])
+
+    def _nonfused(self, x: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+        w = self.scale * self.weight[0]                              # [O,I,k,k]
+        x = x * s[:, :, None, None]
+        if self.upsample:
+            out = F.conv_transpose2d(x, w.transpose(0, 1), stride=2, padding=0)
+        else:
+            out = F.conv2d(x, w, padding=self.padding)
+        if self.demodulate:
+            # sum_{i,kh,kw} (w*s)^2 = s^2 @ sum_{kh,kw} w^2, one [B,I]x[I,O] matmul
+            d = torch.rsqrt(s.square() @ w.square().sum([2, 3]).t() + DEMOD_EPS)  # [B,O]
+            out = out * d[:, :, None, None]
+        return out
+
+
+class NoiseInjection(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.weight = nn.Parameter(torch.zeros(1))
+
+    def forward(self, x: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        return x + self.weight * noise  # noise [1,1,H,W] broadcasts over batch and channels
+
+
+class FusedLeakyReLU(nn.Module):
+    def __init__(self, channels: int):
+        super().__init__()
+        self.bias = nn.Parameter(torch.zeros(channels))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return fused_leaky_relu(x, self.bias)
+
+
+class StyledConv(nn.Module):
+    """modulated conv -> constant noise -> bias + leaky ReLU."""
+
+    def __init__(self, in_ch: int, out_ch: int, style_dim: int, upsample: bool,
+                 blur_kernel: tuple[int, ...]):
+        super().__init__()
+        self.conv = ModulatedConv2d(in_ch, out_ch, 3, style_dim, upsample=upsample,
+                                    blur_kernel=blur_kernel)
+        self.noise = NoiseInjection()
+        self.activate = FusedLeakyReLU(out_ch)
+
+    def forward(self, x, style, noise):
+        return self.activate(self.noise(self.conv(x, style), noise))
+
+
+class ToRGB(nn.Module):
+    """1x1 modulated conv to RGB (no demodulation) + bias, plus the upsampled skip."""
+
+    def __init__(self, in_ch: int, style_dim: int, upsample: bool, blur_kernel: tuple[int, ...]):
+        super().__init__()
+        if upsample:
+            self.upsample = Upsample(blur_kernel)
+        self.conv = ModulatedConv2d(in_ch, 3, 1, style_dim, demodulate=False)
+        self.bias = nn.Parameter(torch.zeros(1, 3, 1, 1))
+
+    def forward(self, x, style, skip=None):  # x [B,C,H,W], skip [B,3,H/2,W/2] -> [B,3,H,W]
+        out = self.conv(x, style) + self.bias
+        if skip is not None:
+            out = out + self.upsample(skip)
+        return out
+
+
+class ConstantInput(nn.Module):
+    def __init__(self, channels: int, size: int = 4):
+        super().__init__()
+        self.input = nn.Parameter(torch.randn(1, channels, size, size))
+
+    def forward(self, batch: int) -> torch.Tensor:
+        return self.input.expand(batch, -1, -1, -1)
+
+
+class Generator(nn.Module):
+    """Mapping network + synthesis network; `forward` renders W+ with constant noise."""
+
+    def __init__(self, config: GeneratorConfig):
+        super().__init__()
+        self.config = config
+        dim, taps = config.style_dim, config.blur_kernel
+        self.style = nn.Sequential(PixelNorm(), *[
+            EqualLinear(dim, dim, lr_mul=config.lr_mlp, activation=True)
+            for _ in range(config.n_mlp)])
+        ch4 = config.channel(4)
+        self.input = ConstantInput(ch4)
+        self.conv1 = StyledConv(ch4, ch4, dim, upsample=False, blur_kernel=taps)
+        self.to_rgb1 = ToRGB(ch4, dim, upsample=False, blur_kernel=taps)
+        self.convs = nn.ModuleList()
+        self.to_rgbs = nn.ModuleList()
+        self.noises = nn.Module()
+        in_ch = ch4
+        for log_res in range(3, config.log_size + 1):
+            out_ch = config.channel(2**log_res)
+            self.convs.append(StyledConv(in_ch, out_ch, dim, upsample=True, blur_kernel=taps))
+            self.convs.append(StyledConv(out_ch, out_ch, dim, upsample=False, blur_kernel=taps))
+            self.to_rgbs.append(ToRGB(out_ch, dim, upsample=True, blur_kernel=taps))
+            in_ch = out_ch
+        for i in range(self.num_layers):
+            res = 2 ** ((i + 5) // 2)
+            self.noises.register_buffer(f"noise_{i}", torch.randn(1, 1, res, res))
+
+    @property
+    def num_layers(self) -> int:
+        """Number of styled convolutions (each takes one noise buffer)."""
+        return 2 * self.config.log_size - 3
+
+    @property
+    def n_latent(self) -> int:
+        return self.config.n_latent
+
+    def set_fused(self, fused: bool) -> "Generator":
+        """Choose the grouped (reference) or the non-fused modulated convolution."""
+        for module in self.modules():
+            if isinstance(module, ModulatedConv2d):
+                module.fused = fused
+        return self
+
+    def mapping(self, z: torch.Tensor) -> torch.Tensor:  # z [B,D] -> w [B,D]
+        return self.style(z)
+
+    @torch.no_grad()
+    def mean_latent(self, n: int = 4096, seed: int = 0) -> torch.Tensor:
+        """Mean of mapping(z) over n seeded standard-normal z: [1,D]."""
+        gen = torch.Generator().manual_seed(seed)
+        z = torch.randn(n, self.config.style_dim, generator=gen)
+        return self.mapping(z.to(self.input.input.device)).mean(0, keepdim=True)
+
+    def forward(self, wplus: torch.Tensor) -> torch.Tensor:
+        """W+ [B,L,D] -> image [B,3,size,size], about [-1,1]."""
+        batch, n_latent, dim = wplus.shape
+        assert (n_latent, dim) == (self.n_latent, self.config.style_dim), wplus.shape
+        noise = [getattr(self.noises, f"noise_{i}") for i in range(self.num_layers)]
+        out = self.conv1(self.input(batch), wplus[:, 0], noise[0])
+        skip = self.to_rgb1(out, wplus[:, 1])
+        for k, to_rgb in enumerate(self.to_rgbs):
+            out = self.convs[2 * k](out, wplus[:, 2 * k + 1], noise[2 * k + 1])
+            out = self.convs[2 * k + 1](out, wplus[:, 2 * k + 2], noise[2 * k + 2])
+            skip = to_rgb(out, wplus[:, 2 * k + 3], skip)
+        return skip
