@@ -38,11 +38,10 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
             obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        if "weights only" in str(exc).lower() or "weights_only" in str(exc).lower():
-            found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(exc))
-            what = f" ({found.group(1)})" if found else ""
+        found = re.search(r"(?:GLOBAL|[Uu]nsupported class) ([\w.]+)", str(exc))
+        if found:
             raise VrfamError(f"{path}: refused, it holds pickled objects that would run code when "
-                             f"loaded{what}; vrfam-rt reads only plain weight files") from None
+                             f"loaded ({found.group(1)}); vrfam-rt reads only plain weight files") from None
         raise VrfamError(f"{path} is not a PyTorch checkpoint ({reason})") from None
     except Exception as exc:  # zip, EOF and magic-number errors all mean the same to a user
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
@@ -83,18 +82,11 @@ def generator_config(state: State, path: Path) -> GeneratorConfig:
     channels = [_require(state, "conv1.conv.weight", path, what).shape[1]]
     for k in range(n_rgb):
         channels.append(_require(state, f"convs.{2 * k}.conv.weight", path, what).shape[1])
-    blur = _require(state, "to_rgbs.0.upsample.kernel", path, what) if n_rgb else None
-    taps = (1, 3, 3, 1) if blur is None else _taps(blur)
+    # The FIR kernels are buffers in the file and are loaded as they are; the config keeps
+    # the reference taps, whose 4x4 size the strict shape check then confirms.
     return GeneratorConfig(size=2 ** (n_rgb + 2), style_dim=dim,
                            n_mlp=_count(state, r"style\.(\d+)\.weight"),
-                           channels=tuple(channels), blur_kernel=taps)
-
-
-def _taps(kernel: torch.Tensor) -> tuple[int, ...]:
-    """1-D integer taps whose normalised outer product is `kernel` (as far as ints tell)."""
-    row = kernel.sum(dim=1)
-    row = row / row.min()
-    return tuple(int(round(v)) for v in row.tolist())
+                           channels=tuple(channels))
 
 
 def stylegan2_state(ckpt: dict[str, Any], path: Path) -> State:
