@@ -7,7 +7,7 @@ from safetensors.torch import load_file, save_file
 
 from vrfam_rt import Bundle
 from vrfam_rt import bundle as bundle_mod
-from vrfam_rt.bundle import sha256_file
+from vrfam_rt.fileio import sha256_file
 from vrfam_rt.errors import VrfamError
 
 

@@ -7,11 +7,8 @@ parameter count, and the provenance of each component. Loading checks all of it.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +18,7 @@ from torch import nn
 from vrfam_rt import __version__, models
 from vrfam_rt.config import ModelConfig, as_config
 from vrfam_rt.errors import VrfamError
+from vrfam_rt.fileio import sha256_bytes, sha256_file, staged_dir
 
 FORMAT = "vrfam-rt-bundle"
 FORMAT_VERSION = 1
@@ -33,18 +31,6 @@ HOW_TO_GET = {
     "transformer": "import one with `vrfam-rt import --transformer ATTR=FILE`",
     "discriminator": "train an encoder with `vrfam-rt train encoder`",
 }
-
-
-def sha256_bytes(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 22), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def check_state(expected: dict[str, torch.Tensor], got: dict[str, torch.Tensor], source: str,
@@ -108,17 +94,18 @@ class Bundle:
         self.path: Path | None = None
 
     # ---- components -------------------------------------------------------------------
-    def _get(self, name: str) -> nn.Module:
+    def component(self, name: str) -> nn.Module:
+        """The named network; a missing one raises VrfamError saying how to get it."""
         if name not in self.modules:
             where = f"bundle {self.path}" if self.path else "this bundle"
             raise VrfamError(f"{where} has no {name}; {HOW_TO_GET[name]}")
         return self.modules[name]
 
-    generator = property(lambda self: self._get("generator"))
-    encoder = property(lambda self: self._get("encoder"))
-    classifier = property(lambda self: self._get("classifier"))
-    transformer = property(lambda self: self._get("transformer"))
-    discriminator = property(lambda self: self._get("discriminator"))
+    generator = property(lambda self: self.component("generator"))
+    encoder = property(lambda self: self.component("encoder"))
+    classifier = property(lambda self: self.component("classifier"))
+    transformer = property(lambda self: self.component("transformer"))
+    discriminator = property(lambda self: self.component("discriminator"))
     identity = property(lambda self: self.modules.get("identity"))
 
     @property
@@ -172,10 +159,7 @@ class Bundle:
         path = Path(path)
         if path.exists() and not overwrite:
             raise VrfamError(f"{path} already exists; choose another --out or pass --force")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-        tmp.chmod(0o755)  # mkdtemp's 0700 would follow the bundle into place
-        try:
+        with staged_dir(path) as tmp:
             files, hashes = {}, {}
             for name, module in self.modules.items():
                 data = _serialise(module)
@@ -196,11 +180,7 @@ class Bundle:
                 "provenance": self.provenance,
             }
             (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
-            self._hashes = hashes
-            _replace_dir(tmp, path)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
+        self._hashes = hashes
         self.path = path
         return path
 
@@ -254,14 +234,3 @@ def read_manifest(path: Path) -> dict[str, Any]:
         raise VrfamError(f"{file} has format version {manifest.get('format_version')}; this "
                          f"vrfam-rt reads version {FORMAT_VERSION}")
     return manifest
-
-
-def _replace_dir(src: Path, dst: Path) -> None:
-    """Move the finished directory `src` to `dst`, replacing an old `dst` only at the end."""
-    if not dst.exists():
-        os.replace(src, dst)
-        return
-    old = Path(tempfile.mkdtemp(prefix=f".{dst.name}.old.", dir=dst.parent))
-    os.replace(dst, old / dst.name)
-    os.replace(src, dst)
-    shutil.rmtree(old, ignore_errors=True)

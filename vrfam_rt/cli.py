@@ -92,3 +92,112 @@ def import_(stylegan2, e4e, psp, classifier, transformers, arcface, out, force):
     click.echo(f"wrote {out}: generator {g.size}px ({g.n_latent}x{g.style_dim} W+), "
                f"components {', '.join(bundle.modules)}"
                + (f", attributes {', '.join(bundle.attributes)}" if bundle.attributes else ""))
+
+
+def _csv(choices):
+    def parse(ctx, param, value):
+        items = [v.strip() for v in value.split(",") if v.strip()]
+        bad = [v for v in items if v not in choices]
+        if bad or not items:
+            raise click.BadParameter(f"{bad[0] if bad else value!r} is not one of "
+                                     f"{', '.join(choices)}")
+        return tuple(dict.fromkeys(items))
+    return parse
+
+
+def _bundle_from(bundle_path, config, seed):
+    from vrfam_rt.bundle import Bundle
+
+    if bool(bundle_path) == bool(config):
+        raise click.UsageError("give exactly one of --bundle B or --config C")
+    return Bundle.load(bundle_path) if bundle_path else Bundle.random(config, seed=seed)
+
+
+def _table(rows: list[dict], columns: list[tuple[str, str, str]]) -> str:
+    """Plain-text table; columns are (header, key, format)."""
+    cells = [[h for h, _, _ in columns]]
+    for row in rows:
+        cells.append([("" if row.get(k) is None else format(row[k], f)) for _, k, f in columns])
+    widths = [max(len(r[i]) for r in cells) for i in range(len(columns))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+@main.command()
+@click.option("--bundle", "bundle_path", type=FILE, help="Bundle directory to export.")
+@click.option("--config", type=click.Choice(["tiny", "ffhq-1024"]),
+              help="Export a seeded random bundle of this config instead.")
+@click.option("--seed", default=0, show_default=True, help="Seed for --config.")
+@click.option("--out", required=True, type=FILE, help="Folder for fp32/, fp16/ ...")
+@click.option("--precision", "precisions", default="fp32,fp16", show_default=True,
+              callback=_csv(("fp32", "fp16")), help="Comma-separated precisions.")
+@click.option("--components", default="encoder,transformer,generator", show_default=True,
+              callback=_csv(("encoder", "transformer", "generator")))
+@click.option("--max-batch", default=16, show_default=True, type=click.IntRange(1, 1024),
+              help="Largest batch the graphs accept (the batch axis is dynamic).")
+@click.option("--opset", default=18, show_default=True, type=click.IntRange(9, 20))
+@click.option("--verify", is_flag=True,
+              help="Compare every graph with eager PyTorch through ONNX Runtime (batch 1 and 3) "
+              "and emulate FP16 on the CPU; print both tables.")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write manifests and verification results as JSON.")
+@click.option("--force", is_flag=True, help="Replace existing precision folders in --out.")
+def export(bundle_path, config, seed, out, precisions, components, max_batch, opset, verify,
+           json_path, force):
+    """Bundle -> ONNX files (encoder, fused transformer, generator) per precision.
+
+    Example: vrfam-rt export --config tiny --out onnx/tiny --verify
+    """
+    from vrfam_rt.export.lowering import check_export, export_bundle
+
+    bundle = _bundle_from(bundle_path, config, seed)
+    check_export(bundle, Path(out), precisions, components, max_batch, force)
+    steps = len(precisions) * len(components)
+    with click.progressbar(length=steps, label="exporting", file=sys.stderr,
+                           item_show_func=lambda s: s) as bar:
+        started = []
+
+        def progress(step):  # called as each file starts; the bar counts finished files
+            bar.update(1 if started else 0, step)
+            started.append(step)
+
+        manifests = export_bundle(bundle, out, precisions, components, opset=opset,
+                                  max_batch=max_batch, overwrite=force, progress=progress)
+        bar.update(1)
+    rows = [{"precision": p, "component": c, "MB": e["bytes"] / 1e6,
+             "seconds": e["export_seconds"], "fp32_nodes": len(e["fp32_nodes"])}
+            for p, m in manifests.items() for c, e in m["files"].items()]
+    click.echo(_table(rows, [("precision", "precision", ""), ("file", "component", ""),
+                             ("MB", "MB", ".1f"), ("export s", "seconds", ".1f"),
+                             ("fp32 nodes", "fp32_nodes", "d")]))
+    click.echo(f"wrote {', '.join(str(Path(out) / p) for p in manifests)}")
+    results = {"manifests": manifests}
+    if verify:
+        results |= _verify(bundle, out, manifests, components)
+    if json_path:
+        json_path.write_text(json.dumps(results, indent=2) + "\n")
+    if verify and not all(r.get("ok", True) for r in results["parity"]):
+        raise VrfamError("parity check failed: an FP32 graph differs from eager PyTorch "
+                         "beyond its limit (see the table)")
+
+
+def _verify(bundle, out, manifests, components) -> dict:
+    from vrfam_rt.export.fp16 import fp16_report
+    from vrfam_rt.export.parity import parity
+
+    rows = [r for p in manifests for r in parity(bundle, Path(out) / p)]
+    for r in rows:
+        r["verdict"] = {True: "ok", False: "FAIL"}.get(r.get("ok"), "")
+    click.echo("\nparity: ONNX Runtime vs eager PyTorch")
+    click.echo(_table(rows, [("precision", "precision", ""), ("file", "component", ""),
+                             ("batch", "batch", "d"), ("max abs", "max_abs", ".2e"),
+                             ("max rel", "max_rel", ".2e"), ("limit", "limit", ""),
+                             ("", "verdict", "")]))
+    emulated = fp16_report(bundle, components)
+    fp16_rows = [{"component": c} | r for c, r in emulated.items()]
+    click.echo("\nFP16 by emulation (float16 weights and activations) vs FP32, batch 2")
+    click.echo(_table(fp16_rows, [("file", "component", ""), ("finite", "finite", ""),
+                                  ("max abs", "max_abs", ".2e"), ("max rel", "max_rel", ".2e"),
+                                  ("rel L2", "rel_l2", ".2e"), ("PSNR dB", "psnr_db", ".1f")]))
+    return {"parity": rows, "fp16_emulation": emulated}

@@ -91,7 +91,7 @@ class Upsample(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # [B,C,H,W] -> [B,C,2H,2W]
         channels = x.shape[1]
-        weight = self.kernel[None, None].expand(channels, 1, -1, -1)
+        weight = self.kernel.to(x.dtype)[None, None].expand(channels, 1, -1, -1)
         return F.conv_transpose2d(x, weight, stride=2, padding=self.padding, groups=channels)
 
 
@@ -100,9 +100,11 @@ class ModulatedConv2d(nn.Module):
 
     Both compute conv(x, W') with W'[b,o,i] = scale * W[o,i] * s[b,i], demodulated by
     rsqrt(sum_{i,kh,kw} W'^2 + 1e-8). The fused form builds W' per sample and runs a
-    grouped conv (groups = B), as the reference does; the non-fused form scales the
+    grouped conv (groups = B), as the reference does. The non-fused form scales the
     input by s and the output by the demodulation coefficients, so the weights stay
-    constants (what ONNX and TensorRT want).
+    constants (what ONNX and TensorRT want). When demodulating, it also divides W by
+    max|W| and s by max_i|s| first: demodulation cancels both scales, and every
+    intermediate then stays far inside the FP16 range.
     """
 
     def __init__(self, in_ch: int, out_ch: int, kernel_size: int, style_dim: int,
@@ -143,6 +145,9 @@ class ModulatedConv2d(nn.Module):
 
     def _nonfused(self, x: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
         w = self.scale * self.weight[0]                              # [O,I,k,k]
+        if self.demodulate:
+            w = w / w.abs().max()
+            s = s / s.abs().amax(dim=1, keepdim=True)
         x = x * s[:, :, None, None]
         if self.upsample:
             out = F.conv_transpose2d(x, w.transpose(0, 1), stride=2, padding=0)
@@ -168,9 +173,11 @@ class FusedLeakyReLU(nn.Module):
     def __init__(self, channels: int):
         super().__init__()
         self.bias = nn.Parameter(torch.zeros(channels))
+        self.clamp: float | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return fused_leaky_relu(x, self.bias)
+        out = fused_leaky_relu(x, self.bias)
+        return out if self.clamp is None else out.clamp(-self.clamp, self.clamp)
 
 
 class StyledConv(nn.Module):
@@ -189,7 +196,11 @@ class StyledConv(nn.Module):
 
 
 class ToRGB(nn.Module):
-    """1x1 modulated conv to RGB (no demodulation) + bias, plus the upsampled skip."""
+    """1x1 modulated conv to RGB (no demodulation) + bias, plus the upsampled skip.
+
+    The RGB result and the skip sum are float32 whatever the layer's dtype, so a
+    half-precision generator still accumulates its image in full precision.
+    """
 
     def __init__(self, in_ch: int, style_dim: int, upsample: bool, blur_kernel: tuple[int, ...]):
         super().__init__()
@@ -197,9 +208,13 @@ class ToRGB(nn.Module):
             self.upsample = Upsample(blur_kernel)
         self.conv = ModulatedConv2d(in_ch, 3, 1, style_dim, demodulate=False)
         self.bias = nn.Parameter(torch.zeros(1, 3, 1, 1))
+        self.clamp: float | None = None
 
     def forward(self, x, style, skip=None):  # x [B,C,H,W], skip [B,3,H/2,W/2] -> [B,3,H,W]
         out = self.conv(x, style) + self.bias
+        if self.clamp is not None:
+            out = out.clamp(-self.clamp, self.clamp)
+        out = out.float()
         if skip is not None:
             out = out + self.upsample(skip)
         return out
@@ -256,6 +271,13 @@ class Generator(nn.Module):
         for module in self.modules():
             if isinstance(module, ModulatedConv2d):
                 module.fused = fused
+        return self
+
+    def set_conv_clamp(self, clamp: float | None) -> "Generator":
+        """Clamp every activation and ToRGB output to [-clamp, clamp] (256 for FP16), or not."""
+        for module in self.modules():
+            if isinstance(module, (FusedLeakyReLU, ToRGB)):
+                module.clamp = clamp
         return self
 
     def mapping(self, z: torch.Tensor) -> torch.Tensor:  # z [B,D] -> w [B,D]

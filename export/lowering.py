@@ -1,0 +1,269 @@
+"""Lowering a bundle to the ONNX files of the contract (shared/ARCHITECTURE.md).
+
+| file               | inputs                              | outputs                    |
+| encoder.onnx       | image [B,3,S,S]                     | wplus [B,L,D]              |
+| transformer.onnx   | wplus [B,L,D], alphas [B,K]         | wplus_edited [B,L,D]       |
+| generator.onnx     | wplus [B,L,D]                       | image [B,3,R,R]            |
+
+Graph I/O is float32 in every precision; the precision lives inside the graph (an
+FP16 graph casts its inputs once and computes in float16). B is dynamic in
+[1, max_batch]. The generator is exported in its non-fused, constant-noise form.
+"""
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+import logging
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import nn
+
+from vrfam_rt import __version__
+from vrfam_rt.bundle import Bundle
+from vrfam_rt.errors import MissingDependency, VrfamError
+from vrfam_rt.fileio import sha256_file, staged_dir
+
+COMPONENTS = ("encoder", "transformer", "generator")
+PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16}
+DEFAULT_OPSET = 18
+FP16_CONV_CLAMP = 256.0        # activation clamp of the FP16 generator (StyleGAN2-ADA)
+EXTERNAL_DATA_BYTES = 1 << 30  # weights past this go to a .data file (protobuf limit 2 GiB)
+MANIFEST = "manifest.json"
+
+
+@dataclass(frozen=True)
+class Stage:
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+
+
+STAGES = {
+    "encoder": Stage(("image",), ("wplus",)),
+    "transformer": Stage(("wplus", "alphas"), ("wplus_edited",)),
+    "generator": Stage(("wplus",), ("image",)),
+}
+
+
+class StageGraph(nn.Module):
+    """A bundle network with the contract's float32 I/O around a compute dtype."""
+
+    def __init__(self, module: nn.Module, dtype: torch.dtype):
+        super().__init__()
+        self.module = module.to(dtype)
+        self.dtype = dtype
+
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        return self.module(*(x.to(self.dtype) for x in inputs)).float()
+
+
+def example_inputs(bundle: Bundle, component: str, batch: int = 2) -> tuple[torch.Tensor, ...]:
+    """Seeded inputs of the contract's shapes: images in [-1,1], W+ near the mean latent."""
+    g = torch.Generator().manual_seed(batch)
+    config = bundle.config
+    n_latent, dim = config.generator.n_latent, config.generator.style_dim
+    if component == "encoder":
+        size = config.encoder.input_size
+        return (torch.rand(batch, 3, size, size, generator=g) * 2 - 1,)
+    wplus = torch.randn(batch, n_latent, dim, generator=g)
+    if component == "transformer":
+        alphas = (torch.rand(batch, len(bundle.attributes), generator=g) * 3 - 1.5)
+        return wplus, alphas
+    return (wplus,)
+
+
+def policy_module(bundle: Bundle, component: str, precision: str) -> nn.Module:
+    """A float32 copy of a bundle network in the form its `precision` graph takes.
+
+    The generator is non-fused (constant weights) and, for FP16, clamps activations.
+    """
+    module = copy.deepcopy(bundle.modules[component]).float().eval()
+    if component == "generator":
+        module.set_fused(False)
+        module.set_conv_clamp(FP16_CONV_CLAMP if precision == "fp16" else None)
+    return module
+
+
+def stage_module(bundle: Bundle, component: str, precision: str) -> StageGraph:
+    """The graph to export: the policy module computing in the precision's dtype."""
+    return StageGraph(policy_module(bundle, component, precision), PRECISIONS[precision]).eval()
+
+
+def export_component(bundle: Bundle, component: str, precision: str, path: Path,
+                     opset: int = DEFAULT_OPSET, max_batch: int = 16) -> dict:
+    """Write one ONNX file; returns its manifest entry (I/O, size, hash, FP32 nodes)."""
+    import onnx
+    import onnxscript.optimizer
+
+    start = time.perf_counter()
+    stage = STAGES[component]
+    graph = stage_module(bundle, component, precision)
+    inputs = example_inputs(bundle, component)
+    batch = torch.export.Dim("batch", min=1, max=max_batch)
+    with warnings.catch_warnings(), torch.no_grad(), _quiet("torch.onnx"):
+        warnings.simplefilter("ignore")
+        program = torch.onnx.export(
+            graph, inputs, input_names=list(stage.inputs), output_names=list(stage.outputs),
+            dynamic_shapes=(tuple({0: batch} for _ in inputs),), opset_version=opset,
+            dynamo=True, optimize=True, verbose=False)
+    # The exporter folds only small constants; fold the scaled and normalised weights
+    # too, so that every convolution reads an initializer (what TensorRT's parser wants).
+    onnxscript.optimizer.optimize(program.model, input_size_limit=1 << 31,
+                                  output_size_limit=1 << 31)
+    weight_bytes = sum(p.numel() * p.element_size() for p in graph.state_dict().values())
+    external = weight_bytes > EXTERNAL_DATA_BYTES
+    program.save(str(path), external_data=external)
+    model = onnx.load(str(path), load_external_data=False)
+    files = [path.name] + ([f"{path.name}.data"] if external else [])
+    return {
+        "file": path.name,
+        "external_data": files[1:],
+        "sha256": {f: sha256_file(path.parent / f) for f in files},
+        "bytes": sum((path.parent / f).stat().st_size for f in files),
+        "inputs": [_io(v) for v in model.graph.input],
+        "outputs": [_io(v) for v in model.graph.output],
+        "fp32_nodes": fp32_nodes(model) if precision == "fp16" else [],
+        "export_seconds": round(time.perf_counter() - start, 1),
+    }
+
+
+@contextlib.contextmanager
+def _quiet(logger_name: str):
+    """Silence a library's INFO/WARNING chatter (e.g. optional torchvision ops) for a while."""
+    logger = logging.getLogger(logger_name)
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def _io(value) -> dict:
+    import onnx
+
+    t = value.type.tensor_type
+    shape = [d.dim_param or d.dim_value for d in t.shape.dim]
+    return {"name": value.name, "shape": shape,
+            "dtype": onnx.helper.tensor_dtype_to_np_dtype(t.elem_type).name}
+
+
+def fp32_nodes(model) -> list[dict]:
+    """Nodes of an FP16 graph that still compute in float32, each with its reason."""
+    import onnx
+
+    outputs = {v.name for v in model.graph.output}
+    types = {v.name: v.type.tensor_type.elem_type
+             for v in list(model.graph.value_info) + list(model.graph.output)}
+    kept = []
+    for node in model.graph.node:
+        if not any(types.get(o) == onnx.TensorProto.FLOAT for o in node.output):
+            continue
+        scope = {p.key: p.value for p in node.metadata_props}.get(
+            "pkg.torch.onnx.class_hierarchy", "")
+        if outputs.intersection(node.output):
+            reason = "graph output: the contract's I/O is float32"
+        elif "ToRGB" in scope:
+            reason = "RGB skip path: the image is accumulated in float32"
+        elif "ModulatedConv2d" in scope:
+            reason = "style max-normalisation: half reductions run in float32 ([B,C] only)"
+        else:
+            reason = "kept by the exporter"
+        kept.append({"node": node.name, "op": node.op_type, "reason": reason})
+    return kept
+
+
+def library_versions() -> dict[str, str]:
+    import importlib.metadata as md
+
+    versions = {"vrfam-rt": __version__}
+    for dist in ("torch", "onnx", "onnxscript", "onnxruntime"):
+        try:
+            versions[dist] = md.version(dist)
+        except md.PackageNotFoundError:
+            pass
+    return versions
+
+
+def require_onnx() -> None:
+    try:
+        import onnx  # noqa: F401
+        import onnxscript  # noqa: F401
+    except ImportError as exc:
+        raise MissingDependency(f"export needs {exc.name}: pip install onnx onnxscript "
+                                "onnxruntime") from None
+
+
+def check_export(bundle: Bundle, out: Path, precisions, components, max_batch: int,
+                 overwrite: bool) -> None:
+    """Refuse an export before any work: unknown names, a missing network, existing output."""
+    require_onnx()
+    out = Path(out)
+    unknown = [p for p in precisions if p not in PRECISIONS]
+    if unknown:
+        raise VrfamError(f"unknown precision {unknown[0]!r}; choose from {sorted(PRECISIONS)}")
+    unknown = [c for c in components if c not in COMPONENTS]
+    if unknown:
+        raise VrfamError(f"unknown component {unknown[0]!r}; choose from {list(COMPONENTS)}")
+    if max_batch < 1:
+        raise VrfamError(f"--max-batch must be at least 1, got {max_batch}")
+    for precision in precisions:
+        if (out / precision).exists() and not overwrite:
+            raise VrfamError(f"{out / precision} already exists; choose another --out or "
+                             "pass --force")
+    for component in components:
+        bundle.component(component)            # raises, naming how to get a missing one
+
+
+def export_bundle(bundle: Bundle, out: Path, precisions=("fp32",), components=COMPONENTS,
+                  opset: int = DEFAULT_OPSET, max_batch: int = 16, overwrite: bool = False,
+                  progress: Callable[[str], None] | None = None) -> dict[str, dict]:
+    """Write `out/<precision>/` for each precision: the ONNX files and manifest.json.
+
+    Each precision folder appears whole or not at all. Returns {precision: manifest}.
+    """
+    from vrfam_rt.export.compat import check_trt_compatible
+
+    check_export(bundle, out, precisions, components, max_batch, overwrite)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    manifests = {}
+    for precision in precisions:
+        with staged_dir(out / precision) as tmp:
+            files = {}
+            for component in components:
+                if progress:
+                    progress(f"{precision}/{component}")
+                entry = export_component(bundle, component, precision,
+                                         tmp / f"{component}.onnx", opset, max_batch)
+                check_trt_compatible(tmp / entry["file"], str(out / precision / entry["file"]))
+                files[component] = entry
+            manifest = {
+                "format": "vrfam-rt-onnx", "format_version": 1,
+                "bundle_digest": bundle.digest,
+                "bundle": str(bundle.path) if bundle.path else None,
+                "config": bundle.config.to_dict(),
+                "precision": precision, "opset": opset, "max_batch": max_batch,
+                "io_dtype": "float32",
+                "versions": library_versions(),
+                "attributes": list(bundle.attributes),
+                "files": files,
+            }
+            (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+        manifests[precision] = manifest
+    return manifests
+
+
+def read_manifest(folder: Path) -> dict:
+    path = Path(folder) / MANIFEST
+    if not path.is_file():
+        raise VrfamError(f"{folder} holds no {MANIFEST}; export one with `vrfam-rt export`")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise VrfamError(f"{path} is not valid JSON ({exc})") from None

@@ -1,0 +1,89 @@
+"""The ONNX Runtime backend: runs the files of one export precision folder.
+
+CPU provider here; the CUDA provider where onnxruntime-gpu is installed, in which
+case inputs and outputs stay on the GPU through I/O binding.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from vrfam_rt.errors import MissingDependency, VrfamError
+
+
+class OrtBackend:
+    name = "ort"
+
+    def __init__(self, folder: str | Path, device: str = "cpu", threads: int | None = None):
+        try:
+            import onnxruntime
+        except ImportError:
+            raise MissingDependency("the ort backend needs onnxruntime: pip install onnxruntime"
+                                    ) from None
+        self.ort = onnxruntime
+        self.folder = Path(folder)
+        manifest_path = self.folder / "manifest.json"
+        if not manifest_path.is_file():
+            raise VrfamError(f"{self.folder} holds no manifest.json; point at one precision "
+                             "folder of `vrfam-rt export` (e.g. DIR/fp32)")
+        self.manifest = json.loads(manifest_path.read_text())
+        self.precision = self.manifest["precision"]
+        self.attributes = tuple(self.manifest["attributes"])
+        self.device = torch.device(device)
+        if self.device.type == "cuda":
+            if "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
+                raise MissingDependency("ONNX Runtime here has no CUDA provider: pip install "
+                                        "onnxruntime-gpu")
+            self.providers = [("CUDAExecutionProvider", {"device_id": self.device.index or 0})]
+        else:
+            self.providers = ["CPUExecutionProvider"]
+        self.threads = threads
+        self._sessions: dict = {}
+
+    def session(self, stage: str):
+        if stage not in self._sessions:
+            entry = self.manifest["files"].get(stage)
+            if entry is None:
+                raise VrfamError(f"{self.folder} has no {stage}.onnx; export it with "
+                                 f"--components {stage}")
+            options = self.ort.SessionOptions()
+            if self.threads:
+                options.intra_op_num_threads = self.threads
+            options.log_severity_level = 3
+            self._sessions[stage] = self.ort.InferenceSession(
+                str(self.folder / entry["file"]), options, providers=self.providers)
+        return self._sessions[stage]
+
+    def run(self, stage: str, *inputs: torch.Tensor) -> torch.Tensor:
+        session = self.session(stage)
+        names = [i.name for i in session.get_inputs()]
+        if self.device.type == "cuda":
+            return self._run_bound(session, stage, names, inputs)
+        feeds = {n: x.detach().float().cpu().contiguous().numpy() for n, x in zip(names, inputs)}
+        return torch.from_numpy(session.run(None, feeds)[0])
+
+    def _run_bound(self, session, stage, names, inputs) -> torch.Tensor:
+        """CUDA provider: bind torch tensors in place; no host copies."""
+        index = self.device.index or 0
+        binding = session.io_binding()
+        inputs = [x.to(self.device, torch.float32).contiguous() for x in inputs]
+        for name, x in zip(names, inputs):
+            binding.bind_input(name, "cuda", index, np.float32, list(x.shape), x.data_ptr())
+        spec = self.manifest["files"][stage]["outputs"][0]
+        shape = [inputs[0].shape[0] if isinstance(d, str) else d for d in spec["shape"]]
+        out = torch.empty(shape, device=self.device, dtype=torch.float32)
+        binding.bind_output(spec["name"], "cuda", index, np.float32, shape, out.data_ptr())
+        session.run_with_iobinding(binding)
+        return out
+
+    def encoder(self, image):
+        return self.run("encoder", image)
+
+    def transformer(self, wplus, alphas):
+        return self.run("transformer", wplus, alphas)
+
+    def generator(self, wplus):
+        return self.run("generator", wplus)
