@@ -33,7 +33,7 @@ COMPONENTS = ("encoder", "transformer", "generator")
 PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16}
 DEFAULT_OPSET = 18
 FP16_CONV_CLAMP = 256.0        # activation clamp of the FP16 generator (StyleGAN2-ADA)
-EXTERNAL_DATA_BYTES = 1 << 30  # weights past this go to a .data file (protobuf limit 2 GiB)
+EXTERNAL_DATA_BYTES = 2_000_000_000  # weights past this go to a .data file (protobuf: 2 GiB)
 MANIFEST = "manifest.json"
 
 

@@ -244,3 +244,18 @@ def test_ort_backend_errors_name_the_folder(tmp_path, exported):
     out, _, _ = exported
     with pytest.raises(VrfamError, match="unknown backend 'tensorflow'"):
         open_backend("tensorflow", onnx_dir=out / "fp32")
+
+
+def test_weights_past_the_protobuf_limit_go_to_an_external_data_file(tmp_path, bundle, monkeypatch):
+    from vrfam_rt.export import lowering
+    monkeypatch.setattr(lowering, "EXTERNAL_DATA_BYTES", 0)   # as if the weights were > 2 GB
+    manifest = lowering.export_bundle(bundle, tmp_path, ("fp32",), ("transformer",))["fp32"]
+    entry = manifest["files"]["transformer"]
+    assert entry["external_data"] == ["transformer.onnx.data"]
+    assert set(entry["sha256"]) == {"transformer.onnx", "transformer.onnx.data"}
+    assert (tmp_path / "fp32" / "transformer.onnx").stat().st_size < entry["bytes"] / 5
+    w, alphas = torch.randn(2, 10, 64), torch.rand(2, 9)
+    with torch.no_grad():
+        expected = bundle.transformer(w, alphas)
+    got = open_backend("ort", onnx_dir=tmp_path / "fp32", threads=1).transformer(w, alphas)
+    assert torch.allclose(got, expected, atol=1e-5)
