@@ -19,8 +19,8 @@ def _version(dist: str) -> str | None:
 
 def tensorrt_status() -> tuple[bool, str]:
     """(usable, reason): TensorRT imports and a CUDA device exists."""
-    try:
-        import tensorrt  # noqa: F401  (the pip stubs fail here without the real libraries)
+    try:  # the pip stubs fail here without the real libraries
+        tensorrt = importlib.import_module("tensorrt")
     except Exception as exc:  # ImportError, or OSError from a stub's missing .so
         return False, f"tensorrt is not importable ({type(exc).__name__}); pip install 'vrfam-rt[trt]' on a machine with an NVIDIA GPU"
     import torch

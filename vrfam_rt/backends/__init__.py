@@ -13,6 +13,26 @@ from vrfam_rt.errors import VrfamError
 BACKENDS = ("eager", "ort")
 
 
+class Backend:
+    """The stage calls every backend offers; subclasses implement `run(stage, *inputs)`."""
+
+    name: str
+    precision: str
+    attributes: tuple[str, ...]
+
+    def run(self, stage: str, *inputs):
+        raise NotImplementedError
+
+    def encoder(self, image):                 # [B,3,S,S] -> W+ [B,L,D]
+        return self.run("encoder", image)
+
+    def transformer(self, wplus, alphas):     # [B,L,D], [B,K] -> [B,L,D]
+        return self.run("transformer", wplus, alphas)
+
+    def generator(self, wplus):               # [B,L,D] -> image [B,3,R,R]
+        return self.run("generator", wplus)
+
+
 def open_backend(name: str, *, bundle=None, onnx_dir: str | Path | None = None,
                  device: str = "cpu", precision: str = "fp32", threads: int | None = None):
     """A backend by name: `eager` runs a bundle, `ort` runs an export folder."""

@@ -5,12 +5,13 @@ import copy
 
 import torch
 
+from vrfam_rt.backends import Backend
 from vrfam_rt.errors import VrfamError
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 
-class EagerBackend:
+class EagerBackend(Backend):
     name = "eager"
 
     def __init__(self, bundle, device: str = "cpu", precision: str = "fp32"):
@@ -35,12 +36,3 @@ class EagerBackend:
         module = self._module(stage)
         with torch.inference_mode():
             return module(*(x.to(self.device, self.dtype) for x in inputs)).float()
-
-    def encoder(self, image):
-        return self.run("encoder", image)
-
-    def transformer(self, wplus, alphas):
-        return self.run("transformer", wplus, alphas)
-
-    def generator(self, wplus):
-        return self.run("generator", wplus)

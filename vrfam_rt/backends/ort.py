@@ -11,10 +11,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from vrfam_rt.backends import Backend
 from vrfam_rt.errors import MissingDependency, VrfamError
 
 
-class OrtBackend:
+class OrtBackend(Backend):
     name = "ort"
 
     def __init__(self, folder: str | Path, device: str = "cpu", threads: int | None = None):
@@ -78,12 +79,3 @@ class OrtBackend:
         binding.bind_output(spec["name"], "cuda", index, np.float32, shape, out.data_ptr())
         session.run_with_iobinding(binding)
         return out
-
-    def encoder(self, image):
-        return self.run("encoder", image)
-
-    def transformer(self, wplus, alphas):
-        return self.run("transformer", wplus, alphas)
-
-    def generator(self, wplus):
-        return self.run("generator", wplus)
