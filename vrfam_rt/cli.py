@@ -201,3 +201,40 @@ def _verify(bundle, out, manifests, components) -> dict:
                                   ("max abs", "max_abs", ".2e"), ("max rel", "max_rel", ".2e"),
                                   ("rel L2", "rel_l2", ".2e"), ("PSNR dB", "psnr_db", ".1f")]))
     return {"parity": rows, "fp16_emulation": emulated}
+
+
+@main.command("build-engines")
+@click.option("--onnx", "onnx_dir", required=True, type=FILE,
+              help="One precision folder of `vrfam-rt export` (e.g. onnx/fp16).")
+@click.option("--out", required=True, type=FILE, help="Folder for the plans and manifest.")
+@click.option("--max-batch", default=8, show_default=True, type=click.IntRange(1, 1024))
+@click.option("--opt-batch", type=click.IntRange(1, 1024),
+              help="Batch size the kernels are tuned for (default: --max-batch).")
+@click.option("--workspace", default=4.0, show_default=True, type=click.FloatRange(min=0.0625),
+              help="Builder workspace limit in GiB.")
+@click.option("--opt-level", default=3, show_default=True, type=click.IntRange(0, 5),
+              help="TensorRT builder optimization level.")
+@click.option("--timing-cache", type=FILE, help="Timing cache file (default: OUT/timing.cache).")
+@click.option("--refittable", is_flag=True, help="Build plans whose weights can be refitted.")
+def build_engines_cmd(onnx_dir, out, max_batch, opt_batch, workspace, opt_level, timing_cache,
+                      refittable):
+    """ONNX -> TensorRT plans (strongly typed, dynamic batch, cached).
+
+    Example: vrfam-rt build-engines --onnx onnx/ffhq/fp16 --out engines/ffhq-fp16 --max-batch 8
+    """
+    from vrfam_rt.engines.build import BuildOptions, build_engines, detect_target
+
+    target = detect_target()               # fails first, in one line, without TensorRT/GPU
+    options = BuildOptions(workspace_gib=workspace, opt_level=opt_level, refittable=refittable)
+
+    def progress(component, cached):
+        click.echo(f"{component}: {'cached plan reused' if cached else 'building'}", err=True)
+
+    manifest = build_engines(onnx_dir, out, max_batch, opt_batch, options, timing_cache,
+                             target=target, progress=progress)
+    rows = [{"file": e["plan"], "MB": e["bytes"] / 1e6, "s": e["build_seconds"]}
+            for e in manifest["files"].values()]
+    click.echo(_table(rows, [("plan", "file", ""), ("MB", "MB", ".1f"),
+                             ("build s", "s", ".1f")]))
+    click.echo(f"wrote {out} for {target.gpu} (sm {target.compute_capability}), "
+               f"TensorRT {target.tensorrt}")

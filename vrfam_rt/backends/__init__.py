@@ -10,7 +10,7 @@ from pathlib import Path
 
 from vrfam_rt.errors import VrfamError
 
-BACKENDS = ("eager", "ort")
+BACKENDS = ("eager", "ort", "trt")
 
 
 class Backend:
@@ -34,8 +34,9 @@ class Backend:
 
 
 def open_backend(name: str, *, bundle=None, onnx_dir: str | Path | None = None,
-                 device: str = "cpu", precision: str = "fp32", threads: int | None = None):
-    """A backend by name: `eager` runs a bundle, `ort` runs an export folder."""
+                 engine_dir: str | Path | None = None, device: str = "cpu",
+                 precision: str = "fp32", threads: int | None = None):
+    """A backend by name: `eager` runs a bundle, `ort` an export folder, `trt` plans."""
     if name == "eager":
         from vrfam_rt.backends.eager import EagerBackend
         if bundle is None:
@@ -46,4 +47,11 @@ def open_backend(name: str, *, bundle=None, onnx_dir: str | Path | None = None,
         if onnx_dir is None:
             raise VrfamError("the ort backend needs an export folder (vrfam-rt export --out DIR)")
         return OrtBackend(onnx_dir, device=device, threads=threads)
+    if name == "trt":
+        from vrfam_rt.engines.build import import_tensorrt
+        import_tensorrt()                      # one line naming what to install, exit 2
+        from vrfam_rt.backends.trt import TrtBackend
+        if engine_dir is None:
+            raise VrfamError("the trt backend needs a plan folder (vrfam-rt build-engines --out DIR)")
+        return TrtBackend(engine_dir, device="cuda" if device == "cpu" else device)
     raise VrfamError(f"unknown backend {name!r}; choose from {', '.join(BACKENDS)}")

@@ -1,0 +1,145 @@
+"""Building TensorRT plans from an export folder.
+
+One plan per component, through Polygraphy with a strongly typed network, so the
+precision comes from the ONNX graph (TensorRT 11 has no precision flags; 10.x is
+driven the same way). Each plan has a dynamic-batch optimization profile and the
+builds share a persistent timing cache. Plans are cached by `engines.cache`.
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable
+
+from vrfam_rt.engines.cache import Target, cached_entry, engine_key, locked, store
+from vrfam_rt.engines.profiles import batch_profile
+from vrfam_rt.errors import MissingDependency, VrfamError
+from vrfam_rt.fileio import sha256_bytes, sha256_file
+
+INSTALL_HINT = ("install TensorRT on a machine with an NVIDIA GPU: pip install 'vrfam-rt[trt]' "
+                "(TensorRT 10.x: pip install tensorrt-cu12)")
+
+
+@dataclass(frozen=True)
+class BuildOptions:
+    workspace_gib: float = 4.0     # WORKSPACE memory-pool limit
+    opt_level: int = 3             # builder_optimization_level, 0-5
+    refittable: bool = False       # REFIT: weights can be swapped without a rebuild
+
+    def __post_init__(self):
+        if not 0 <= self.opt_level <= 5:
+            raise VrfamError(f"--opt-level {self.opt_level} is not in 0..5")
+        if self.workspace_gib <= 0:
+            raise VrfamError(f"--workspace {self.workspace_gib} GiB must be positive")
+
+
+def import_tensorrt():
+    """The tensorrt module, or MissingDependency naming what to install."""
+    try:
+        import tensorrt
+    except Exception as exc:  # ImportError, or OSError from the PyPI stub packages
+        raise MissingDependency(f"TensorRT is not importable here ({type(exc).__name__}); "
+                                f"{INSTALL_HINT}") from None
+    return tensorrt
+
+
+def detect_target() -> Target:
+    """TensorRT version and GPU of this machine (needs TensorRT and CUDA)."""
+    trt = import_tensorrt()
+    import torch
+    if not torch.cuda.is_available():
+        raise MissingDependency(f"TensorRT needs an NVIDIA GPU and torch sees none; {INSTALL_HINT}")
+    props = torch.cuda.get_device_properties(torch.cuda.current_device())
+    return Target(tensorrt=trt.__version__, gpu=props.name,
+                  compute_capability=f"{props.major}.{props.minor}")
+
+
+def build_plan(onnx_path: Path, profile: dict, options: BuildOptions,
+               timing_cache: Path | None) -> bytes:
+    """Serialized engine for one ONNX file (Polygraphy loaders; TensorRT imported lazily)."""
+    trt = import_tensorrt()
+    from polygraphy.backend.trt import (CreateConfig, EngineBytesFromNetwork,
+                                        NetworkFromOnnxPath, Profile)
+
+    trt_profile = Profile()
+    for name, shapes in profile.items():
+        trt_profile.add(name, min=shapes["min"], opt=shapes["opt"], max=shapes["max"])
+    cache = str(timing_cache) if timing_cache and timing_cache.exists() else None
+    config = CreateConfig(
+        profiles=[trt_profile],
+        memory_pool_limits={trt.MemoryPoolType.WORKSPACE: int(options.workspace_gib * 2**30)},
+        builder_optimization_level=options.opt_level,
+        refittable=options.refittable or None,
+        load_timing_cache=cache)
+    network = NetworkFromOnnxPath(str(onnx_path), strongly_typed=True)
+    save = str(timing_cache) if timing_cache else None
+    plan = EngineBytesFromNetwork(network, config=config, save_timing_cache=save)()
+    if plan is None:
+        raise VrfamError(f"TensorRT could not build {onnx_path}; rerun with "
+                         "POLYGRAPHY_LOG_LEVEL=VERBOSE for the builder log")
+    return bytes(plan)
+
+
+Builder = Callable[[Path, dict, BuildOptions, "Path | None"], bytes]
+
+
+def build_engines(onnx_dir: Path, out: Path, max_batch: int = 8, opt_batch: int | None = None,
+                  options: BuildOptions = BuildOptions(), timing_cache: Path | None = None,
+                  target: Target | None = None, builder: Builder = build_plan,
+                  progress: Callable[[str, bool], None] | None = None) -> dict:
+    """Plans for every file of an export precision folder, reusing cached ones.
+
+    Returns the engine manifest. `target` and `builder` default to this machine and
+    TensorRT (they are parameters so the orchestration is testable without a GPU).
+    """
+    onnx_dir, out = Path(onnx_dir), Path(out)
+    export_manifest = _read_export_manifest(onnx_dir)
+    target = target or detect_target()
+    timing_cache = Path(timing_cache) if timing_cache else out / "timing.cache"
+    header = {"format": "vrfam-rt-engines", "format_version": 1,
+              "onnx_dir": str(onnx_dir), "precision": export_manifest["precision"],
+              "bundle_digest": export_manifest["bundle_digest"],
+              "attributes": export_manifest["attributes"], "io_dtype": "float32",
+              "tensorrt": target.tensorrt, "gpu": target.gpu,
+              "compute_capability": target.compute_capability}
+    for component, spec in export_manifest["files"].items():
+        onnx_path = onnx_dir / spec["file"]
+        onnx_sha = onnx_digest(onnx_dir, spec)
+        profile = batch_profile(spec["inputs"], max_batch, opt_batch,
+                                export_manifest.get("max_batch"))
+        key = engine_key(onnx_sha, target, profile, asdict(options))
+        with locked(out):
+            if cached_entry(out, component, key):
+                if progress:
+                    progress(component, True)
+                continue
+            if progress:
+                progress(component, False)
+            start = time.perf_counter()
+            plan = builder(onnx_path, profile, options, timing_cache)
+            entry = {"key": key, "onnx": str(onnx_path), "onnx_sha256": onnx_sha,
+                     "target": asdict(target), "profile": profile, "builder": asdict(options),
+                     "inputs": spec["inputs"], "outputs": spec["outputs"],
+                     "build_seconds": round(time.perf_counter() - start, 1)}
+            store(out, component, plan, entry, header)
+    return json.loads((out / "manifest.json").read_text())
+
+
+def onnx_digest(onnx_dir: Path, spec: dict) -> str:
+    """sha256 of the ONNX file as it is now (and of its external data, if any)."""
+    hashes = [sha256_file(onnx_dir / name) for name in sorted(spec["sha256"])]
+    return hashes[0] if len(hashes) == 1 else sha256_bytes("".join(hashes).encode())
+
+
+def _read_export_manifest(onnx_dir: Path) -> dict:
+    path = onnx_dir / "manifest.json"
+    if not path.is_file():
+        raise VrfamError(f"{onnx_dir} holds no manifest.json; point --onnx at one precision "
+                         "folder of `vrfam-rt export` (e.g. onnx/fp16)")
+    manifest = json.loads(path.read_text())
+    for spec in manifest["files"].values():
+        if not (onnx_dir / spec["file"]).is_file():
+            raise VrfamError(f"{onnx_dir / spec['file']} is missing; re-run vrfam-rt export")
+    return manifest
