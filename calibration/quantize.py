@@ -1,0 +1,92 @@
+"""INT8 explicit quantization (Q/DQ ONNX) with ONNX Runtime's static quantizer.
+
+Two targets need different graphs:
+- `trt`: symmetric signed int8 everywhere (zero points 0, per-channel weights), the
+  only Q/DQ form TensorRT builds;
+- `cpu`: uint8 activations x int8 per-channel weights, the form ONNX Runtime's x86
+  int8 kernels run fast (its s8 x s8 convolutions are slower than FP32).
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+from pathlib import Path
+
+import torch
+
+from vrfam_rt.errors import VrfamError
+
+TARGETS = ("trt", "cpu")
+METHODS = ("entropy", "max")
+QUANTIZED_OPS = ["Conv", "ConvTranspose", "Gemm", "MatMul"]
+
+
+class _Reader:
+    """CalibrationDataReader over tensors, one sample per call."""
+
+    def __init__(self, inputs: dict[str, torch.Tensor]):
+        self.names = list(inputs)
+        self.count = len(next(iter(inputs.values())))
+        self.inputs = inputs
+        self.index = 0
+
+    def get_next(self):
+        if self.index >= self.count:
+            return None
+        i, self.index = self.index, self.index + 1
+        return {n: self.inputs[n][i:i + 1].float().numpy() for n in self.names}
+
+    def rewind(self):
+        self.index = 0
+
+
+def quantize_onnx(fp32_path: Path, out_path: Path, inputs: dict[str, torch.Tensor],
+                  target: str = "trt", method: str = "entropy") -> None:
+    """Write the INT8 Q/DQ version of an FP32 ONNX file, calibrated on `inputs`."""
+    from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat,
+                                          QuantType, quantize_static)
+
+    if target not in TARGETS:
+        raise VrfamError(f"unknown --target {target!r}; choose from {', '.join(TARGETS)}")
+    if method not in METHODS:
+        raise VrfamError(f"unknown --method {method!r}; choose from {', '.join(METHODS)}")
+    reader = type("Reader", (_Reader, CalibrationDataReader), {})(inputs)
+    symmetric = target == "trt"
+    with contextlib.redirect_stdout(io.StringIO()):   # the calibrator prints its progress
+        quantize_static(
+            str(fp32_path), str(out_path), reader, quant_format=QuantFormat.QDQ,
+            op_types_to_quantize=QUANTIZED_OPS, per_channel=True,
+            activation_type=QuantType.QInt8 if symmetric else QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+            calibrate_method=CalibrationMethod.Entropy if method == "entropy"
+            else CalibrationMethod.MinMax,
+            # TensorRT dequantizes int8 only: biases stay float for its target
+            extra_options={"ActivationSymmetric": symmetric, "WeightSymmetric": True,
+                           "QuantizeBias": not symmetric})
+
+
+def zero_points(model) -> dict[str, tuple[str, list[int]]]:
+    """{Q/DQ node: (zero-point dtype, values)} of an ONNX model."""
+    import onnx
+    from onnx import numpy_helper
+
+    inits = {t.name: t for t in model.graph.initializer}
+    found = {}
+    for node in model.graph.node:
+        if node.op_type in ("QuantizeLinear", "DequantizeLinear") and len(node.input) > 2:
+            tensor = inits.get(node.input[2])
+            if tensor is not None:
+                dtype = onnx.helper.tensor_dtype_to_np_dtype(tensor.data_type).name
+                found[node.name] = (dtype, numpy_helper.to_array(tensor).ravel().tolist())
+    return found
+
+
+def check_symmetric_int8(model, source: str) -> None:
+    """TensorRT's explicit quantization: every zero point int8 and 0."""
+    points = zero_points(model)
+    if not points:
+        raise VrfamError(f"{source} holds no Q/DQ nodes with zero points")
+    for node, (dtype, values) in points.items():
+        if dtype != "int8" or any(values):
+            raise VrfamError(f"{source}: node '{node}' quantizes to {dtype} with zero point "
+                             f"{values[:3]}; TensorRT needs symmetric int8 (zero point 0)")

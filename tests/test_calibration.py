@@ -1,0 +1,105 @@
+"""INT8 calibration: Q/DQ graphs per target, their zero points, and the measured figures."""
+import json
+
+import onnx
+import pytest
+import torch
+from click.testing import CliRunner
+from PIL import Image
+
+from vrfam_rt import Bundle
+from vrfam_rt.backends import open_backend
+from vrfam_rt.calibration.calibrate import calibrate
+from vrfam_rt.calibration.data import generator_samples
+from vrfam_rt.calibration.quantize import check_symmetric_int8, zero_points
+from vrfam_rt.cli import main
+from vrfam_rt.errors import VrfamError
+
+
+@pytest.fixture(scope="module")
+def bundle():
+    return Bundle.random("tiny", seed=0)
+
+
+@pytest.fixture(scope="module")
+def trt_int8(bundle, tmp_path_factory):
+    out = tmp_path_factory.mktemp("int8")
+    return out, calibrate(bundle, out, ("encoder", "generator"), target="trt", samples=8)
+
+
+def test_trt_target_is_symmetric_signed_int8_per_channel(trt_int8):
+    out, manifest = trt_int8
+    for component in ("encoder", "generator"):
+        model = onnx.load(str(out / "int8-trt" / f"{component}.onnx"))
+        points = zero_points(model)
+        assert points and all(dtype == "int8" and not any(v) for dtype, v in points.values())
+        check_symmetric_int8(model, component)
+        per_channel = [n for n in model.graph.node if n.op_type == "DequantizeLinear"
+                       and any(a.name == "axis" for a in n.attribute)]
+        assert per_channel, "conv weights are quantized per output channel"
+    assert manifest["target"] == "trt" and manifest["precision"] == "int8"
+
+
+def test_cpu_target_uses_uint8_activations(bundle, tmp_path):
+    manifest = calibrate(bundle, tmp_path, ("encoder",), target="cpu", method="max", samples=4)
+    model = onnx.load(str(tmp_path / "int8-cpu" / "encoder.onnx"))
+    dtypes = {dtype for dtype, _ in zero_points(model).values()}
+    assert "uint8" in dtypes
+    with pytest.raises(VrfamError, match="TensorRT needs symmetric int8"):
+        check_symmetric_int8(model, "encoder.onnx")
+    assert manifest["metrics"]["encoder"]["speedup"] > 0
+
+
+def test_metrics_are_recorded_and_plausible(trt_int8):
+    out, manifest = trt_int8
+    encoder = manifest["metrics"]["encoder"]
+    assert set(encoder) == {"wplus_rel_err", "image_psnr_db", "attribute_agreement", "fp32_ms",
+                            "int8_ms", "speedup"}
+    assert 0 < encoder["wplus_rel_err"] < 2 and encoder["image_psnr_db"] > 20
+    assert 0.5 <= encoder["attribute_agreement"] <= 1
+    assert manifest["metrics"]["generator"]["image_psnr_db"] > 20
+    assert json.loads((out / "int8-trt" / "manifest.json").read_text())["metrics"] == manifest["metrics"]
+    assert sorted(p.name for p in (out / "int8-trt").iterdir()) == [
+        "encoder.onnx", "generator.onnx", "manifest.json"]
+
+
+def test_int8_folder_runs_in_the_ort_backend(trt_int8, bundle):
+    out, _ = trt_int8
+    images, _ = generator_samples(bundle, 2, seed=5)
+    backend = open_backend("ort", onnx_dir=out / "int8-trt")
+    with torch.no_grad():
+        reference = bundle.encoder(images)
+    w = backend.encoder(images)
+    assert w.shape == reference.shape and torch.isfinite(w).all()
+
+
+def test_calibration_from_an_image_folder_through_the_cli(tmp_path):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for i in range(3):
+        Image.effect_noise((80, 70), 40 + 10 * i).convert("RGB").save(folder / f"p{i}.png")
+    (folder / "notes.txt").write_text("not an image")
+    result = CliRunner().invoke(main, ["calibrate", "--config", "tiny", "--images", str(folder),
+                                       "--out", str(tmp_path / "q"), "--target", "cpu"])
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((tmp_path / "q" / "int8-cpu" / "manifest.json").read_text())
+    assert manifest["calibration"] == {"images": str(folder), "count": 3}
+    assert "speedup" in result.stdout
+
+
+@pytest.mark.parametrize("args,match,code", [
+    (["--config", "tiny"], "exactly one of --images DIR or --samples N", 2),
+    (["--config", "tiny", "--samples", "2", "--components", "transformer"], "is not one of", 2),
+    (["--config", "tiny", "--images", "/nonexistent"], "no such folder", 1),
+])
+def test_calibrate_argument_errors(tmp_path, args, match, code):
+    result = CliRunner().invoke(main, ["calibrate", "--out", str(tmp_path / "q"), *args])
+    assert result.exit_code == code and match in result.stderr
+    assert not (tmp_path / "q" / "int8-trt").exists()
+
+
+def test_an_existing_int8_folder_is_kept_unless_forced(trt_int8, bundle):
+    out, manifest = trt_int8
+    with pytest.raises(VrfamError, match="already exists"):
+        calibrate(bundle, out, ("encoder",), samples=2)
+    assert json.loads((out / "int8-trt" / "manifest.json").read_text())["metrics"] == manifest["metrics"]
