@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test demo clean
+.PHONY: setup test demo gpu-check clean
 
 setup: $(STAMP)
 
@@ -21,6 +21,10 @@ test: setup
 demo: setup
 	$(VENV)/bin/vrfam-rt info
 	@echo "The edit demo (vrfam-rt edit --attr Smiling on the bundled default model) is not here yet."
+
+# On a machine with an NVIDIA GPU; installs nothing (runs from the checkout).
+gpu-check:
+	PYTHONPATH=. PYTHONUNBUFFERED=1 python3 -m vrfam_rt gpu-check --out $${OUT:-gpu-check}
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache

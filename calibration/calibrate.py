@@ -3,7 +3,7 @@
 Accuracy is measured on held-out generator samples through ONNX Runtime:
 - encoder: W+ error relative to the input-dependent part of W+ (W+ minus its mean
   over the inputs; with random weights most of W+ is a constant offset that would
-  flatter the error), the PSNR of the images the FP32 generator renders from INT8
+  flatter the error; the error relative to all of W+ is recorded beside it), the PSNR of the images the FP32 generator renders from INT8
   vs FP32 codes, and how often the latent classifier's attribute decisions agree;
 - generator: PSNR of the INT8 vs the FP32 image for the same W+.
 Latency is the median ONNX Runtime CPU time of one batch-1 call, INT8 vs FP32.
@@ -113,6 +113,7 @@ def int8_report(bundle: Bundle, fp32_dir: Path, int8_dir: Path, eval_images: tor
             w32, w8 = fp32.encoder(eval_images), int8.encoder(eval_images)
             centred = w32 - w32.mean(0, keepdim=True)
             row = {"wplus_rel_err": ((w8 - w32).norm() / centred.norm()).item(),
+                   "wplus_rel_err_total": ((w8 - w32).norm() / w32.norm()).item(),
                    "image_psnr_db": psnr(bundle.generator(w32), bundle.generator(w8))}
             if "classifier" in bundle.modules:
                 agree = (bundle.classifier(w8) > 0) == (bundle.classifier(w32) > 0)

@@ -282,3 +282,112 @@ def calibrate(bundle_path, config, seed, images, samples, out, components, metho
                              ("fp32 ms", "fp32_ms", ".0f"), ("int8 ms", "int8_ms", ".0f"),
                              ("speedup", "speedup", ".2f")]))
     click.echo(f"wrote {Path(out) / f'int8-{target}'}")
+
+
+BENCH_PRECISIONS = {"eager": ("fp32", "bf16", "fp16"), "ort": ("fp32", "fp16", "int8")}
+
+
+@main.command()
+@click.option("--bundle", "bundle_path", type=FILE, help="Bundle directory to benchmark.")
+@click.option("--config", type=click.Choice(["tiny", "ffhq-1024"]),
+              help="Benchmark a seeded random bundle of this config instead.")
+@click.option("--seed", default=0, show_default=True)
+@click.option("--backend", "backends", multiple=True, default=("eager",), show_default=True,
+              type=click.Choice(["eager", "ort", "trt"]), help="Repeatable.")
+@click.option("--precision", "precisions", multiple=True, default=("fp32",), show_default=True,
+              type=click.Choice(["fp32", "fp16", "bf16", "int8"]),
+              help="Repeatable; each backend runs the precisions it supports.")
+@click.option("--batch", "batches", multiple=True, default=(1,), show_default=True,
+              type=click.IntRange(1, 1024), help="Repeatable.")
+@click.option("--iters", default=5, show_default=True, type=click.IntRange(1))
+@click.option("--warmup", default=1, show_default=True, type=click.IntRange(0))
+@click.option("--threads", type=click.IntRange(1), help="CPU threads for torch and ONNX Runtime.")
+@click.option("--device", default="cpu", show_default=True, help="cpu or cuda[:N] (eager, ort).")
+@click.option("--onnx", "onnx_root", type=FILE,
+              help="Export root with fp32/, fp16/, int8-cpu/ (default: export fp32/fp16 now).")
+@click.option("--engines", "engine_dir", type=FILE, help="Plan folder for --backend trt.")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--plot", "plot_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="PNG of end-to-end latency by backend and batch.")
+def bench(bundle_path, config, seed, backends, precisions, batches, iters, warmup, threads,
+          device, onnx_root, engine_dir, json_path, plot_path):
+    """Latency/throughput of encoder, transformer, generator and end to end, vs eager FP32.
+
+    Example: vrfam-rt bench --config tiny --backend eager --backend ort --precision fp32
+    --precision bf16 --batch 1 --batch 4 --json bench.json
+    """
+    import tempfile
+
+    import torch
+
+    from vrfam_rt.backends import open_backend
+    from vrfam_rt.benchmarks.bench import Config, eager_configs, ort_configs, plot_png, run_bench
+
+    if threads:
+        torch.set_num_threads(threads)
+    bundle = _bundle_from(bundle_path, config, seed)
+    wanted = {"eager": ["fp32"] + [p for p in precisions if p in BENCH_PRECISIONS["eager"]
+                                   and p != "fp32" and "eager" in backends]}
+    configs = eager_configs(bundle, wanted["eager"], device)
+    with tempfile.TemporaryDirectory(prefix="vrfam-bench-") as scratch:
+        if "ort" in backends:
+            configs += ort_configs(bundle, [p for p in precisions if p in BENCH_PRECISIONS["ort"]],
+                                   onnx_root, Path(scratch), device, threads,
+                                   say=lambda msg: click.echo(msg, err=True))
+        if "trt" in backends:
+            runner = open_backend("trt", engine_dir=engine_dir, device="cuda")
+            configs.append(Config("trt", runner.precision, runner))
+            device = "cuda"
+        rows = run_bench(bundle, configs, batches, iters, warmup, device,
+                         progress=lambda b, i, n: click.echo(f"batch {b}: {i}/{n}", err=True))
+    click.echo(_table(rows, [("backend", "backend", ""), ("precision", "precision", ""),
+                             ("batch", "batch", "d"), ("stage", "stage", ""),
+                             ("p50 ms", "p50_ms", ".1f"), ("p90 ms", "p90_ms", ".1f"),
+                             ("p99 ms", "p99_ms", ".1f"), ("img/s", "images_per_s", ".2f"),
+                             ("GFLOP/s", "gflops", ".1f"), ("vs eager", "speedup_vs_eager", ".2f")]))
+    if json_path:
+        from vrfam_rt.benchmarks.bench import flops_per_image
+        from vrfam_rt.environment import describe
+
+        facts = describe()
+        result = {"config": bundle.config.name, "device": _device_name(device, facts),
+                  "flops_per_image": flops_per_image(bundle), "threads": torch.get_num_threads(),
+                  "iters": iters, "warmup": warmup, "runs": rows}
+        json_path.write_text(json.dumps(result, indent=2) + "\n")
+    if plot_path:
+        plot_png(rows, plot_path)
+
+
+def _device_name(device: str, facts: dict) -> str:
+    key = "cuda:0" if device == "cuda" else device
+    return facts["devices"].get(key, device)
+
+
+@main.command("gpu-check")
+@click.option("--out", default="gpu-check", show_default=True, type=FILE,
+              help="Folder for gpu-check.json, gpu-check.txt, ONNX files and plans.")
+@click.option("--config", default="ffhq-1024", show_default=True,
+              type=click.Choice(["tiny", "ffhq-1024"]))
+@click.option("--device", default="cuda", show_default=True,
+              help="cuda on a GPU machine; cpu runs the same steps as a dry run.")
+@click.option("--batch", "batches", multiple=True, default=(1, 8), show_default=True,
+              type=click.IntRange(1, 1024))
+@click.option("--iters", default=5, show_default=True, type=click.IntRange(1))
+def gpu_check_cmd(out, config, device, batches, iters):
+    """Info, export, FP16 engines, backend parity and benchmark on an NVIDIA GPU.
+
+    Example (no install needed): PYTHONPATH=. python3 -m vrfam_rt gpu-check --out gpu
+    """
+    import torch
+
+    from vrfam_rt.benchmarks.gpu_check import gpu_check
+    from vrfam_rt.errors import MissingDependency
+
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise MissingDependency("gpu-check needs an NVIDIA GPU and torch sees none; "
+                                "use --device cpu for a dry run")
+    report = gpu_check(out, config, device, batches, iters,
+                       say=lambda msg: click.echo(msg, err=True))
+    click.echo((Path(out) / "gpu-check.txt").read_text(), nl=False)
+    if any(s["status"].startswith("failed") for s in report["steps"].values()):
+        raise VrfamError(f"a gpu-check step failed; see {Path(out) / 'gpu-check.json'}")

@@ -18,7 +18,10 @@ from vrfam_rt.errors import MissingDependency, VrfamError
 class OrtBackend(Backend):
     name = "ort"
 
-    def __init__(self, folder: str | Path, device: str = "cpu", threads: int | None = None):
+    def __init__(self, folder: str | Path, device: str = "cpu", threads: int | None = None,
+                 fallback: str | Path | None = None):
+        """`fallback`: another precision folder serving the stages `folder` lacks
+        (an INT8 folder holds only the calibrated encoder/generator)."""
         try:
             import onnxruntime
         except ImportError:
@@ -42,6 +45,7 @@ class OrtBackend(Backend):
         else:
             self.providers = ["CPUExecutionProvider"]
         self.threads = threads
+        self.fallback = OrtBackend(fallback, device, threads) if fallback else None
         self._sessions: dict = {}
 
     def session(self, stage: str):
@@ -59,6 +63,8 @@ class OrtBackend(Backend):
         return self._sessions[stage]
 
     def run(self, stage: str, *inputs: torch.Tensor) -> torch.Tensor:
+        if self.fallback and stage not in self.manifest["files"]:
+            return self.fallback.run(stage, *inputs)
         session = self.session(stage)
         names = [i.name for i in session.get_inputs()]
         if self.device.type == "cuda":

@@ -1,0 +1,175 @@
+"""Latency and throughput of the edit stages per backend, against eager FP32.
+
+Every configuration runs the same seeded inputs through encoder -> transformer ->
+generator. Iterations are interleaved across configurations (one iteration of each
+in turn), so drift in machine load hits all of them alike; warm-up iterations are
+not recorded. CUDA stages are timed with events on the current stream, CPU stages
+with perf_counter.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from vrfam_rt.bundle import Bundle
+from vrfam_rt.errors import VrfamError
+from vrfam_rt.export.lowering import COMPONENTS, example_inputs, policy_module
+
+STAGES = (*COMPONENTS, "total")
+
+
+@dataclass
+class Config:
+    backend: str
+    precision: str
+    runner: object          # a vrfam_rt.backends.Backend
+
+    @property
+    def label(self) -> str:
+        return f"{self.backend} {self.precision}"
+
+
+def flops_per_image(bundle: Bundle) -> dict[str, int]:
+    """FLOPs of one image through each stage (2 per multiply-add), counted on the meta device."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counts = {}
+    for stage in COMPONENTS:
+        module = policy_module(bundle, stage, "fp32").to("meta").requires_grad_(False)
+        inputs = [x.to("meta") for x in example_inputs(bundle, stage, 1)]
+        with FlopCounterMode(display=False) as counter:
+            module(*inputs)
+        counts[stage] = int(counter.get_total_flops())
+    counts["total"] = sum(counts.values())
+    return counts
+
+
+class _Clock:
+    """Marks on a timeline: CUDA events on the current stream, or perf_counter."""
+
+    def __init__(self, device: torch.device):
+        self.cuda = device.type == "cuda"
+        self.marks = []
+
+    def mark(self):
+        if self.cuda:
+            event = torch.cuda.Event(enable_timing=True)
+            event.record()
+            self.marks.append(event)
+        else:
+            self.marks.append(time.perf_counter())
+
+    def intervals_ms(self) -> list[float]:
+        if self.cuda:
+            self.marks[-1].synchronize()
+            return [a.elapsed_time(b) for a, b in zip(self.marks, self.marks[1:])]
+        return [(b - a) * 1e3 for a, b in zip(self.marks, self.marks[1:])]
+
+
+def _edit_once(runner, image, alphas, device) -> dict[str, float]:
+    clock = _Clock(device)
+    clock.mark()
+    wplus = runner.encoder(image)
+    clock.mark()
+    edited = runner.transformer(wplus, alphas)
+    clock.mark()
+    runner.generator(edited)
+    clock.mark()
+    encoder, transformer, generator = clock.intervals_ms()
+    return {"encoder": encoder, "transformer": transformer, "generator": generator,
+            "total": encoder + transformer + generator}
+
+
+def run_bench(bundle: Bundle, configs: list[Config], batches=(1,), iters: int = 5,
+              warmup: int = 1, device: str = "cpu", progress=None) -> list[dict]:
+    """One row per configuration, batch and stage (schema of `vrfam-rt bench --json`)."""
+    device = torch.device(device)
+    flops = flops_per_image(bundle)
+    rows = []
+    for batch in batches:
+        image = example_inputs(bundle, "encoder", batch)[0].to(device)
+        alphas = torch.zeros(batch, len(bundle.attributes), device=device)
+        alphas[:, 0] = 1.0
+        samples = {c.label: {s: [] for s in STAGES} for c in configs}
+        for i in range(warmup + iters):
+            for config in configs:
+                times = _edit_once(config.runner, image, alphas, device)
+                if i >= warmup:
+                    for stage, ms in times.items():
+                        samples[config.label][stage].append(ms)
+            if progress:
+                progress(batch, i + 1, warmup + iters)
+        baseline = samples.get("eager fp32")
+        for config in configs:
+            for stage in STAGES:
+                values = np.array(samples[config.label][stage])
+                p50 = float(np.percentile(values, 50))
+                base = float(np.percentile(baseline[stage], 50)) if baseline else None
+                rows.append({
+                    "backend": config.backend, "precision": config.precision, "batch": batch,
+                    "stage": stage, "p50_ms": p50,
+                    "p90_ms": float(np.percentile(values, 90)),
+                    "p99_ms": float(np.percentile(values, 99)),
+                    "images_per_s": batch * 1e3 / p50,
+                    "gflops": flops[stage] * batch / (p50 / 1e3) / 1e9,
+                    "speedup_vs_eager": base / p50 if base else None})
+    return rows
+
+
+def eager_configs(bundle: Bundle, precisions, device: str) -> list[Config]:
+    from vrfam_rt.backends.eager import EagerBackend
+
+    return [Config("eager", p, EagerBackend(bundle, device=device, precision=p))
+            for p in precisions]
+
+
+def plot_png(rows: list[dict], path) -> None:
+    """Horizontal bars of end-to-end p50 latency per configuration and batch (PIL only)."""
+    from PIL import Image, ImageDraw
+
+    totals = [r for r in rows if r["stage"] == "total"]
+    longest = max(r["p50_ms"] for r in totals)
+    height = 40 + 26 * len(totals)
+    img = Image.new("RGB", (900, height), "white")
+    draw = ImageDraw.Draw(img)
+    draw.text((10, 10), "end-to-end p50 latency per edit batch (ms)", fill="black")
+    for i, r in enumerate(totals):
+        y = 36 + 26 * i
+        label = f"{r['backend']} {r['precision']} b{r['batch']}"
+        width = int(560 * r["p50_ms"] / longest)
+        draw.text((10, y + 4), label, fill="black")
+        draw.rectangle([200, y, 200 + max(width, 1), y + 18], fill=(70, 110, 190))
+        draw.text((208 + width, y + 4), f"{r['p50_ms']:.1f}", fill="black")
+    img.save(path)
+
+
+def ort_configs(bundle: Bundle, precisions, root: Path | None, scratch: Path, device: str,
+                threads: int | None, say=print) -> list[Config]:
+    """ONNX Runtime configurations over `root/<precision>` (int8: `root/int8-cpu`, whose
+    uncalibrated stages run from `root/fp32`). Without `root`, FP32/FP16 graphs are
+    exported into `scratch` first."""
+    from vrfam_rt.backends.ort import OrtBackend
+    from vrfam_rt.export.lowering import export_bundle
+
+    if root is None and "int8" in precisions:
+        raise VrfamError("ort int8 needs --onnx DIR holding int8-cpu/ from `vrfam-rt calibrate "
+                         "--target cpu --out DIR`")
+    root = Path(root) if root else scratch
+    needed = {"fp32" if p == "int8" else p for p in precisions}
+    missing = sorted(p for p in needed if not (root / p).is_dir())
+    if missing:
+        say(f"exporting {', '.join(missing)} ONNX to {root} for the ort backend ...")
+        export_bundle(bundle, root, tuple(missing))
+    configs = []
+    for precision in precisions:
+        folder = root / ("int8-cpu" if precision == "int8" else precision)
+        if not folder.is_dir():
+            raise VrfamError(f"{folder} not found; make it with `vrfam-rt calibrate --target cpu "
+                             f"--out {root}`")
+        fallback = root / "fp32" if precision == "int8" else None
+        configs.append(Config("ort", precision, OrtBackend(folder, device, threads, fallback)))
+    return configs
