@@ -85,10 +85,11 @@ def _edit_once(runner, image, alphas, device) -> dict[str, float]:
 
 
 def run_bench(bundle: Bundle, configs: list[Config], batches=(1,), iters: int = 5,
-              warmup: int = 1, device: str = "cpu", progress=None) -> list[dict]:
+              warmup: int = 1, device: str = "cpu", progress=None,
+              flops: dict[str, int] | None = None) -> list[dict]:
     """One row per configuration, batch and stage (schema of `vrfam-rt bench --json`)."""
     device = torch.device(device)
-    flops = flops_per_image(bundle)
+    flops = flops or flops_per_image(bundle)
     rows = []
     for batch in batches:
         image = example_inputs(bundle, "encoder", batch)[0].to(device)

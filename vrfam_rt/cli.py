@@ -321,14 +321,17 @@ def bench(bundle_path, config, seed, backends, precisions, batches, iters, warmu
     import torch
 
     from vrfam_rt.backends import open_backend
-    from vrfam_rt.benchmarks.bench import Config, eager_configs, ort_configs, plot_png, run_bench
+    from vrfam_rt.benchmarks.bench import (Config, eager_configs, flops_per_image, ort_configs,
+                                           plot_png, run_bench)
 
     if threads:
         torch.set_num_threads(threads)
+    if "trt" in backends and device == "cpu":
+        device = "cuda"                       # TensorRT runs on the GPU; so does the baseline
     bundle = _bundle_from(bundle_path, config, seed)
-    wanted = {"eager": ["fp32"] + [p for p in precisions if p in BENCH_PRECISIONS["eager"]
-                                   and p != "fp32" and "eager" in backends]}
-    configs = eager_configs(bundle, wanted["eager"], device)
+    eager = [p for p in precisions if "eager" in backends and p in BENCH_PRECISIONS["eager"]]
+    configs = eager_configs(bundle, ["fp32"] + [p for p in eager if p != "fp32"], device)
+    flops = flops_per_image(bundle)
     with tempfile.TemporaryDirectory(prefix="vrfam-bench-") as scratch:
         if "ort" in backends:
             configs += ort_configs(bundle, [p for p in precisions if p in BENCH_PRECISIONS["ort"]],
@@ -337,8 +340,7 @@ def bench(bundle_path, config, seed, backends, precisions, batches, iters, warmu
         if "trt" in backends:
             runner = open_backend("trt", engine_dir=engine_dir, device="cuda")
             configs.append(Config("trt", runner.precision, runner))
-            device = "cuda"
-        rows = run_bench(bundle, configs, batches, iters, warmup, device,
+        rows = run_bench(bundle, configs, batches, iters, warmup, device, flops=flops,
                          progress=lambda b, i, n: click.echo(f"batch {b}: {i}/{n}", err=True))
     click.echo(_table(rows, [("backend", "backend", ""), ("precision", "precision", ""),
                              ("batch", "batch", "d"), ("stage", "stage", ""),
@@ -346,12 +348,11 @@ def bench(bundle_path, config, seed, backends, precisions, batches, iters, warmu
                              ("p99 ms", "p99_ms", ".1f"), ("img/s", "images_per_s", ".2f"),
                              ("GFLOP/s", "gflops", ".1f"), ("vs eager", "speedup_vs_eager", ".2f")]))
     if json_path:
-        from vrfam_rt.benchmarks.bench import flops_per_image
         from vrfam_rt.environment import describe
 
         facts = describe()
         result = {"config": bundle.config.name, "device": _device_name(device, facts),
-                  "flops_per_image": flops_per_image(bundle), "threads": torch.get_num_threads(),
+                  "flops_per_image": flops, "threads": torch.get_num_threads(),
                   "iters": iters, "warmup": warmup, "runs": rows}
         json_path.write_text(json.dumps(result, indent=2) + "\n")
     if plot_path:

@@ -17,6 +17,9 @@ class EagerBackend(Backend):
     def __init__(self, bundle, device: str = "cpu", precision: str = "fp32"):
         if precision not in DTYPES:
             raise VrfamError(f"the eager backend runs {sorted(DTYPES)}, not {precision!r}")
+        if precision == "fp16" and not str(device).startswith("cuda"):
+            raise VrfamError("eager fp16 needs a CUDA device (float16 convolutions on the CPU "
+                             "are hundreds of times slower); use bf16 on the CPU")
         if str(device).startswith("cuda") and not torch.cuda.is_available():
             raise VrfamError(f"device {device!r} asked for, but torch sees no CUDA device")
         self.bundle, self.device, self.precision = bundle, torch.device(device), precision
