@@ -392,3 +392,137 @@ def gpu_check_cmd(out, config, device, batches, iters):
     click.echo((Path(out) / "gpu-check.txt").read_text(), nl=False)
     if any(s["status"].startswith("failed") for s in report["steps"].values()):
         raise VrfamError(f"a gpu-check step failed; see {Path(out) / 'gpu-check.json'}")
+
+
+def _cache_dir(bundle) -> Path:
+    """Per-bundle cache for exported graphs and plans ($VRFAM_RT_CACHE, else ~/.cache)."""
+    import os
+
+    root = os.environ.get("VRFAM_RT_CACHE") or Path(
+        os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "vrfam-rt"
+    return Path(root) / bundle.digest[:16]
+
+
+def _runtime(bundle, backend, precision, device, threads, say):
+    """A backend for the edit pipeline; graphs and plans are made once into the cache."""
+    from vrfam_rt.backends import open_backend
+    from vrfam_rt.backends.ort import OrtBackend
+    from vrfam_rt.export.lowering import export_bundle
+
+    if backend == "eager":
+        return open_backend("eager", bundle=bundle, device=device, precision=precision)
+    cache = _cache_dir(bundle)
+    if backend == "ort":
+        if precision == "bf16":
+            raise VrfamError("the ort backend runs fp32, fp16 or int8, not bf16")
+        if precision == "int8":
+            if not (cache / "int8-cpu").is_dir():
+                raise VrfamError(f"no INT8 graphs for this bundle; run `vrfam-rt calibrate "
+                                 f"--target cpu --out {cache}` first")
+            if not (cache / "fp32").is_dir():
+                export_bundle(bundle, cache, ("fp32",))
+            return OrtBackend(cache / "int8-cpu", device, threads, fallback=cache / "fp32")
+        if not (cache / precision).is_dir():
+            say(f"exporting {precision} ONNX into {cache} (once per bundle) ...")
+            export_bundle(bundle, cache, (precision,))
+        return OrtBackend(cache / precision, device, threads)
+    from vrfam_rt.engines.build import build_engines, detect_target
+    detect_target()
+    precision = "fp16" if precision == "fp32" else precision
+    plans = cache / f"engines-{precision}"
+    source = cache / ("int8-trt" if precision == "int8" else precision)
+    if not source.is_dir():
+        if precision == "int8":
+            raise VrfamError(f"no INT8 graphs for TensorRT; run `vrfam-rt calibrate --target trt "
+                             f"--out {cache}` first")
+        export_bundle(bundle, cache, (precision,))
+    build_engines(source, plans)
+    return open_backend("trt", engine_dir=plans, device=device if device != "cpu" else "cuda")
+
+
+@main.command()
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--attr", "attrs", multiple=True, metavar="NAME[=ALPHA]",
+              help="Attribute and strength (default 1.0); repeat to edit one after another.")
+@click.option("--alpha-sweep", metavar="START:STOP:N",
+              help="Render N strengths from START to STOP for the given attributes.")
+@click.option("--backend", default="eager", show_default=True,
+              type=click.Choice(["eager", "ort", "trt"]))
+@click.option("--precision", default="fp32", show_default=True,
+              type=click.Choice(["fp32", "fp16", "bf16", "int8"]))
+@click.option("--bundle", "bundle_path", type=FILE, help="Bundle directory.")
+@click.option("--config", type=click.Choice(["tiny", "ffhq-1024"]),
+              help="Use a seeded random bundle of this config (for trying the pipeline).")
+@click.option("--seed", default=0, show_default=True)
+@click.option("--batch", default=4, show_default=True, type=click.IntRange(1, 1024))
+@click.option("--out", default="edits", show_default=True, type=FILE)
+@click.option("--grid", is_flag=True, help="Also write input | reconstruction | edits per input.")
+@click.option("--no-align", is_flag=True, help="Skip face alignment (inputs are face crops).")
+@click.option("--force", is_flag=True, help="Allow alphas outside [-1.5, 1.5].")
+@click.option("--device", default="cpu", show_default=True)
+@click.option("--threads", type=click.IntRange(1))
+def edit(inputs, attrs, alpha_sweep, backend, precision, bundle_path, config, seed, batch, out,
+         grid, no_align, force, device, threads):
+    """Edit facial attributes of photos (files or folders).
+
+    Example: vrfam-rt edit photo.jpg --bundle bundles/ffhq --attr Smiling=1.0 --grid
+    """
+    import torch
+
+    from vrfam_rt.images import expand_inputs, save_png, to_pil
+    from vrfam_rt.pipeline import EditPipeline, parse_edits
+
+    if threads:
+        torch.set_num_threads(threads)
+    bundle = _bundle_from(bundle_path, config, seed)
+    edits = parse_edits(list(attrs), bundle.attributes, alpha_sweep, force)
+    files = expand_inputs(inputs)
+    runner = _runtime(bundle, backend, precision, device, threads,
+                      say=lambda msg: click.echo(msg, err=True))
+    pipeline = EditPipeline(runner, bundle.config.encoder.input_size, align=not no_align,
+                            device=str(getattr(runner, "device", device)))
+    failed, written, stems = [], 0, {}
+    with click.progressbar(length=len(files), label="editing", file=sys.stderr) as bar:
+        for start in range(0, len(files), batch):
+            chunk, faces = [], []
+            for path in files[start:start + batch]:
+                try:
+                    faces.append(pipeline.load(path))
+                    chunk.append(path)
+                except VrfamError as exc:
+                    failed.append(path)
+                    click.echo(f"\nerror: {exc}", err=True)
+            if chunk:
+                images = pipeline(torch.stack(faces), edits)
+                for i, path in enumerate(chunk):
+                    stem = _unique(path.stem, stems)
+                    for e in edits:
+                        save_png(to_pil(images[e.name][i]), Path(out) / f"{stem}_{e.name}.png")
+                        written += 1
+                    if grid:
+                        save_png(_grid(images, i, edits), Path(out) / f"{stem}_grid.png")
+                        written += 1
+            bar.update(len(files[start:start + batch]))
+    click.echo(f"wrote {written} images to {out}" + (f"; {len(failed)} of {len(files)} inputs "
+                                                     "failed" if failed else ""))
+    if failed:
+        sys.exit(1)
+
+
+def _unique(stem: str, seen: dict) -> str:
+    seen[stem] = seen.get(stem, 0) + 1
+    return stem if seen[stem] == 1 else f"{stem}-{seen[stem]}"
+
+
+def _grid(images: dict, i: int, edits):
+    """input | reconstruction | each edit, side by side at the generator's resolution."""
+    import torch
+    import torch.nn.functional as F
+
+    from vrfam_rt.images import to_pil
+
+    size = images["reconstruction"].shape[-1]
+    tiles = [F.interpolate(images["input"][i:i + 1].float(), size=(size, size), mode="bicubic",
+                           align_corners=False)[0].cpu(),
+             images["reconstruction"][i].cpu()] + [images[e.name][i].cpu() for e in edits]
+    return to_pil(torch.cat(tiles, dim=2))

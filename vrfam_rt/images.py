@@ -1,6 +1,8 @@
-"""Image files to the encoder's input tensors (decode, orient, convert, resize, normalise)."""
+"""Image files in and out: safe decoding to RGB, tensors, atomic PNG writes."""
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
 
 import torch
@@ -8,23 +10,77 @@ import torch
 from vrfam_rt.errors import VrfamError
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}
+MAX_PIXELS = 64 * 2**20        # refuse to decode images above 64 Mpx (decompression bombs)
 
 
-def load_image(path: str | Path, size: int) -> torch.Tensor:
-    """One image file -> [3,size,size] float32 in [-1,1] (EXIF-oriented RGB, bicubic)."""
+def read_rgb(path: str | Path):
+    """Decode an image file to an 8-bit RGB PIL image (EXIF orientation applied).
+
+    RGBA/LA are composited on white, palette and grayscale are expanded, 16-bit and
+    32-bit integer images are scaled to 8 bits.
+    """
     from PIL import Image, ImageOps, UnidentifiedImageError
 
     path = Path(path)
     try:
         with Image.open(path) as img:
+            if img.width * img.height > MAX_PIXELS:
+                raise VrfamError(f"{path}: {img.width}x{img.height} is too large to decode "
+                                 f"safely (limit {MAX_PIXELS // 2**20} Mpx); downscale it first")
             img = ImageOps.exif_transpose(img)
             if img.mode in ("I;16", "I;16B", "I;16L", "I"):
-                img = img.point(lambda v: v / 256).convert("L")
-            img = img.convert("RGB").resize((size, size), Image.BICUBIC)
-            data = torch.frombuffer(bytearray(img.tobytes()), dtype=torch.uint8)
-    except (UnidentifiedImageError, OSError) as exc:
+                scale = 1 / 256 if img.mode.startswith("I;16") else 1 / 2**24
+                img = img.point(lambda v: v * scale).convert("L")
+            if img.mode == "P":
+                img = img.convert("RGBA")
+            if img.mode in ("RGBA", "LA", "PA"):
+                background = Image.new("RGBA", img.size, (255, 255, 255, 255))
+                img = Image.alpha_composite(background, img.convert("RGBA"))
+            return img.convert("RGB")
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError) as exc:
         raise VrfamError(f"{path}: not a readable image ({exc})") from None
-    return data.view(size, size, 3).permute(2, 0, 1).float() / 127.5 - 1.0
+
+
+def to_tensor(image) -> torch.Tensor:
+    """PIL RGB -> uint8 tensor [3,H,W]."""
+    data = torch.frombuffer(bytearray(image.tobytes()), dtype=torch.uint8)
+    return data.view(image.height, image.width, 3).permute(2, 0, 1)
+
+
+def normalise(images: torch.Tensor, size: int) -> torch.Tensor:
+    """uint8 [B,3,H,W] on any device -> float [B,3,size,size] in [-1,1] (antialiased resize)."""
+    x = images.float() / 127.5 - 1.0
+    if x.shape[-2:] != (size, size):
+        x = torch.nn.functional.interpolate(x, size=(size, size), mode="bicubic",
+                                            antialias=True, align_corners=False)
+    return x.clamp(-1, 1)
+
+
+def load_image(path: str | Path, size: int) -> torch.Tensor:
+    """One image file -> [3,size,size] float32 in [-1,1], without face alignment."""
+    return normalise(to_tensor(read_rgb(path))[None], size)[0]
+
+
+def to_pil(image: torch.Tensor):
+    """[3,H,W] float in about [-1,1] -> PIL RGB."""
+    from PIL import Image
+
+    data = ((image.detach().float().cpu().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+    return Image.fromarray(data.permute(1, 2, 0).contiguous().numpy(), "RGB")
+
+
+def save_png(image, path: Path) -> None:
+    """Write a PIL image as PNG through a temporary file renamed into place."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=path.parent)
+    os.close(fd)
+    try:
+        image.save(tmp, format="PNG")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def image_files(folder: str | Path) -> list[Path]:
@@ -35,3 +91,11 @@ def image_files(folder: str | Path) -> list[Path]:
     if not files:
         raise VrfamError(f"{folder} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
     return files
+
+
+def expand_inputs(paths) -> list[Path]:
+    """Files as given, folders expanded to the images they hold (sorted)."""
+    found = []
+    for path in map(Path, paths):
+        found += image_files(path) if path.is_dir() else [path]
+    return found
