@@ -96,3 +96,24 @@ def test_gpu_check_dry_run_without_exporter_or_tensorrt(tmp_path, monkeypatch):
     assert {(r["backend"], r["precision"]) for r in report["bench"]} == {("eager", "fp32"),
                                                                         ("eager", "bf16")}
     assert "x1.00 vs eager fp32" in (tmp_path / "g" / "gpu-check.txt").read_text()
+
+
+@pytest.mark.parametrize("backend", ["eager", "ort"])
+def test_profile_reports_stages_layers_and_peaks(backend, tmp_path, monkeypatch):
+    monkeypatch.setenv("VRFAM_RT_CACHE", str(tmp_path / "cache"))
+    result = CliRunner().invoke(main, ["profile", "--config", "tiny", "--backend", backend,
+                                       "--iters", "1", "--top", "2",
+                                       "--json", str(tmp_path / "p.json")])
+    assert result.exit_code == 0, result.output
+    data = json.loads((tmp_path / "p.json").read_text())
+    assert [s["stage"] for s in data["stages"]] == ["encoder", "transformer", "generator", "total"]
+    assert all(0 < s["peak_fraction"] < 1 for s in data["stages"])
+    assert {l["stage"] for l in data["layers"]} == {"encoder", "transformer", "generator"}
+    assert all(l["ms"] >= 0 for l in data["layers"])
+    names = {p["device"] for p in data["peaks"]}
+    assert "this CPU" in names and "NVIDIA GeForce RTX 2080 Ti" in names
+    assert "slowest 2 layers per stage" in result.stdout
+    if backend == "ort":
+        assert any("Conv" in l["layer"] for l in data["layers"])
+    else:
+        assert any(l["layer"].startswith("convs.") for l in data["layers"])

@@ -526,3 +526,81 @@ def _grid(images: dict, i: int, edits):
                            align_corners=False)[0].cpu(),
              images["reconstruction"][i].cpu()] + [images[e.name][i].cpu() for e in edits]
     return to_pil(torch.cat(tiles, dim=2))
+
+
+@main.command()
+@click.option("--bundle", "bundle_path", type=FILE, help="Bundle directory to profile.")
+@click.option("--config", type=click.Choice(["tiny", "ffhq-1024"]),
+              help="Profile a seeded random bundle of this config instead.")
+@click.option("--seed", default=0, show_default=True)
+@click.option("--backend", default="eager", show_default=True,
+              type=click.Choice(["eager", "ort", "trt"]))
+@click.option("--precision", default="fp32", show_default=True,
+              type=click.Choice(["fp32", "fp16", "bf16", "int8"]))
+@click.option("--batch", default=1, show_default=True, type=click.IntRange(1, 1024))
+@click.option("--iters", default=3, show_default=True, type=click.IntRange(1))
+@click.option("--top", default=8, show_default=True, type=click.IntRange(1),
+              help="Slowest layers listed per stage.")
+@click.option("--threads", type=click.IntRange(1))
+@click.option("--device", default="cpu", show_default=True)
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path))
+def profile(bundle_path, config, seed, backend, precision, batch, iters, top, threads, device,
+            json_path):
+    """Per-stage and per-layer time of one edit, with the fraction of the device's peak.
+
+    Example: vrfam-rt profile --config ffhq-1024 --backend ort --threads 2
+    """
+    import torch
+
+    from vrfam_rt.benchmarks import profile as prof
+    from vrfam_rt.benchmarks.bench import Config, flops_per_image, run_bench
+
+    if threads:
+        torch.set_num_threads(threads)
+    bundle = _bundle_from(bundle_path, config, seed)
+    runner = _runtime(bundle, backend, precision, device, threads,
+                      say=lambda msg: click.echo(msg, err=True))
+    device = str(getattr(runner, "device", device))
+    flops = flops_per_image(bundle)
+    stages = run_bench(bundle, [Config(backend, precision, runner)], (batch,), iters, 1, device,
+                       flops=flops)
+    layers = {"eager": prof.eager_layers, "ort": prof.ort_layers,
+              "trt": prof.trt_layers}[backend](bundle, runner, batch)
+    peaks = _peaks(device, precision, prof)
+    peak = peaks[0]["gflops"]
+    for row in stages:
+        row["peak_fraction"] = row["gflops"] / peak
+    click.echo(f"{backend} {precision}, batch {batch}, device {device}")
+    click.echo(_table(stages, [("stage", "stage", ""), ("p50 ms", "p50_ms", ".1f"),
+                               ("GFLOP/s", "gflops", ".1f"),
+                               (f"of {peaks[0]['device']} peak", "peak_fraction", ".1%")]))
+    rows = prof.top_layers(layers, top)
+    click.echo(f"\nslowest {top} layers per stage")
+    click.echo(_table(rows, [("stage", "stage", ""), ("layer", "layer", ""),
+                             ("ms", "ms", ".2f"), ("share", "share", ".1%")]))
+    click.echo("\ndevice peaks (dense GFLOP/s)")
+    click.echo(_table(peaks, [("device", "device", ""), ("precision", "precision", ""),
+                              ("GFLOP/s", "gflops", ".0f"), ("source", "source", "")]))
+    if json_path:
+        json_path.write_text(json.dumps({"backend": backend, "precision": precision,
+                                         "batch": batch, "device": device, "stages": stages,
+                                         "layers": layers, "peaks": peaks}, indent=2) + "\n")
+
+
+def _peaks(device: str, precision: str, prof) -> list[dict]:
+    """This device's peak first (measured for a CPU), then the published GPU peaks."""
+    import torch
+
+    key = "fp16" if precision in ("fp16", "bf16", "int8") else "fp32"
+    rows = []
+    if device.startswith("cuda"):
+        name = torch.cuda.get_device_name()
+        if name in prof.DEVICE_PEAKS:
+            rows.append({"device": name, "precision": key,
+                         "gflops": prof.DEVICE_PEAKS[name][key], "source": "published"})
+    if not rows:
+        rows.append({"device": "this CPU", "precision": "fp32",
+                     "gflops": prof.measure_cpu_peak(), "source": "measured: 2048^3 matmul"})
+    rows += [{"device": name, "precision": p, "gflops": v, "source": "published"}
+             for name, peaks in prof.DEVICE_PEAKS.items() for p, v in peaks.items()]
+    return rows
