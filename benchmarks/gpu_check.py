@@ -31,7 +31,7 @@ def gpu_check(out: Path, config: str = "ffhq-1024", device: str = "cuda", batche
               iters: int = 5, warmup: int = 2, say=print) -> dict:
     from vrfam_rt.backends.eager import EagerBackend
     from vrfam_rt.backends.ort import OrtBackend
-    from vrfam_rt.benchmarks.bench import Config, eager_configs, run_bench
+    from vrfam_rt.benchmarks.bench import Config, run_bench
     from vrfam_rt.environment import describe, tensorrt_status
 
     out = Path(out)

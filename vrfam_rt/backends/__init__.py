@@ -20,6 +20,21 @@ class Backend:
     precision: str
     attributes: tuple[str, ...]
 
+    def _read_folder(self, folder: str | Path, made_by: str) -> None:
+        """Take `folder`'s manifest.json (precision, attribute order, files)."""
+        import json
+
+        self.folder = Path(folder)
+        path = self.folder / "manifest.json"
+        if not path.is_file():
+            raise VrfamError(f"{self.folder} holds no manifest.json; {made_by}")
+        try:
+            self.manifest = json.loads(path.read_text())
+        except json.JSONDecodeError as exc:
+            raise VrfamError(f"{path} is not valid JSON ({exc}); {made_by}") from None
+        self.precision = self.manifest["precision"]
+        self.attributes = tuple(self.manifest["attributes"])
+
     def run(self, stage: str, *inputs):
         raise NotImplementedError
 

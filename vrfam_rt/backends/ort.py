@@ -5,7 +5,6 @@ case inputs and outputs stay on the GPU through I/O binding.
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -28,14 +27,8 @@ class OrtBackend(Backend):
             raise MissingDependency("the ort backend needs onnxruntime: pip install onnxruntime"
                                     ) from None
         self.ort = onnxruntime
-        self.folder = Path(folder)
-        manifest_path = self.folder / "manifest.json"
-        if not manifest_path.is_file():
-            raise VrfamError(f"{self.folder} holds no manifest.json; point at one precision "
-                             "folder of `vrfam-rt export` (e.g. DIR/fp32)")
-        self.manifest = json.loads(manifest_path.read_text())
-        self.precision = self.manifest["precision"]
-        self.attributes = tuple(self.manifest["attributes"])
+        self._read_folder(folder, "point at one precision folder of `vrfam-rt export` "
+                                  "(e.g. DIR/fp32)")
         self.device = torch.device(device)
         if self.device.type == "cuda":
             if "CUDAExecutionProvider" not in onnxruntime.get_available_providers():

@@ -7,7 +7,6 @@ CUDA graph per batch size and replayed.
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
@@ -23,14 +22,7 @@ class TrtBackend(Backend):
 
     def __init__(self, folder: str | Path, device: str = "cuda"):
         self.trt = import_tensorrt()
-        self.folder = Path(folder)
-        path = self.folder / "manifest.json"
-        if not path.is_file():
-            raise VrfamError(f"{self.folder} holds no manifest.json; build plans with "
-                             "`vrfam-rt build-engines`")
-        self.manifest = json.loads(path.read_text())
-        self.precision = self.manifest["precision"]
-        self.attributes = tuple(self.manifest["attributes"])
+        self._read_folder(folder, "build plans with `vrfam-rt build-engines`")
         self.device = torch.device(device)
         self.target = detect_target()
         self.logger = self.trt.Logger(self.trt.Logger.WARNING)
