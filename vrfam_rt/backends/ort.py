@@ -51,6 +51,9 @@ class OrtBackend(Backend):
             if self.threads:
                 options.intra_op_num_threads = self.threads
             options.log_severity_level = 3
+            # idle ONNX Runtime threads would otherwise spin and slow whatever runs next
+            # (torch stages of a mixed pipeline, or the other configurations of a bench)
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
             self._sessions[stage] = self.ort.InferenceSession(
                 str(self.folder / entry["file"]), options, providers=self.providers)
         return self._sessions[stage]
