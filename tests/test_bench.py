@@ -117,3 +117,8 @@ def test_profile_reports_stages_layers_and_peaks(backend, tmp_path, monkeypatch)
         assert any("Conv" in l["layer"] for l in data["layers"])
     else:
         assert any(l["layer"].startswith("convs.") for l in data["layers"])
+
+
+def test_glibc_keeps_freed_memory_for_the_cli():
+    from vrfam_rt.environment import keep_freed_memory
+    assert keep_freed_memory() is True        # glibc here; a no-op (False) elsewhere

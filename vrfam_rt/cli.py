@@ -26,6 +26,9 @@ class Group(click.Group):
 @click.version_option(__version__, prog_name="vrfam-rt")
 def main():
     """Fast facial attribute editing with VR-FAM on StyleGAN2."""
+    from vrfam_rt.environment import keep_freed_memory
+
+    keep_freed_memory()
 
 
 @main.command()
