@@ -35,6 +35,13 @@ class Backend:
         self.precision = self.manifest["precision"]
         self.attributes = tuple(self.manifest["attributes"])
 
+    def _entry(self, stage: str, how: str) -> dict:
+        """The manifest entry of a stage's file; a missing one names how to make it."""
+        entry = self.manifest["files"].get(stage)
+        if entry is None:
+            raise VrfamError(f"{self.folder} has no {stage} file; {how}")
+        return entry
+
     def run(self, stage: str, *inputs):
         raise NotImplementedError
 

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from vrfam_rt.backends import Backend
-from vrfam_rt.errors import MissingDependency, VrfamError
+from vrfam_rt.errors import MissingDependency
 
 
 class OrtBackend(Backend):
@@ -43,10 +43,7 @@ class OrtBackend(Backend):
 
     def session(self, stage: str):
         if stage not in self._sessions:
-            entry = self.manifest["files"].get(stage)
-            if entry is None:
-                raise VrfamError(f"{self.folder} has no {stage}.onnx; export it with "
-                                 f"--components {stage}")
+            entry = self._entry(stage, f"export it with --components {stage}")
             options = self.ort.SessionOptions()
             if self.threads:
                 options.intra_op_num_threads = self.threads

@@ -32,10 +32,7 @@ class TrtBackend(Backend):
 
     def _context(self, stage: str):
         if stage not in self._engines:
-            entry = self.manifest["files"].get(stage)
-            if entry is None:
-                raise VrfamError(f"{self.folder} has no {stage} plan; build it with "
-                                 "`vrfam-rt build-engines`")
+            entry = self._entry(stage, "build it with `vrfam-rt build-engines`")
             built = entry["target"]
             here = {"tensorrt": self.target.tensorrt, "gpu": self.target.gpu,
                     "compute_capability": self.target.compute_capability}
