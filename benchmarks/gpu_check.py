@@ -1,18 +1,25 @@
 """`make gpu-check`: everything worth knowing on a machine with an NVIDIA GPU, in one run.
 
-Steps (each one recorded, none fatal to the next):
+Steps (each one recorded, none fatal to the next; the report is rewritten after each
+step, so a run cut short still leaves what it measured):
 1. versions, backends and devices (`vrfam-rt info`);
-2. a random-weight bundle of the config, exported to ONNX (FP32 + FP16) when the
-   exporter (onnx + onnxscript) is importable;
+2. a random-weight bundle of the config, exported to ONNX when the exporter (onnx +
+   onnxscript) is importable (FP32, and FP16 too when TensorRT is there to build it);
 3. FP16 TensorRT plans when TensorRT is importable;
-4. every available backend against eager FP32: PSNR of the edited image;
-5. the benchmark: eager FP32, eager FP16 (BF16 on a CPU dry run) and TensorRT.
+4. every runner against eager FP32: PSNR of the edited image;
+5. the benchmark: eager FP32, FP16 (also channels-last, and with the fused generator),
+   BF16 and TensorRT, interleaved;
+6. per-layer time of eager FP16 (the slowest layers of each stage);
+7. `vrfam-rt edit` end to end on a real photo (matplotlib's grace_hopper.jpg, unaligned)
+   in a subprocess, as a user would run it.
 Writes `gpu-check.json` and `gpu-check.txt` into the output folder.
 """
 from __future__ import annotations
 
 import importlib.util
 import json
+import subprocess
+import sys
 import time
 import traceback
 from pathlib import Path
@@ -28,7 +35,7 @@ def _edit(runner, image, alphas):
 
 
 def gpu_check(out: Path, config: str = "ffhq-1024", device: str = "cuda", batches=(1, 8),
-              iters: int = 5, warmup: int = 2, say=print) -> dict:
+              iters: int = 5, warmup: int = 2, say=print, export: bool = True) -> dict:
     from vrfam_rt.backends.eager import EagerBackend
     from vrfam_rt.backends.ort import OrtBackend
     from vrfam_rt.benchmarks.bench import Config, run_bench
@@ -51,25 +58,39 @@ def gpu_check(out: Path, config: str = "ffhq-1024", device: str = "cuda", batche
                            "trace": traceback.format_exc(limit=3)}
             say(f"[gpu-check] {name} failed: {exc}")
             return None
+        finally:
+            _write(out, report)
 
     report["info"] = describe()
     bundle = step("random bundle", lambda: Bundle.random(config, seed=0))
     half = "fp16" if device.startswith("cuda") else "bf16"
-    exporter = all(importlib.util.find_spec(m) for m in ("onnx", "onnxscript"))
+    exporter = export and all(importlib.util.find_spec(m) for m in ("onnx", "onnxscript"))
     trt_ok, trt_reason = tensorrt_status()
     runners = {}
     if bundle is None:
         return _write(out, report)
     runners["eager fp32"] = EagerBackend(bundle, device=device)
     runners[f"eager {half}"] = EagerBackend(bundle, device=device, precision=half)
+    if device.startswith("cuda"):
+        runners["eager fp16-nhwc"] = EagerBackend(bundle, device=device, precision="fp16",
+                                                  channels_last=True)
+        fused = EagerBackend(bundle, device=device, precision="fp16")
+        fused._module("generator").set_fused(True)
+        runners["eager fp16-fused"] = fused
+        runners["eager bf16"] = EagerBackend(bundle, device=device, precision="bf16")
+        runners["eager fp32-graphs"] = EagerBackend(bundle, device=device, cuda_graphs=True)
+        runners["eager fp16-graphs"] = EagerBackend(bundle, device=device, precision="fp16",
+                                                    cuda_graphs=True)
+    precisions = ("fp32", "fp16") if trt_ok else ("fp32",)
     if exporter:
         from vrfam_rt.export.lowering import export_bundle
-        exported = step("export fp32+fp16", lambda: export_bundle(
-            bundle, out / "onnx", ("fp32", "fp16"), overwrite=True))
+        exported = step("export " + "+".join(precisions), lambda: export_bundle(
+            bundle, out / "onnx", precisions, overwrite=True))
         if exported:
             runners["ort fp32"] = OrtBackend(out / "onnx" / "fp32")
     else:
-        steps["export fp32+fp16"] = {"status": "skipped: onnx/onnxscript not importable"}
+        steps["export"] = {"status": "skipped: " + ("onnx/onnxscript not importable" if export
+                                                    else "--no-export")}
     if trt_ok and "ort fp32" in runners:
         from vrfam_rt.backends.trt import TrtBackend
         from vrfam_rt.engines.build import build_engines
@@ -95,7 +116,34 @@ def gpu_check(out: Path, config: str = "ffhq-1024", device: str = "cuda", batche
     configs = [Config(*name.split(), runner) for name, runner in bench_runners.items()]
     report["bench"] = step("bench", lambda: run_bench(bundle, configs, batches, iters, warmup,
                                                       device=device))
+
+    def layers():
+        from vrfam_rt.benchmarks.profile import eager_layers, top_layers
+        return top_layers(eager_layers(bundle, runners[f"eager {half}"], 1), 6)
+    report["layers_eager_half"] = step(f"layers eager {half}", layers)
+    report["edit_cli"] = step("edit CLI", lambda: _edit_cli(out, config, device, half))
     return _write(out, report)
+
+
+def _edit_cli(out: Path, config: str, device: str, precision: str) -> dict:
+    """`vrfam-rt edit` on grace_hopper.jpg in a subprocess; raises unless it wrote the grid."""
+    from matplotlib import cbook
+
+    photo = cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)
+    target = out / "edit"
+    command = [sys.executable, "-m", "vrfam_rt", "edit", str(photo), "--config", config,
+               "--attr", "Smiling=1.0", "--attr", "Eyeglasses=-0.5", "--no-align", "--grid",
+               "--backend", "eager", "--precision", precision, "--device", device,
+               "--out", str(target)]
+    start = time.perf_counter()
+    done = subprocess.run(command, capture_output=True, text=True)
+    written = sorted(p.name for p in target.glob("*.png")) if target.is_dir() else []
+    result = {"command": " ".join(command[1:]), "exit_code": done.returncode,
+              "seconds": round(time.perf_counter() - start, 1), "written": written,
+              "stderr_tail": done.stderr[-600:]}
+    if done.returncode != 0 or not any(name.endswith("_grid.png") for name in written):
+        raise RuntimeError(f"vrfam-rt edit failed: {result}")
+    return result
 
 
 def _write(out: Path, report: dict) -> dict:
@@ -107,8 +155,14 @@ def _write(out: Path, report: dict) -> dict:
         lines.append(f"  PSNR {name:<16} {value:.1f} dB vs eager fp32")
     for r in report.get("bench") or []:
         if r["stage"] == "total":
-            lines.append(f"  {r['backend']:<6} {r['precision']:<5} batch {r['batch']:<3} "
+            lines.append(f"  {r['backend']:<6} {r['precision']:<11} batch {r['batch']:<3} "
                          f"p50 {r['p50_ms']:8.1f} ms  {r['images_per_s']:7.2f} img/s  "
                          f"x{r['speedup_vs_eager']:.2f} vs eager fp32")
+    for r in report.get("layers_eager_half") or []:
+        lines.append(f"  layer {r['stage']:<12} {r['layer']:<24} {r['ms']:8.2f} ms "
+                     f"{r['share']:6.1%} of stage")
+    if report.get("edit_cli"):
+        e = report["edit_cli"]
+        lines.append(f"  edit CLI exit {e['exit_code']} in {e['seconds']} s: {', '.join(e['written'])}")
     (out / "gpu-check.txt").write_text("\n".join(lines) + "\n")
     return report

@@ -377,7 +377,8 @@ def _device_name(device: str, facts: dict) -> str:
 @click.option("--batch", "batches", multiple=True, default=(1, 8), show_default=True,
               type=click.IntRange(1, 1024))
 @click.option("--iters", default=5, show_default=True, type=click.IntRange(1))
-def gpu_check_cmd(out, config, device, batches, iters):
+@click.option("--no-export", is_flag=True, help="Skip the ONNX export (and ORT, TensorRT).")
+def gpu_check_cmd(out, config, device, batches, iters, no_export):
     """Info, export, FP16 engines, backend parity and benchmark on an NVIDIA GPU.
 
     Example (no install needed): PYTHONPATH=. python3 -m vrfam_rt gpu-check --out gpu
@@ -391,7 +392,7 @@ def gpu_check_cmd(out, config, device, batches, iters):
         raise MissingDependency("gpu-check needs an NVIDIA GPU and torch sees none; "
                                 "use --device cpu for a dry run")
     report = gpu_check(out, config, device, batches, iters,
-                       say=lambda msg: click.echo(msg, err=True))
+                       say=lambda msg: click.echo(msg, err=True), export=not no_export)
     click.echo((Path(out) / "gpu-check.txt").read_text(), nl=False)
     if any(s["status"].startswith("failed") for s in report["steps"].values()):
         raise VrfamError(f"a gpu-check step failed; see {Path(out) / 'gpu-check.json'}")
