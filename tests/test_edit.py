@@ -4,6 +4,7 @@ import json
 import matplotlib.cbook
 import numpy as np
 import pytest
+import torch
 from click.testing import CliRunner
 from PIL import Image
 
@@ -133,3 +134,29 @@ def test_ort_backend_exports_once_into_the_cache(tmp_path, monkeypatch):
     a = np.asarray(Image.open(tmp_path / "out" / "grace_hopper_Smiling+1.0.png"), dtype=int)
     b = np.asarray(Image.open(tmp_path / "eager" / "grace_hopper_Smiling+1.0.png"), dtype=int)
     assert np.abs(a - b).max() <= 1                        # the same picture, to 8-bit rounding
+
+
+def test_cuda_graphs_are_refused_without_cuda_and_for_other_backends(tmp_path):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA; the refusal is for machines without it")
+    result = edit(PHOTO, "--config", "tiny", "--attr", "Smiling", "--cuda-graphs", "--out", tmp_path)
+    assert result.exit_code == 1 and "CUDA graphs need a CUDA device" in result.output
+    result = edit(PHOTO, "--config", "tiny", "--attr", "Smiling", "--backend", "ort",
+                  "--cuda-graphs", "--out", tmp_path)
+    assert result.exit_code == 1 and "applies to the eager backend" in result.output
+    assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_graph_replay_matches_eager(tiny):
+    from vrfam_rt.backends.eager import EagerBackend
+
+    plain = EagerBackend(tiny, device="cuda")
+    graphs = EagerBackend(tiny, device="cuda", cuda_graphs=True)
+    for batch in (1, 3):                       # one captured graph per input shape
+        image = torch.rand(batch, 3, 64, 64, device="cuda") * 2 - 1
+        for _ in range(2):                     # capture, then replay with the same buffers
+            wplus = graphs.encoder(image)
+            torch.testing.assert_close(wplus, plain.encoder(image), rtol=1e-4, atol=1e-4)
+            torch.testing.assert_close(graphs.generator(wplus), plain.generator(wplus),
+                                       rtol=1e-3, atol=1e-3)

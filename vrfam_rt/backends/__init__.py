@@ -57,13 +57,13 @@ class Backend:
 
 def open_backend(name: str, *, bundle=None, onnx_dir: str | Path | None = None,
                  engine_dir: str | Path | None = None, device: str = "cpu",
-                 precision: str = "fp32", threads: int | None = None):
+                 precision: str = "fp32", threads: int | None = None, cuda_graphs: bool = False):
     """A backend by name: `eager` runs a bundle, `ort` an export folder, `trt` plans."""
     if name == "eager":
         from vrfam_rt.backends.eager import EagerBackend
         if bundle is None:
             raise VrfamError("the eager backend needs a bundle (--bundle or --config)")
-        return EagerBackend(bundle, device=device, precision=precision)
+        return EagerBackend(bundle, device=device, precision=precision, cuda_graphs=cuda_graphs)
     if name == "ort":
         from vrfam_rt.backends.ort import OrtBackend
         if onnx_dir is None:
