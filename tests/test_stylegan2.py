@@ -170,3 +170,21 @@ def test_generator_rejects_a_non_power_of_two_size():
     from vrfam_rt.errors import VrfamError
     with pytest.raises(VrfamError, match="power of two"):
         dataclasses.replace(load_config("tiny").generator, size=48)
+
+
+@pytest.mark.parametrize("clamp", [None, 0.5])
+def test_folded_inference_equals_the_layers_and_training_ignores_it(tiny, clamp):
+    import copy
+
+    generator = tiny.component("generator").eval()
+    generator.set_conv_clamp(clamp)
+    folded = copy.deepcopy(generator).set_folded(True)
+    for model in (generator, folded):             # non-zero noise strengths exercise that path
+        for layer in (*model.convs, model.conv1):
+            layer.noise.weight.data.fill_(0.3)
+    wplus = torch.randn(3, generator.n_latent, generator.config.style_dim)
+    with torch.no_grad():
+        reference = generator(wplus)
+        assert rel_err(folded(wplus), reference) < 1e-5
+    trained = folded(wplus.requires_grad_())      # with autograd the unfolded layers run
+    assert torch.equal(trained.detach(), generator(wplus).detach())

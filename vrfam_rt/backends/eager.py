@@ -15,7 +15,9 @@ class EagerBackend(Backend):
     name = "eager"
 
     def __init__(self, bundle, device: str = "cpu", precision: str = "fp32",
-                 channels_last: bool = False, cuda_graphs: bool = False):
+                 channels_last: bool | None = None, cuda_graphs: bool = False):
+        """`channels_last` defaults to on for the CPU (oneDNN's convolutions then skip
+        their layout reorders) and off for CUDA (slower there, see the H200 gpu-check)."""
         if precision not in DTYPES:
             raise VrfamError(f"the eager backend runs {sorted(DTYPES)}, not {precision!r}")
         if precision == "fp16" and not str(device).startswith("cuda"):
@@ -27,6 +29,8 @@ class EagerBackend(Backend):
         self.dtype = DTYPES[precision]
         if cuda_graphs and self.device.type != "cuda":
             raise VrfamError("CUDA graphs need a CUDA device")
+        if channels_last is None:
+            channels_last = self.device.type == "cpu"
         self.channels_last, self.cuda_graphs = channels_last, cuda_graphs
         self._graphs: dict[tuple, tuple] = {}
         if self.device.type == "cuda":
@@ -35,10 +39,16 @@ class EagerBackend(Backend):
         self._modules: dict[str, torch.nn.Module] = {}
 
     def _module(self, stage: str) -> torch.nn.Module:
+        """The stage's network on this device and dtype. On the CPU in FP32 the bundle's
+        own modules run (copied only where they change: the folded generator); a
+        channels-last layout changes strides, not values, so it is applied in place."""
         if stage not in self._modules:
             module = self.bundle.component(stage)
-            if self.dtype != torch.float32 or self.device.type != "cpu" or self.channels_last:
+            fold = stage == "generator" and self.device.type == "cpu"
+            if self.dtype != torch.float32 or self.device.type != "cpu" or fold:
                 module = copy.deepcopy(module).to(self.device, self.dtype)
+            if fold:
+                module.set_folded(True)
             if self.channels_last:                    # 4-D weights only (modconv's are 5-D)
                 for tensor in [*module.parameters(), *module.buffers()]:
                     if tensor.dim() == 4:

@@ -192,7 +192,47 @@ class StyledConv(nn.Module):
         self.activate = FusedLeakyReLU(out_ch)
 
     def forward(self, x, style, noise):
+        if self.folded and not torch.is_grad_enabled():
+            return self._folded(x, style, noise)
         return self.activate(self.noise(self.conv(x, style), noise))
+
+    folded = False
+
+    def _folded(self, x: torch.Tensor, style: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        """The same layer for inference with every per-channel factor inside the weights.
+
+        Per sample, the style, demodulation and the sqrt(2) gain of the activation scale
+        one constant convolution (leaky ReLU is positively homogeneous, so the gain can
+        go before it) and the bias rides on the convolution (or on the blur after an
+        upsampling one). What is left over the feature map is one in-place noise add and
+        one in-place leaky ReLU, instead of six full passes. At batch 1 on a CPU, where
+        the 1024^2 layers are bound by memory traffic, that is most of their time.
+        """
+        conv = self.conv
+        s = conv.modulation(style)                                   # [B,I]
+        w = conv.scale * LRELU_GAIN * conv.weight * s[:, None, :, None, None]  # [B,O,I,k,k]
+        if conv.demodulate:
+            w = w * torch.rsqrt((w / LRELU_GAIN).pow(2).sum([2, 3, 4]) + DEMOD_EPS)[..., None, None, None]
+        bias = self.activate.bias * LRELU_GAIN
+        outs = []
+        for b in range(x.shape[0]):
+            if conv.upsample:
+                out = F.conv_transpose2d(x[b:b + 1], w[b].transpose(0, 1), stride=2)
+                blur = conv.blur
+                kernel = blur.kernel.flip([0, 1])[None, None].expand(out.shape[1], 1, -1, -1)
+                p0, p1 = blur.pad
+                if p0 != p1:
+                    out = F.pad(out, [p0, p1, p0, p1])
+                out = F.conv2d(out, kernel, bias, padding=p0 if p0 == p1 else 0,
+                               groups=out.shape[1])
+            else:
+                out = F.conv2d(x[b:b + 1], w[b], bias, padding=conv.padding)
+            outs.append(out)
+        out = outs[0] if len(outs) == 1 else torch.cat(outs)
+        out.add_(noise, alpha=float(self.noise.weight) * LRELU_GAIN)
+        F.leaky_relu_(out, LRELU_SLOPE)
+        clamp = self.activate.clamp
+        return out if clamp is None else out.clamp_(-clamp, clamp)
 
 
 class ToRGB(nn.Module):
@@ -271,6 +311,14 @@ class Generator(nn.Module):
         for module in self.modules():
             if isinstance(module, ModulatedConv2d):
                 module.fused = fused
+        return self
+
+    def set_folded(self, folded: bool) -> "Generator":
+        """Inference without autograd: fold per-channel factors into per-sample weights
+        (see StyledConv._folded). Training and export keep the unfolded layers."""
+        for module in self.modules():
+            if isinstance(module, StyledConv):
+                module.folded = folded
         return self
 
     def set_conv_clamp(self, clamp: float | None) -> "Generator":
