@@ -328,11 +328,17 @@ def _draw_beard(c: _Canvas, k: dict, face):
 
 
 def _draw_mouth(c: _Canvas, k: dict):
-    """Lips as a curve whose lift is the smile; an open mouth is the dark region
-    between the upper lip and a lower curve, with teeth along the top."""
+    """Lips as a curve whose lift is the smile (with dimples and rosy cheeks); an open
+    mouth is the dark region between the upper lip and a lower curve, teeth on top."""
     a, w = k["a"], k["mouth_w"]
     x, cy = c.x - 1.2 * k["yaw"], 0.40
-    lift = 0.075 * a["Smiling"] - 0.012
+    lift = 0.09 * a["Smiling"] - 0.005
+    for side in (-1, 1):
+        cheek = sd_ellipse(x, c.y, side * (w + 0.09), cy - 0.13, 0.08, 0.055)
+        c.paint(cheek, _rgb(0.95, 0.45, 0.45), 0.3 * a["Smiling"])
+        dimple = sd_segment(x, c.y, side * (w + 0.03), cy - lift - 0.04,
+                            side * (w + 0.035), cy - lift + 0.03) - 0.011
+        c.paint(dimple, k["skin"] * 0.65, a["Smiling"])
     opening = 0.12 * a["Mouth_Slightly_Open"]
     t = (x / w).clamp(-1, 1)
     upper = cy - lift * t * t
