@@ -123,3 +123,73 @@ def test_a_truncated_attribute_file_is_refused(tmp_path):
     (tmp_path / "attrs.txt").write_text("3\nSmiling Male\na.png 1 -1\n")
     with pytest.raises(VrfamError, match="1 rows of 3 announced"):
         read_attr_file(tmp_path / "attrs.txt")
+
+
+def test_render_command_writes_images_labels_identities_and_parameters(tmp_path):
+    from click.testing import CliRunner
+    from safetensors.torch import load_file
+
+    from vrfam_rt.cli import main
+    from vrfam_rt.images import image_files, load_image
+    from vrfam_rt.training.render import FaceParams
+
+    out = tmp_path / "synth"
+    args = ["synth", "render", "--n", "5", "--seed", "7", "--views", "2", "--out", str(out)]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert [p.name for p in image_files(out)] == [f"{i:06d}.png" for i in range(5)]
+    params = FaceParams.from_tensors(load_file(str(out / "params.safetensors")))
+    assert torch.equal(params.attributes, sample_params(5, seed=7, views=2).attributes)
+    assert torch.equal(read_attr_file(out / "list_attr_celeba.txt")[2], params.attributes)
+    assert (out / "identity_synth.txt").read_text().split() == [
+        "000000.png", "0", "000001.png", "0", "000002.png", "1", "000003.png", "1",
+        "000004.png", "2"]
+    assert (load_image(out / "000004.png", 64) - render(params[4:5])[0]).abs().max() <= 1 / 127
+    again = CliRunner().invoke(main, args)
+    assert again.exit_code == 1 and "already exists" in again.output
+
+
+def test_a_short_oracle_run_beats_the_majority_baseline_on_held_out_renders():
+    from vrfam_rt.training.oracle import TrainConfig, evaluate_attributes, train_attribute_oracle
+
+    oracle = train_attribute_oracle(TrainConfig(steps=30, batch=16))   # 480 renders
+    report = evaluate_attributes(oracle, n=300)
+    majority = sum(v["majority"] for v in report["attributes"].values()) / len(ATTRIBUTES)
+    assert report["mean_accuracy"] > majority + 0.1, (report["mean_accuracy"], majority)
+
+
+def test_contrastive_loss_is_low_when_views_of_one_person_agree():
+    from vrfam_rt.training.oracle import contrastive_loss
+
+    ids = torch.tensor([0, 0, 1, 1, 2, 2])
+    agree = F.normalize(torch.eye(3).repeat_interleave(2, 0), dim=1)
+    scrambled = F.normalize(torch.eye(3)[[0, 1, 1, 2, 2, 0]], dim=1)
+    assert contrastive_loss(agree, ids, 0.1) < 0.01 < 1 < contrastive_loss(scrambled, ids, 0.1)
+
+
+def test_verification_metrics_on_known_scores():
+    from vrfam_rt.training.oracle import best_threshold_accuracy, roc_auc
+
+    positive, negative = torch.tensor([0.9, 0.8, 0.3]), torch.tensor([0.1, 0.2, 0.5])
+    assert roc_auc(positive, negative) == pytest.approx(8 / 9)
+    assert roc_auc(torch.tensor([3.0, 2, 2]), torch.tensor([2.0, 1])) == pytest.approx(5 / 6)
+    assert best_threshold_accuracy(positive, negative) == pytest.approx((5 / 6, 0.2))
+
+
+def test_saved_oracles_load_back_and_stay_under_two_megabytes(tmp_path):
+    from vrfam_rt.training.oracle import (WEIGHTS, AttributeOracle, IdentityEmbedding,
+                                          load_oracles, save_oracles)
+
+    torch.manual_seed(0)
+    attributes, identity = AttributeOracle().eval(), IdentityEmbedding().eval()
+    save_oracles(tmp_path, attributes, identity, {"note": "untrained"})
+    loaded_attributes, loaded_identity = load_oracles(tmp_path)
+    images = render(sample_params(3, seed=0))
+    with torch.no_grad():
+        assert torch.equal(loaded_attributes(images), attributes(images))
+        embeddings = loaded_identity(images)
+    assert torch.allclose(embeddings.norm(dim=1), torch.ones(3))
+    assert all((tmp_path / f).stat().st_size < 2e6 for f in WEIGHTS.values())
+    (tmp_path / WEIGHTS["identity"]).unlink()
+    with pytest.raises(VrfamError, match="synth train-oracle"):
+        load_oracles(tmp_path)
