@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from vrfam_rt.errors import VrfamError
-from vrfam_rt.training.render import ATTRIBUTES, render, sample_params
+from vrfam_rt.training.render import ATTRIBUTES, IDENTITY_FIELDS, render, sample_params
 
 EVAL_SEED = 2**40          # held-out renders; training seeds are seed * 2**20 + step
 WEIGHTS = {"attributes": "attribute_oracle.safetensors",
@@ -62,13 +62,21 @@ class AttributeOracle(ConvNet):
 
 
 class IdentityEmbedding(ConvNet):
-    """Images -> unit vectors [N, dim]; cosine similarity is high for one person."""
+    """Images -> unit vectors [N, dim]; cosine similarity is high for one person.
+
+    `regress` reads the identity parameters off the unnormalised embedding; it only
+    serves training (a dense signal beside the contrastive loss).
+    """
 
     def __init__(self, dim: int = 64, width: int = 24):
         super().__init__(dim, width)
+        self.regress = nn.Linear(dim, len(IDENTITY_FIELDS))
+
+    def unnormalised(self, images: torch.Tensor) -> torch.Tensor:
+        return super().forward(images)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return F.normalize(super().forward(images), dim=1)
+        return F.normalize(self.unnormalised(images), dim=1)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,6 +87,7 @@ class TrainConfig:
     seed: int = 0
     size: int = 64              # render size fed to the network
     temperature: float = 0.1    # identity: softmax temperature of the contrastive loss
+    regression: float = 10.0    # identity: weight of the identity-parameter regression
 
 
 def _training_batch(config: TrainConfig, step: int, views: int):
@@ -86,16 +95,19 @@ def _training_batch(config: TrainConfig, step: int, views: int):
     return params, render(params, config.size)
 
 
-def _fit(model: nn.Module, loss_fn, config: TrainConfig, views: int,
+def _fit(model: nn.Module, loss_fn: Callable, config: TrainConfig, views: int,
          log: Callable[[int, float], None] | None) -> nn.Module:
-    """Adam with a cosine-decayed rate over fresh renders; returns the model in eval mode."""
+    """Adam with a cosine-decayed rate over fresh renders; returns the model in eval mode.
+
+    loss_fn(model, images [N,3,S,S], params: FaceParams) -> scalar loss.
+    """
     torch.manual_seed(config.seed)
     opt = torch.optim.Adam(model.parameters(), lr=config.lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, config.steps)
     model.train()
     for step in range(config.steps):
         params, images = _training_batch(config, step, views)
-        loss = loss_fn(model(images), params)
+        loss = loss_fn(model, images, params)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -109,8 +121,10 @@ def train_attribute_oracle(config: TrainConfig = TrainConfig(), log=None) -> Att
     """Multi-label BCE on fresh renders."""
     torch.manual_seed(config.seed)
     model = AttributeOracle()
-    return _fit(model, lambda logits, p: F.binary_cross_entropy_with_logits(logits, p.attributes),
-                config, views=1, log=log)
+    def loss(model, images, params):
+        return F.binary_cross_entropy_with_logits(model(images), params.attributes)
+
+    return _fit(model, loss, config, views=1, log=log)
 
 
 def contrastive_loss(embeddings: torch.Tensor, identity_id: torch.Tensor,
@@ -128,11 +142,17 @@ def contrastive_loss(embeddings: torch.Tensor, identity_id: torch.Tensor,
 
 
 def train_identity_embedding(config: TrainConfig = TrainConfig(), log=None) -> IdentityEmbedding:
-    """Two views per person (attributes, pose, background and light all redrawn)."""
+    """Two views per person (attributes, pose, background and light all redrawn);
+    contrastive loss plus regression of the identity parameters."""
     torch.manual_seed(config.seed)
     model = IdentityEmbedding()
-    return _fit(model, lambda e, p: contrastive_loss(e, p.identity_id, config.temperature),
-                config, views=2, log=log)
+
+    def loss(model, images, params):
+        raw = model.unnormalised(images)
+        return (contrastive_loss(F.normalize(raw, dim=1), params.identity_id, config.temperature)
+                + config.regression * F.mse_loss(model.regress(raw), params.identity))
+
+    return _fit(model, loss, config, views=2, log=log)
 
 
 @torch.no_grad()

@@ -54,11 +54,14 @@ def render_(n, seed, size, views, out, force):
         raise VrfamError(f"{out} already exists; choose another --out or pass --force")
     params = sample_params(n, seed, views=views)
     files = [f"{i:06d}.png" for i in range(n)]
-    started = time.perf_counter()
+    render_seconds = 0.0
     with staged_dir(out) as tmp, click.progressbar(range(0, n, 256), label="rendering",
                                                    file=sys.stderr) as chunks:
         for start in chunks:
-            for i, image in enumerate(render(params[start:start + 256], size), start):
+            started = time.perf_counter()
+            images = render(params[start:start + 256], size)
+            render_seconds += time.perf_counter() - started
+            for i, image in enumerate(images, start):
                 save_png(to_pil(image), tmp / files[i])
         write_attr_file(tmp / ATTR_FILE, files, params.attributes, ATTRIBUTES)
         (tmp / IDENTITY_FILE).write_text(
@@ -68,11 +71,10 @@ def render_(n, seed, size, views, out, force):
             "command": f"vrfam-rt synth render --n {n} --seed {seed} --size {size} "
                        f"--views {views} --out {out}",
             "n": n, "seed": seed, "size": size, "views": views, "attributes": ATTRIBUTES,
-            "positive_rate": dict(zip(ATTRIBUTES, params.attributes.mean(0).tolist()))},
-            indent=2) + "\n")
-    seconds = time.perf_counter() - started
-    click.echo(f"wrote {n} faces of {params.identity_id.max().item() + 1} people "
-               f"({size}px) to {out} in {seconds:.1f} s")
+            "positive_rate": dict(zip(ATTRIBUTES, params.attributes.mean(0).tolist())),
+            "render_seconds": render_seconds}, indent=2) + "\n")
+    click.echo(f"wrote {n} faces of {params.identity_id.max().item() + 1} people ({size}px) "
+               f"to {out}; drawing took {render_seconds:.2f} s ({n / render_seconds:.0f}/s)")
 
 
 @synth.command("sheet")
