@@ -81,7 +81,7 @@ class IdentityEmbedding(ConvNet):
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
-    steps: int = 1200
+    steps: int = 2000
     batch: int = 64             # images per step (identity: batch // 2 people, 2 views)
     lr: float = 2e-3
     seed: int = 0
@@ -258,7 +258,7 @@ def train_oracles(config: TrainConfig, log=None) -> tuple[AttributeOracle, Ident
     started = time.perf_counter()
     identity = train_identity_embedding(config, log=log and (lambda s, l: log("identity", s, l)))
     id_seconds = time.perf_counter() - started
-    report = {"config": dataclasses.asdict(config),
+    report = {"config": dataclasses.asdict(config), "torch_threads": torch.get_num_threads(),
               "attributes": evaluate_attributes(attributes, size=config.size)
               | {"train_seconds": attr_seconds},
               "identity": evaluate_identity(identity, size=config.size)

@@ -110,7 +110,7 @@ def sample_params(n: int, seed: int, views: int = 1) -> FaceParams:
 
     The views of one person share the identity vector; attributes and nuisance are
     drawn per view, so one person appears smiling and not, with glasses and without.
-    Attribute priors (about 35-60% positive) carry some correlations: men less often
+    Attribute priors (30-60% positive) carry some correlations: men less often
     have bangs or blond hair, older people more often wear glasses, open mouths go
     with smiles, and pale skin with lighter skin tones.
     """
@@ -176,8 +176,8 @@ def _rgb(*values: float) -> torch.Tensor:
     return torch.tensor(values).view(1, 3, 1, 1)
 
 
-SKIN_LIGHT, SKIN_DARK, SKIN_PALE = _rgb(0.94, 0.77, 0.63), _rgb(0.55, 0.36, 0.24), \
-    _rgb(1.0, 0.95, 0.93)
+SKIN_LIGHT, SKIN_DARK = _rgb(0.94, 0.77, 0.63), _rgb(0.55, 0.36, 0.24)
+SKIN_PALE = _rgb(1.0, 0.95, 0.93)
 HAIR_BLACK = (_rgb(0.05, 0.04, 0.04), _rgb(0.16, 0.13, 0.12))
 HAIR_BLOND = (_rgb(0.86, 0.70, 0.38), _rgb(0.98, 0.89, 0.60))
 HAIR_BROWN = (_rgb(0.38, 0.22, 0.11), _rgb(0.62, 0.33, 0.14))
@@ -189,11 +189,11 @@ LIPS, MOUTH_INSIDE, TEETH = _rgb(0.70, 0.25, 0.25), _rgb(0.30, 0.06, 0.08), _rgb
 class _Canvas:
     """Per-sample face-frame coordinates of each pixel and the image painted so far."""
 
-    def __init__(self, nuisance: dict, n: int, size: int, sharpness: float = 2.5):
+    def __init__(self, pose: dict, n: int, size: int, sharpness: float = 2.5):
         centers = (torch.arange(size, dtype=torch.float32) + 0.5) * (2 / size) - 1
         gy, gx = centers.view(1, 1, size, 1), centers.view(1, 1, 1, size)
-        angle, scale = nuisance["roll"], nuisance["scale"]
-        dx, dy = gx - nuisance["shift_x"], gy - nuisance["shift_y"]
+        angle, scale = pose["roll"], pose["scale"]
+        dx, dy = gx - pose["shift_x"], gy - pose["shift_y"]
         cos, sin = torch.cos(angle), torch.sin(angle)
         self.x = (cos * dx + sin * dy) / scale          # [n,1,H,W] face frame
         self.y = (-sin * dx + cos * dy) / scale

@@ -121,7 +121,7 @@ def _with_labels(grid, labels: list[str], cell: int):
 
 @synth.command("train-oracle")
 @click.option("--out", required=True, type=FILE, help="Folder for weights and oracle.json.")
-@click.option("--steps", default=1200, show_default=True, type=click.IntRange(1),
+@click.option("--steps", default=2000, show_default=True, type=click.IntRange(1),
               help="Training steps of each network.")
 @click.option("--batch", default=64, show_default=True, type=click.IntRange(4),
               help="Renders per step (the identity net sees batch/2 people, 2 views each).")
