@@ -193,3 +193,20 @@ def test_saved_oracles_load_back_and_stay_under_two_megabytes(tmp_path):
     (tmp_path / WEIGHTS["identity"]).unlink()
     with pytest.raises(VrfamError, match="synth train-oracle"):
         load_oracles(tmp_path)
+
+
+def test_shipped_oracles_still_read_the_renders():
+    """Guards the weights in vrfam_rt/assets/oracle: a renderer change that breaks them
+    fails here (retrain with the command in their oracle.json)."""
+    from vrfam_rt.training.oracle import evaluate_attributes, evaluate_identity, load_oracles
+
+    attributes, identity = load_oracles()
+    assert evaluate_attributes(attributes, n=200)["mean_accuracy"] > 0.98
+    assert evaluate_identity(identity, people=100)["roc_auc"] > 0.97
+
+
+def test_a_short_identity_run_beats_chance_on_held_out_people():
+    from vrfam_rt.training.oracle import TrainConfig, evaluate_identity, train_identity_embedding
+
+    embedding = train_identity_embedding(TrainConfig(steps=30, batch=16))   # 240 people
+    assert evaluate_identity(embedding, people=100)["roc_auc"] > 0.6

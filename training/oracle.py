@@ -230,10 +230,18 @@ def save_oracles(out: Path, attributes: AttributeOracle, identity: IdentityEmbed
     (out / REPORT).write_text(json.dumps(report, indent=2) + "\n")
 
 
-def load_oracles(folder: Path) -> tuple[AttributeOracle, IdentityEmbedding]:
-    """The two networks saved by `save_oracles`, in eval mode."""
+def shipped_oracles() -> Path:
+    """The folder of the oracles trained by the command in its oracle.json."""
+    from importlib import resources
+
+    return Path(str(resources.files("vrfam_rt").joinpath("assets", "oracle")))
+
+
+def load_oracles(folder: Path | None = None) -> tuple[AttributeOracle, IdentityEmbedding]:
+    """The two networks saved by `save_oracles` (default: the shipped ones), in eval mode."""
     from safetensors.torch import load_file
 
+    folder = shipped_oracles() if folder is None else folder
     models = {"attributes": AttributeOracle(), "identity": IdentityEmbedding()}
     for key, model in models.items():
         path = Path(folder) / WEIGHTS[key]
