@@ -195,14 +195,24 @@ def test_saved_oracles_load_back_and_stay_under_two_megabytes(tmp_path):
         load_oracles(tmp_path)
 
 
-def test_shipped_oracles_still_read_the_renders():
+def test_shipped_oracles_still_read_the_renders_and_their_flips():
     """Guards the weights in vrfam_rt/assets/oracle: a renderer change that breaks them
     fails here (retrain with the command in their oracle.json)."""
-    from vrfam_rt.training.oracle import evaluate_attributes, evaluate_identity, load_oracles
+    from vrfam_rt.synth_cli import format_report
+    from vrfam_rt.training.oracle import (evaluate_attributes, evaluate_flips, evaluate_identity,
+                                          load_oracles)
 
     attributes, identity = load_oracles()
-    assert evaluate_attributes(attributes, n=200)["mean_accuracy"] > 0.98
-    assert evaluate_identity(identity, people=100)["roc_auc"] > 0.97
+    report = {"attributes": evaluate_attributes(attributes, n=200),
+              "identity": evaluate_identity(identity, people=100)}
+    report["flips"] = evaluate_flips(attributes, identity, report["identity"]["threshold"], n=40)
+    assert report["attributes"]["mean_accuracy"] > 0.98
+    assert report["identity"]["roc_auc"] > 0.97
+    flips = report["flips"]["attributes"]
+    assert min(row["flipped_accuracy"] for row in flips.values()) > 0.95
+    assert min(row["same_person_rate"] for row in flips.values()) > 0.9
+    table = format_report(report)
+    assert "Mouth_Slightly_Open" in table and "trained in" not in table
 
 
 def test_a_short_identity_run_beats_chance_on_held_out_people():

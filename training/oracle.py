@@ -217,6 +217,40 @@ def evaluate_identity(model: IdentityEmbedding, people: int = 1000, size: int = 
             "mean_cosine_different": off_diagonal.mean().item()}
 
 
+@torch.no_grad()
+def evaluate_flips(attributes: AttributeOracle, identity: IdentityEmbedding, threshold: float,
+                   n: int = 500, size: int = 64) -> dict:
+    """The oracles on ground-truth edits: held-out faces re-rendered with one attribute
+    flipped (same person, same scene), as an edit would ideally produce them.
+
+    Per attribute: accuracy on the flipped attribute, accuracy on the other eight, the
+    mean cosine between the flipped and the original face's embeddings, and the share
+    of flips still verified as the same person at `threshold`.
+    """
+    params = sample_params(n, seed=EVAL_SEED + 1)
+    original = _apply(identity.eval(), render(params, size))
+    rows = {}
+    for i, name in enumerate(ATTRIBUTES):
+        flipped = params.with_attributes(**{name: 1 - params.attribute(name)})
+        images = render(flipped, size)
+        correct = (_apply(attributes.eval(), images) > 0).float() == flipped.attributes
+        cosine = (_apply(identity, images) * original).sum(1)
+        others = torch.cat([correct[:, :i], correct[:, i + 1:]], 1)
+        rows[name] = {"flipped_accuracy": correct[:, i].float().mean().item(),
+                      "others_accuracy": others.float().mean().item(),
+                      "mean_cosine": cosine.mean().item(),
+                      "same_person_rate": (cosine > threshold).float().mean().item()}
+    return {"n": n, "threshold": threshold, "attributes": rows}
+
+
+def evaluate_oracles(attributes: AttributeOracle, identity: IdentityEmbedding,
+                     size: int = 64) -> dict:
+    """All held-out measurements: attribute accuracy, identity verification, flips."""
+    id_report = evaluate_identity(identity, size=size)
+    return {"attributes": evaluate_attributes(attributes, size=size), "identity": id_report,
+            "flips": evaluate_flips(attributes, identity, id_report["threshold"], size=size)}
+
+
 def save_oracles(out: Path, attributes: AttributeOracle, identity: IdentityEmbedding,
                  report: dict) -> None:
     """Weights as safetensors plus `oracle.json` (accuracies, command, times)."""
@@ -266,9 +300,8 @@ def train_oracles(config: TrainConfig, log=None) -> tuple[AttributeOracle, Ident
     started = time.perf_counter()
     identity = train_identity_embedding(config, log=log and (lambda s, l: log("identity", s, l)))
     id_seconds = time.perf_counter() - started
-    report = {"config": dataclasses.asdict(config), "torch_threads": torch.get_num_threads(),
-              "attributes": evaluate_attributes(attributes, size=config.size)
-              | {"train_seconds": attr_seconds},
-              "identity": evaluate_identity(identity, size=config.size)
-              | {"train_seconds": id_seconds}}
-    return attributes, identity, report
+    report = evaluate_oracles(attributes, identity, config.size)
+    report["attributes"]["train_seconds"] = attr_seconds
+    report["identity"]["train_seconds"] = id_seconds
+    return attributes, identity, {"config": dataclasses.asdict(config),
+                                  "torch_threads": torch.get_num_threads()} | report
