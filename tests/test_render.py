@@ -65,6 +65,10 @@ def test_renders_are_float_images_in_range(size):
     assert images.min() >= -1 and images.max() <= 1 and images.std() > 0.2
 
 
+def test_an_empty_batch_renders_to_an_empty_tensor():
+    assert render(sample_params(3, seed=0)[:0], 128).shape == (0, 3, 128, 128)
+
+
 def test_128_px_is_the_same_face_as_64_px():
     params = sample_params(6, seed=1)
     small, large = render(params, 64), F.avg_pool2d(render(params, 128), 2)

@@ -409,8 +409,8 @@ def render(params: FaceParams, size: int = 64, chunk: int = 256) -> torch.Tensor
     """Faces for `params` -> float32 [n, 3, size, size] in [-1, 1] (drawn `chunk` at a time)."""
     if size < 16:
         raise VrfamError(f"render size {size} is below 16 px; use 64 or 128")
-    return torch.cat([_render_chunk(params[i:i + chunk], size)
-                      for i in range(0, len(params), chunk)])
+    chunks = [_render_chunk(params[i:i + chunk], size) for i in range(0, len(params), chunk)]
+    return torch.cat(chunks) if chunks else torch.zeros(0, 3, size, size)
 
 
 def _render_chunk(params: FaceParams, size: int) -> torch.Tensor:
