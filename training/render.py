@@ -242,6 +242,7 @@ def _look(params: FaceParams) -> dict:
         "hair_volume": _lerp(0.0, 0.10, i["hair_volume"]),
         "fringe": i["fringe"] * 2 * math.pi,
         "beard": a["Male"] * (1.4 * i["beard"] - 0.2).clamp(0, 1),
+        # a random colour, 40% desaturated toward a gray whose level reuses the gradient draw
         "bg": _lerp(s["bg_gradient"] * 0.6 + 0.2,
                     torch.stack([s["bg_r"], s["bg_g"], s["bg_b"]], 1).view(-1, 3, 1, 1), 0.6),
         "bg_gradient": _lerp(-0.35, 0.35, s["bg_gradient"]),
@@ -250,8 +251,10 @@ def _look(params: FaceParams) -> dict:
         "light": (_lerp(-1, 1, s["light_x"]), _lerp(-1, 1, s["light_y"]),
                   _lerp(0.0, 0.25, s["light_strength"])),
         "frame": _lerp(_rgb(0.05, 0.05, 0.06), _rgb(0.35, 0.18, 0.10), s["frame_tone"]),
-        "pose": {"roll": _lerp(-0.13, 0.13, s["roll"]), "shift_x": _lerp(-0.05, 0.05, s["shift_x"]),
-                 "shift_y": _lerp(-0.04, 0.04, s["shift_y"]), "scale": _lerp(0.93, 1.07, s["scale"])},
+        "pose": {"roll": _lerp(-0.13, 0.13, s["roll"]),          # radians, about +-7 degrees
+                 "shift_x": _lerp(-0.05, 0.05, s["shift_x"]),
+                 "shift_y": _lerp(-0.04, 0.04, s["shift_y"]),
+                 "scale": _lerp(0.93, 1.07, s["scale"])},
     }
 
 
@@ -313,7 +316,7 @@ def _draw_age(c: _Canvas, k: dict):
 
 
 def _draw_nose(c: _Canvas, k: dict):
-    tip = 0.0 + k["nose_len"]
+    tip = k["nose_len"]
     x0 = 1.6 * k["yaw"]
     bottom = sd_arc(c.x, c.y, x0, tip, k["nose_w"], -0.02) - 0.012
     side = sd_segment(c.x, c.y, x0 + 0.02, 0.02, x0 + k["nose_w"] * 0.8, tip - 0.03) - 0.008
