@@ -162,6 +162,14 @@ def test_a_short_oracle_run_beats_the_majority_baseline_on_held_out_renders():
     assert report["mean_accuracy"] > majority + 0.1, (report["mean_accuracy"], majority)
 
 
+def test_oracle_training_is_seeded():
+    from vrfam_rt.training.oracle import TrainConfig, train_identity_embedding
+
+    runs = [train_identity_embedding(TrainConfig(steps=3, batch=8, seed=s)) for s in (1, 1, 2)]
+    weights = [torch.cat([v.flatten().float() for v in r.state_dict().values()]) for r in runs]
+    assert torch.equal(weights[0], weights[1]) and not torch.equal(weights[0], weights[2])
+
+
 def test_contrastive_loss_is_low_when_views_of_one_person_agree():
     from vrfam_rt.training.oracle import contrastive_loss
 

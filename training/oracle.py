@@ -99,9 +99,9 @@ def _fit(model: nn.Module, loss_fn: Callable, config: TrainConfig, views: int,
          log: Callable[[int, float], None] | None) -> nn.Module:
     """Adam with a cosine-decayed rate over fresh renders; returns the model in eval mode.
 
-    loss_fn(model, images [N,3,S,S], params: FaceParams) -> scalar loss.
+    loss_fn(model, images [N,3,S,S], params: FaceParams) -> scalar loss. Nothing here
+    draws from torch's global generator; the callers seed the model's initialisation.
     """
-    torch.manual_seed(config.seed)
     opt = torch.optim.Adam(model.parameters(), lr=config.lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, config.steps)
     model.train()
