@@ -614,3 +614,7 @@ def _peaks(device: str, precision: str, prof) -> list[dict]:
     rows += [{"device": name, "precision": p, "gflops": v, "source": "published"}
              for name, peaks in prof.DEVICE_PEAKS.items() for p, v in peaks.items()]
     return rows
+
+
+from vrfam_rt.synth_cli import synth  # noqa: E402  (registered last: one line per group)
+main.add_command(synth)
