@@ -8,8 +8,11 @@
 from __future__ import annotations
 
 import json
+import shutil
+import tempfile
 import time
 from collections import defaultdict
+from pathlib import Path
 
 import torch
 
@@ -95,6 +98,7 @@ def ort_layers(bundle: Bundle, runner, batch: int = 1) -> list[dict]:
             continue
         options = runner.ort.SessionOptions()
         options.enable_profiling = True
+        options.profile_file_prefix = str(Path(tempfile.mkdtemp(prefix="vrfam-ort-")) / stage)
         options.log_severity_level = 3
         if runner.threads:
             options.intra_op_num_threads = runner.threads
@@ -102,9 +106,9 @@ def ort_layers(bundle: Bundle, runner, batch: int = 1) -> list[dict]:
         session = runner.ort.InferenceSession(str(path), options, providers=runner.providers)
         feeds = {i.name: x.float().numpy() for i, x in zip(session.get_inputs(), inputs[stage])}
         session.run(None, feeds)
-        trace = session.end_profiling()
-        with open(trace) as f:
-            events = json.load(f)
+        trace = Path(session.end_profiling())
+        events = json.loads(trace.read_text())
+        shutil.rmtree(trace.parent, ignore_errors=True)
         per_node: dict[str, float] = defaultdict(float)
         for e in events:
             if e.get("cat") == "Node" and e["name"].endswith("_kernel_time"):

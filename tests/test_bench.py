@@ -103,6 +103,8 @@ def test_gpu_check_dry_run_without_exporter_or_tensorrt(tmp_path, monkeypatch):
 @pytest.mark.parametrize("backend", ["eager", "ort"])
 def test_profile_reports_stages_layers_and_peaks(backend, tmp_path, monkeypatch):
     monkeypatch.setenv("VRFAM_RT_CACHE", str(tmp_path / "cache"))
+    (tmp_path / "cwd").mkdir()
+    monkeypatch.chdir(tmp_path / "cwd")
     result = CliRunner().invoke(main, ["profile", "--config", "tiny", "--backend", backend,
                                        "--iters", "1", "--top", "2",
                                        "--json", str(tmp_path / "p.json")])
@@ -115,6 +117,7 @@ def test_profile_reports_stages_layers_and_peaks(backend, tmp_path, monkeypatch)
     names = {p["device"] for p in data["peaks"]}
     assert "this CPU" in names and "NVIDIA GeForce RTX 2080 Ti" in names
     assert "slowest 2 layers per stage" in result.stdout
+    assert not any((tmp_path / "cwd").iterdir())       # no profiler trace left behind
     if backend == "ort":
         assert any("Conv" in l["layer"] for l in data["layers"])
     else:
