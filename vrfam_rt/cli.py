@@ -607,3 +607,6 @@ def _peaks(device: str, precision: str, prof) -> list[dict]:
     rows += [{"device": name, "precision": p, "gflops": v, "source": "published"}
              for name, peaks in prof.DEVICE_PEAKS.items() for p, v in peaks.items()]
     return rows
+
+from vrfam_rt.train_cli import train  # noqa: E402  (the `train` group lives in its own module)
+main.add_command(train)
