@@ -219,3 +219,55 @@ def boundaries(ctx, **p):
     if ranks.main:
         save_file({a: n[None].contiguous() for a, n in task.boundaries().items()},
                   Path(p["out"]) / "boundaries.safetensors")
+
+
+@train.command()
+@core_options(lr=1e-4, batch=4, steps=54000,
+              data_help="an image folder (all its images, or those --attrs lists; aligned on "
+              "first use, cached), or 'generator' (the frozen generator's own samples).")
+@click.option("--lpips-weights", type=FILE, help="LPIPS weights: the lin heads "
+              "(lin{0..4}.model.1.weight, e.g. lpips/weights/v0.1/alex.pth), optionally with "
+              "the backbone's features.* keys in the same file.")
+@click.option("--lpips-backbone", type=FILE, help="The LPIPS backbone in torchvision layout "
+              "(features.N.weight/bias of AlexNet or VGG16) when --lpips-weights lacks it.")
+@click.option("--no-perceptual", is_flag=True, help="Train without the perceptual loss.")
+@arcface_options
+@click.option("--lambda-l2", default=1.0, show_default=True, type=float)
+@click.option("--lambda-lpips", default=0.8, show_default=True, type=float)
+@click.option("--lambda-id", default=0.1, show_default=True, type=float)
+@click.option("--lambda-reg", default=2e-4, show_default=True, type=float)
+@click.option("--lambda-adv", default=0.1, show_default=True, type=float,
+              help="Latent discriminator weight (0 trains without it).")
+@click.option("--r1", default=10.0, show_default=True, type=float, help="R1 gamma.")
+@click.option("--d-reg-every", default=16, show_default=True, type=click.IntRange(1))
+@click.option("--d-lr", default=2e-5, show_default=True, type=click.FloatRange(min=0))
+@click.option("--progressive-start", default=20000, show_default=True, type=click.IntRange(0),
+              help="Steps that learn the shared code only.")
+@click.option("--progressive-every", default=2000, show_default=True, type=click.IntRange(1),
+              help="Steps between two new deltas.")
+@click.pass_context
+def encoder(ctx, **p):
+    """Variance-reduced e4e encoder against the frozen generator (eq. 1-3, 5, 9).
+
+    The default --steps (20000 + 17 x 2000) reaches every delta of an 18-layer W+.
+
+    Example: vrfam-rt train encoder --bundle bundles/stylegan2 --data ffhq/ --lpips-weights
+    alex.pth --lpips-backbone alexnet-owt-7be5be79.pth --arcface model_ir_se50.pth --out runs/enc
+    """
+    from vrfam_rt.training.data import ImageFolder, read_attributes
+    from vrfam_rt.training.encoder import EncoderLoss, EncoderTask, Progressive
+    from vrfam_rt.training.losses import load_arcface, load_lpips
+
+    bundle, options, ranks = _start(ctx, p)
+    lpips = None if p["no_perceptual"] else load_lpips(p["lpips_weights"], p["lpips_backbone"])
+    arcface = None if p["no_identity"] else load_arcface(p["arcface"])
+    images = None
+    if p["data"] != GENERATOR:
+        files = read_attributes(p["attrs"])[1] if p["attrs"] else None
+        size = bundle.config.encoder.input_size
+        images = ImageFolder(Path(p["data"]), files, size, align=not p["no_align"])
+    weights = EncoderLoss(p["lambda_l2"], p["lambda_lpips"], p["lambda_id"], p["lambda_reg"],
+                          p["lambda_adv"], p["r1"], p["d_reg_every"], p["d_lr"])
+    progressive = Progressive(p["progressive_start"], p["progressive_every"])
+    task = EncoderTask(bundle, images, lpips, arcface, weights, progressive, options, ranks)
+    _finish(task, options, ranks, p)
