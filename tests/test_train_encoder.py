@@ -110,3 +110,14 @@ def test_photos_are_aligned_once_and_read_from_the_cache(tmp_path):
     images._aligner = None
     cached.write_bytes(cached.read_bytes())                 # served from here, no aligner
     assert torch.equal(images.batch(torch.tensor([0])), first) and images._aligner is None
+
+
+def test_the_encoder_body_can_start_from_arcface_weights(tmp_path, weight_files):
+    result = train("encoder", "--config", "tiny", "--data", "generator", "--steps", 1,
+                   "--lr", 0, "--lambda-adv", 0, "--no-perceptual", "--no-identity",
+                   "--init-backbone", weight_files["arcface"], "--out", tmp_path / "run")
+    assert result.exit_code == 0, result.output
+    arcface = torch.load(weight_files["arcface"])
+    encoder = weights(tmp_path / "run" / "bundle", "encoder")
+    assert torch.equal(encoder["encoder.body.2.res_layer.1.weight"],
+                       arcface["body.2.res_layer.1.weight"])

@@ -283,6 +283,14 @@ def versions() -> dict[str, str]:
             "python": platform.python_version()}
 
 
+def step_timing(durations: list[float]) -> dict[str, float | int | None]:
+    """Steps run, the first step's seconds (warm-up) and the median of the others."""
+    rest = sorted(durations[1:]) or durations
+    return {"steps": len(durations),
+            "first_step_s": round(durations[0], 4) if durations else None,
+            "median_step_s": round(rest[len(rest) // 2], 4) if rest else None}
+
+
 # ---- the loop ---------------------------------------------------------------------------------
 def run(task: Task, options: RunOptions, ranks: Ranks, args: dict[str, Any]) -> Path:
     """Train `task` to options.steps; return the bundle folder written under options.out."""
@@ -312,9 +320,11 @@ def run(task: Task, options: RunOptions, ranks: Ranks, args: dict[str, Any]) -> 
         write_text_atomic(out / RUN, json.dumps(record, indent=2, default=str) + "\n")
         log = CsvLog(out / LOG, task.terms, start)
     bar = ProgressBar(f"train {task.component}", options.steps, ranks.main and options.progress)
-    began = time.perf_counter()
+    durations = []
     for step in range(start, options.steps):
+        began = time.perf_counter()
         values = ranks.mean(task.step(step))
+        durations.append(time.perf_counter() - began)
         if ranks.main:
             log.append(step + 1, values)
             bar.update(step + 1, values)
@@ -322,7 +332,6 @@ def run(task: Task, options: RunOptions, ranks: Ranks, args: dict[str, Any]) -> 
                 save_atomic({"component": task.component, "step": step + 1,
                              "task": task.state(), "rng": rng_state()}, checkpoint)
     bar.close()
-    seconds = time.perf_counter() - began
     bundle_dir = out / BUNDLE
     if ranks.main:
         bundle = task.bundle()
@@ -331,10 +340,8 @@ def run(task: Task, options: RunOptions, ranks: Ranks, args: dict[str, Any]) -> 
                                        "steps": options.steps, "seed": options.seed}
         bundle.save(bundle_dir, overwrite=True)
         record = json.loads((out / RUN).read_text())
-        steps_run = options.steps - start
         record["result"] = task.summary()
-        record["seconds"] = round(seconds, 3)
-        record["seconds_per_step"] = round(seconds / steps_run, 6) if steps_run else None
+        record["timing"] = step_timing(durations)
         write_text_atomic(out / RUN, json.dumps(record, indent=2, default=str) + "\n")
     ranks.barrier()
     return bundle_dir

@@ -56,6 +56,20 @@ class Progressive:
         return min(1 + (step - self.start) // self.every, n_latent - 1)
 
 
+def init_backbone(encoder: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
+    """Start the encoder's IR-SE input layer and body from an ArcFace IR-SE50 state dict
+    (as e4e/pSp do); the feature pyramid and style heads keep their initialisation."""
+    from vrfam_rt.bundle import check_state
+
+    parts = ("input_layer.", "body.")
+    net = encoder.encoder
+    expected = {k: v for k, v in net.state_dict().items() if k.startswith(parts)}
+    got = {k: v.to(expected[k].dtype) if k in expected else v
+           for k, v in state.items() if k.startswith(parts)}
+    check_state(expected, got, source, optional=("num_batches_tracked",))
+    net.load_state_dict(got, strict=False)
+
+
 def freeze_batchnorm(module: nn.Module) -> None:
     for m in module.modules():
         if isinstance(m, nn.modules.batchnorm._BatchNorm):

@@ -52,6 +52,7 @@ def core_options(lr: float, batch: int, steps: int, data_help: str):
                          type=click.IntRange(1)),
             click.option("--device", default="auto", show_default=True,
                          help="cpu, cuda, or auto (cuda when available)."),
+            click.option("--threads", type=click.IntRange(1), help="CPU threads for torch."),
             click.option("--quiet", is_flag=True, help="No progress bar."),
         ]
         return functools.reduce(lambda c, o: o(c), reversed(options), command)
@@ -95,6 +96,8 @@ def _start(ctx: click.Context, p: dict):
     device = p["device"]
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
+    if p["threads"]:
+        torch.set_num_threads(p["threads"])
     ranks = init_ranks(device, dict(os.environ))
     seed_everything(p["seed"])
     bundle = Bundle.load(p["bundle_path"]) if p["bundle_path"] else Bundle.random(p["config"],
@@ -232,6 +235,8 @@ def boundaries(ctx, **p):
               "(features.N.weight/bias of AlexNet or VGG16) when --lpips-weights lacks it.")
 @click.option("--no-perceptual", is_flag=True, help="Train without the perceptual loss.")
 @arcface_options
+@click.option("--init-backbone", type=FILE, help="Start the encoder's IR-SE body from these "
+              "ArcFace IR-SE50 weights (model_ir_se50.pth), as e4e does.")
 @click.option("--lambda-l2", default=1.0, show_default=True, type=float)
 @click.option("--lambda-lpips", default=0.8, show_default=True, type=float)
 @click.option("--lambda-id", default=0.1, show_default=True, type=float)
@@ -255,8 +260,8 @@ def encoder(ctx, **p):
     alex.pth --lpips-backbone alexnet-owt-7be5be79.pth --arcface model_ir_se50.pth --out runs/enc
     """
     from vrfam_rt.training.data import ImageFolder, read_attributes
-    from vrfam_rt.training.encoder import EncoderLoss, EncoderTask, Progressive
-    from vrfam_rt.training.losses import load_arcface, load_lpips
+    from vrfam_rt.training.encoder import EncoderLoss, EncoderTask, Progressive, init_backbone
+    from vrfam_rt.training.losses import load_arcface, load_lpips, read_weights
 
     bundle, options, ranks = _start(ctx, p)
     lpips = None if p["no_perceptual"] else load_lpips(p["lpips_weights"], p["lpips_backbone"])
@@ -270,4 +275,7 @@ def encoder(ctx, **p):
                           p["lambda_adv"], p["r1"], p["d_reg_every"], p["d_lr"])
     progressive = Progressive(p["progressive_start"], p["progressive_every"])
     task = EncoderTask(bundle, images, lpips, arcface, weights, progressive, options, ranks)
+    if p["init_backbone"] and not p["resume"]:
+        init_backbone(task.encoder, read_weights(p["init_backbone"], "--init-backbone"),
+                      str(p["init_backbone"]))
     _finish(task, options, ranks, p)
