@@ -292,8 +292,10 @@ def step_timing(durations: list[float]) -> dict[str, float | int | None]:
 
 
 # ---- the loop ---------------------------------------------------------------------------------
-def run(task: Task, options: RunOptions, ranks: Ranks, args: dict[str, Any]) -> Path:
-    """Train `task` to options.steps; return the bundle folder written under options.out."""
+def run(task: Task, options: RunOptions, ranks: Ranks,
+        args: dict[str, Any]) -> tuple[Path, dict[str, Any]]:
+    """Train `task` to options.steps; return the bundle folder written under options.out
+    and the task's summary (both on rank 0; other ranks get the folder and {})."""
     out = Path(options.out)
     checkpoint = out / CHECKPOINT
     start = 0
@@ -332,16 +334,17 @@ def run(task: Task, options: RunOptions, ranks: Ranks, args: dict[str, Any]) -> 
                 save_atomic({"component": task.component, "step": step + 1,
                              "task": task.state(), "rng": rng_state()}, checkpoint)
     bar.close()
-    bundle_dir = out / BUNDLE
+    bundle_dir, result = out / BUNDLE, {}
     if ranks.main:
+        result = task.summary()
         bundle = task.bundle()
         for name in task.trained:
             bundle.provenance[name] = {"source": "trained", "command": options.command,
                                        "steps": options.steps, "seed": options.seed}
         bundle.save(bundle_dir, overwrite=True)
         record = json.loads((out / RUN).read_text())
-        record["result"] = task.summary()
+        record["result"] = result
         record["timing"] = step_timing(durations)
         write_text_atomic(out / RUN, json.dumps(record, indent=2, default=str) + "\n")
     ranks.barrier()
-    return bundle_dir
+    return bundle_dir, result
