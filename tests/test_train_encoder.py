@@ -77,7 +77,8 @@ def test_a_missing_loss_network_stops_and_names_the_flag_that_disables_it(tmp_pa
 def test_lpips_backbone_and_heads_may_share_one_file(tmp_path, weight_files):
     both = tmp_path / "lpips_alex_full.pth"
     torch.save(torch.load(weight_files["heads"]) | torch.load(weight_files["backbone"]), both)
-    whole, split = load_lpips(both, None), load_lpips(weight_files["heads"], weight_files["backbone"])
+    whole = load_lpips(both, None)
+    split = load_lpips(weight_files["heads"], weight_files["backbone"])
     a, b = torch.rand(2, 3, 64, 64) * 2 - 1, torch.rand(2, 3, 64, 64) * 2 - 1
     assert torch.equal(whole(a, b), split(a, b)) and (whole(a, b) > 0).all()
     result = train("encoder", "--config", "tiny", "--data", "generator", "--steps", 1,

@@ -90,11 +90,17 @@ def test_transformer_trains_either_form_and_keeps_the_other_attributes(tmp_path,
     assert record["active_terms"] == {"cls": True, "attr": True, "id": False}
 
 
-def test_transformer_for_a_new_attribute_joins_the_bundle(tmp_path, data):
+def test_transformer_for_a_new_attribute_joins_the_bundle_that_edit_uses(tmp_path, data):
     result = train("transformer", "--config", "tiny", "--data", data, "--attr", "Bald",
                    "--no-identity", "--steps", 2, "--out", tmp_path / "run")
     assert result.exit_code == 0, result.output
     assert Bundle.load(tmp_path / "run" / "bundle").attributes[-1] == "Bald"
+    face = write_images(tmp_path / "in", 1)[0]
+    edit = CliRunner().invoke(main, ["edit", str(tmp_path / "in" / face), "--bundle",
+                                     str(tmp_path / "run" / "bundle"), "--attr", "Bald=1",
+                                     "--no-align", "--out", str(tmp_path / "edits")])
+    assert edit.exit_code == 0, edit.output
+    assert [p.name for p in (tmp_path / "edits").iterdir()] == ["0000_Bald+1.0.png"]
 
 
 def test_identity_term_without_arcface_weights_names_the_flag(tmp_path, data):

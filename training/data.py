@@ -171,7 +171,7 @@ def latent_dataset(data: Path, attrs: Path | None, bundle, align: bool) -> Laten
     return dataset
 
 
-# ---- the frozen generator's own samples ------------------------------------------------------------
+# ---- the frozen generator's own samples ---------------------------------------------------
 @torch.no_grad()
 def sample_w(generator, batch: int, gen: torch.Generator) -> torch.Tensor:
     """W codes [B,D] = mapping(z), z ~ N(0,1) drawn from `gen` on the CPU."""

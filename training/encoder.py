@@ -108,7 +108,8 @@ class EncoderTask(Task):
             "encoder": torch.optim.Adam(self.encoder.parameters(), lr=options.lr,
                                         betas=(0.95, 0.999)),
             "discriminator": torch.optim.Adam(self.discriminator.parameters(), lr=weights.d_lr)}
-        self.active = {"l2": weights.l2 > 0, "lpips": self.lpips is not None and weights.perceptual > 0,
+        self.active = {"l2": weights.l2 > 0,
+                       "lpips": self.lpips is not None and weights.perceptual > 0,
                        "id": self.arcface is not None and weights.id > 0, "reg": weights.reg > 0,
                        "adv": self.adversarial, "d": self.adversarial, "r1": self.adversarial}
         self.terms = tuple(t for t, on in self.active.items() if on)
