@@ -11,6 +11,7 @@ step after the first (the first step warms up). Prints a table, writes JSON.
 from __future__ import annotations
 
 import json
+import re
 import shlex
 import subprocess
 import sys
@@ -84,7 +85,7 @@ def main(config, work, steps, identity_batch, threads, only, json_path):
     for name, argv in commands(config, files, steps, identity_batch, threads).items():
         if only and not name.startswith(only):
             continue
-        out = work / name.split(" ")[0].strip(",") / name.replace(" ", "_").replace(",", "")
+        out = work / re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
         command = [sys.executable, "-m", "vrfam_rt", "train", *argv, "--out", str(out)]
         done = subprocess.run(command, capture_output=True, text=True)
         if done.returncode:

@@ -133,6 +133,13 @@ def test_resume_equals_an_uninterrupted_run(tmp_path, data, trainer):
     assert logs[0] == logs[1] and len(logs[0].splitlines()) == 7
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
+def test_cuda_without_a_gpu_is_one_line_and_exit_code_2(tmp_path, data):
+    result = train("classifier", "--config", "tiny", "--data", data, "--device", "cuda",
+                   "--out", tmp_path / "run")
+    assert result.exit_code == 2 and "use --device cpu" in result.output
+
+
 def test_a_second_run_into_the_same_folder_needs_resume(tmp_path, data):
     args = ["classifier", "--config", "tiny", "--data", data, "--steps", 1, "--out", tmp_path]
     assert train(*args).exit_code == 0

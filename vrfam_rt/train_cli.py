@@ -13,7 +13,7 @@ from pathlib import Path
 
 import click
 
-from vrfam_rt.errors import VrfamError
+from vrfam_rt.errors import MissingDependency, VrfamError
 
 FILE = click.Path(path_type=Path)
 GENERATOR = "generator"
@@ -96,6 +96,9 @@ def _start(ctx: click.Context, p: dict):
     device = p["device"]
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise MissingDependency(f"--device {device}: no CUDA device is usable here; "
+                                "use --device cpu")
     if p["threads"]:
         torch.set_num_threads(p["threads"])
     ranks = init_ranks(device, dict(os.environ))
