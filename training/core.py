@@ -95,6 +95,12 @@ class Ranks:
             import torch.distributed as dist
             dist.barrier()
 
+    def close(self) -> None:
+        """Leave the process group (torchrun's processes then exit cleanly)."""
+        if self.world > 1:
+            import torch.distributed as dist
+            dist.destroy_process_group()
+
 
 def init_ranks(device: str, env: dict[str, str]) -> Ranks:
     """Ranks from torchrun's RANK/WORLD_SIZE/LOCAL_RANK (gloo on CPU, nccl on CUDA)."""

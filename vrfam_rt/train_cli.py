@@ -129,7 +129,10 @@ def _finish(task, options, ranks, p: dict) -> None:
     from vrfam_rt.training.core import run
 
     args = {k: (str(v) if isinstance(v, Path) else v) for k, v in p.items()}
-    bundle_dir, result = run(task, options, ranks, args)
+    try:
+        bundle_dir, result = run(task, options, ranks, args)
+    finally:
+        ranks.close()
     if ranks.main:
         extra = "".join(f", {k} {v:.4f}" for k, v in result.items())
         click.echo(f"wrote {bundle_dir} ({options.steps} steps{extra})")
