@@ -1,0 +1,56 @@
+"""Latent classifier C: W+ -> attribute logits, trained with binary cross-entropy (paper 2.2)."""
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+import torch.nn.functional as F
+
+from vrfam_rt import models
+from vrfam_rt.bundle import Bundle
+from vrfam_rt.training.core import RunOptions, Ranks, Task, batch_indices, optimise
+from vrfam_rt.training.data import LatentDataset
+
+
+class ClassifierTask(Task):
+    """Fresh LCNet over the data's attribute columns; Adam on the mean BCE of a batch.
+
+    When the labels name other attributes than the bundle's classifier config, the
+    trained classifier (and the written bundle's config) takes the labels' names.
+    """
+
+    component = "classifier"
+    terms = ("bce",)
+
+    def __init__(self, bundle: Bundle, data: LatentDataset, options: RunOptions, ranks: Ranks):
+        config = bundle.config
+        if data.attributes != tuple(config.classifier.attributes):
+            config = config.replace(classifier=dataclasses.replace(
+                config.classifier, attributes=data.attributes))
+        self.config, self.source, self.data = config, bundle, data
+        self.options, self.ranks = options, ranks
+        self.classifier = models.build(config, "classifier").train().to(ranks.device)
+        self.networks = {"classifier": self.classifier}
+        self.optimizers = {"classifier": torch.optim.Adam(self.classifier.parameters(),
+                                                          lr=options.lr)}
+
+    def step(self, step: int) -> dict[str, float]:
+        o = self.options
+        idx = batch_indices(len(self.data), o.batch, step, o.seed)[self.ranks.shard(o.batch)]
+        wplus = self.data.wplus[idx].to(self.ranks.device)            # [b,L,D]
+        labels = self.data.labels[idx].to(self.ranks.device)          # [b,A]
+        bce = F.binary_cross_entropy_with_logits(self.classifier(wplus), labels)
+        optimise(self.optimizers["classifier"], bce, self.ranks)
+        return {"loss": bce.item(), "bce": bce.item()}
+
+    @torch.no_grad()
+    def summary(self) -> dict[str, float]:
+        """Accuracy of the thresholded logits over the whole training set."""
+        self.classifier.eval()
+        hits = sum(((self.classifier(w.to(self.ranks.device)) > 0).float().cpu() == y).sum()
+                   for w, y in zip(self.data.wplus.split(256), self.data.labels.split(256)))
+        return {"train_accuracy": float(hits) / self.data.labels.numel()}
+
+    def bundle(self) -> Bundle:
+        modules = dict(self.source.modules) | {"classifier": self.classifier.cpu()}
+        return Bundle(self.config, modules, self.source.provenance)

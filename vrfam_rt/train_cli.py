@@ -1,0 +1,286 @@
+"""`vrfam-rt train ...`: the trainers of vrfam_rt.training behind click commands.
+
+Every trainer takes the same core flags (input bundle, data, steps, batch, lr, output,
+resume, seed) and writes OUT/checkpoint.pt, OUT/log.csv, OUT/run.json and OUT/bundle/.
+Launched by `torchrun --nproc_per_node N -m vrfam_rt train ...` it trains data-parallel.
+Heavy libraries are imported inside the commands.
+"""
+from __future__ import annotations
+
+import functools
+import os
+from pathlib import Path
+
+import click
+
+from vrfam_rt.errors import MissingDependency, VrfamError
+
+FILE = click.Path(path_type=Path)
+GENERATOR = "generator"
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def train():
+    """Train the VR-FAM networks into a bundle.
+
+    Example: vrfam-rt train classifier --config tiny --data latents.safetensors --out runs/cls
+    """
+
+
+def core_options(lr: float, batch: int, steps: int, data_help: str):
+    """The flags every trainer shares; defaults are the paper's for that network."""
+    def wrap(command):
+        options = [
+            click.option("--config", type=click.Choice(["tiny", "ffhq-1024"]),
+                         help="Start from a seeded random bundle of this config."),
+            click.option("--bundle", "bundle_path", type=FILE,
+                         help="Start from this bundle (its frozen networks are used)."),
+            click.option("--data", required=True, metavar="DIR|FILE|generator", help=data_help),
+            click.option("--attrs", type=FILE, help="CelebA-style attribute file "
+                         "(list_attr_celeba.txt layout) labelling the images of --data DIR."),
+            click.option("--no-align", is_flag=True,
+                         help="Images of --data DIR are face crops already: resize only."),
+            click.option("--steps", default=steps, show_default=True, type=click.IntRange(1)),
+            click.option("--batch", default=batch, show_default=True, type=click.IntRange(1),
+                         help="Global batch (split evenly over torchrun processes)."),
+            click.option("--lr", default=lr, show_default=True, type=click.FloatRange(min=0)),
+            click.option("--out", required=True, type=FILE,
+                         help="Run folder: checkpoint.pt, log.csv, run.json, bundle/."),
+            click.option("--resume", is_flag=True, help="Continue the run in --out."),
+            click.option("--seed", default=0, show_default=True, type=int),
+            click.option("--checkpoint-every", default=500, show_default=True,
+                         type=click.IntRange(1)),
+            click.option("--device", default="auto", show_default=True,
+                         help="cpu, cuda, or auto (cuda when available)."),
+            click.option("--threads", type=click.IntRange(1), help="CPU threads for torch."),
+            click.option("--quiet", is_flag=True, help="No progress bar."),
+        ]
+        return functools.reduce(lambda c, o: o(c), reversed(options), command)
+    return wrap
+
+
+def arcface_options(command):
+    options = [
+        click.option("--arcface", type=FILE, help="IR-SE50 ArcFace weights (model_ir_se50.pth, "
+                     "a bare state dict) for the identity loss."),
+        click.option("--no-identity", is_flag=True, help="Train without the identity loss."),
+    ]
+    return functools.reduce(lambda c, o: o(c), reversed(options), command)
+
+
+def _command_line(ctx: click.Context) -> str:
+    """The command as a user would type it, rebuilt from the parsed options."""
+    parts = ["vrfam-rt", "train", ctx.info_name]
+    for param in ctx.command.params:
+        value = ctx.params.get(param.name)
+        if value is None or value is False or value == ():
+            continue
+        flag = param.opts[0]
+        if getattr(param, "is_flag", False):
+            parts.append(flag)
+        else:
+            for v in (value if getattr(param, "multiple", False) else (value,)):
+                parts += [flag, str(v)]
+    return " ".join(parts)
+
+
+def _start(ctx: click.Context, p: dict):
+    """(input bundle, RunOptions, Ranks): ranks joined, seeds set, the bundle loaded."""
+    import torch
+
+    from vrfam_rt.bundle import Bundle
+    from vrfam_rt.training.core import RunOptions, init_ranks, seed_everything
+
+    if bool(p["bundle_path"]) == bool(p["config"]):
+        raise VrfamError("give exactly one of --bundle B or --config C")
+    device = p["device"]
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise MissingDependency(f"--device {device}: no CUDA device is usable here; "
+                                "use --device cpu")
+    if p["threads"]:
+        torch.set_num_threads(p["threads"])
+    ranks = init_ranks(device, dict(os.environ))
+    seed_everything(p["seed"])
+    bundle = Bundle.load(p["bundle_path"]) if p["bundle_path"] else Bundle.random(p["config"],
+                                                                                  seed=p["seed"])
+    options = RunOptions(out=p["out"], steps=p["steps"], batch=p["batch"], lr=p["lr"],
+                         seed=p["seed"], resume=p["resume"],
+                         checkpoint_every=p["checkpoint_every"], command=_command_line(ctx),
+                         progress=not p["quiet"])
+    ranks.shard(options.batch)  # fails early when the batch does not split over the ranks
+    return bundle, options, ranks
+
+
+def _latents(p: dict, bundle, allow_generator: bool):
+    """The latent dataset of --data, or None for --data generator."""
+    from vrfam_rt.training.data import latent_dataset
+
+    if p["data"] == GENERATOR:
+        if not allow_generator:
+            raise VrfamError("--data generator has no attribute labels; give a latent dataset "
+                             "file or an image folder with --attrs")
+        return None
+    return latent_dataset(Path(p["data"]), p["attrs"], bundle, align=not p["no_align"])
+
+
+def _finish(task, options, ranks, p: dict) -> None:
+    from vrfam_rt.training.core import run
+
+    args = {k: (str(v) if isinstance(v, Path) else v) for k, v in p.items()}
+    try:
+        bundle_dir, result = run(task, options, ranks, args)
+    finally:
+        ranks.close()
+    if ranks.main:
+        extra = "".join(f", {k} {v:.4f}" for k, v in result.items())
+        click.echo(f"wrote {bundle_dir} ({options.steps} steps{extra})")
+
+
+LATENT_DATA = ("a latent dataset file (.safetensors with wplus, labels), or an image folder "
+               "labelled by --attrs (encoded with the bundle's encoder once, cached)")
+
+
+@train.command()
+@core_options(lr=1e-3, batch=32, steps=20000, data_help=LATENT_DATA + ".")
+@click.pass_context
+def classifier(ctx, **p):
+    """Latent classifier C: W+ -> attribute logits (BCE), over the labels' attributes.
+
+    Example: vrfam-rt train classifier --bundle bundles/ffhq --data celebahq/ --attrs
+    celebahq/list_attr_celeba.txt --out runs/classifier
+    """
+    from vrfam_rt.training.classifier import ClassifierTask
+
+    bundle, options, ranks = _start(ctx, p)
+    task = ClassifierTask(bundle, _latents(p, bundle, allow_generator=False), options, ranks)
+    _finish(task, options, ranks, p)
+
+
+@train.command()
+@core_options(lr=1e-3, batch=32, steps=100000,
+              data_help=LATENT_DATA + ", or 'generator' (W codes from the frozen generator).")
+@click.option("--attr", required=True, help="Attribute to learn, one the classifier predicts.")
+@click.option("--method", type=click.Choice(["linear", "nonlinear"]),
+              help="Transformer form (default: the bundle config's).")
+@click.option("--alpha-mode", default="released", show_default=True,
+              type=click.Choice(["released", "uniform"]),
+              help="released: alpha = -p if p > 0.5 else 1 - p (p = C(w)[attr]), target the "
+              "flipped label; uniform: alpha ~ U(-1.5, 1.5), target = alpha > 0.")
+@click.option("--lambda-cls", default=1.0, show_default=True, type=float)
+@click.option("--lambda-attr", default=1.0, show_default=True, type=float)
+@click.option("--lambda-id", default=1.0, show_default=True, type=float)
+@arcface_options
+@click.pass_context
+def transformer(ctx, **p):
+    """Latent transformer T(w, alpha) = w + alpha f(w) for one attribute (eq. 6-8, 10).
+
+    Example: vrfam-rt train transformer --bundle runs/classifier/bundle --data
+    celebahq/ --attrs celebahq/list_attr_celeba.txt --attr Smiling --arcface
+    model_ir_se50.pth --out runs/smiling
+    """
+    from vrfam_rt.training.losses import load_arcface
+    from vrfam_rt.training.transformer import TransformerLoss, TransformerTask
+
+    bundle, options, ranks = _start(ctx, p)
+    arcface = None if p["no_identity"] else load_arcface(p["arcface"]).to(ranks.device)
+    weights = TransformerLoss(p["lambda_cls"], p["lambda_attr"], p["lambda_id"])
+    task = TransformerTask(bundle, _latents(p, bundle, allow_generator=True), p["attr"],
+                           p["method"], p["alpha_mode"], arcface, weights, options, ranks)
+    _finish(task, options, ranks, p)
+
+
+@train.command()
+@core_options(lr=1e-2, batch=1, steps=1000,
+              data_help=LATENT_DATA + " (codes averaged over layers), or 'generator' (W codes "
+              "scored by the bundle's classifier).")
+@click.option("--attr", "attrs_", multiple=True, required=True,
+              help="Attribute to find a boundary for; repeatable.")
+@click.option("--condition", "conditions", multiple=True,
+              help="Attribute whose direction is projected out of the others; repeatable.")
+@click.option("--samples", default=20000, show_default=True, type=click.IntRange(2),
+              help="--data generator: W codes to sample.")
+@click.option("--ratio", default=0.02, show_default=True, type=click.FloatRange(0, 0.5),
+              help="--data generator: top/bottom share of the scores used as positives/negatives.")
+@click.option("--distance", default=3.0, show_default=True, type=float,
+              help="Bundle edit: alpha 1 moves W+ this far along the unit boundary.")
+@click.pass_context
+def boundaries(ctx, **p):
+    """InterFaceGAN boundaries: linear SVMs (squared hinge, C=1) on W codes.
+
+    The whole problem is fitted in full batches (--batch is unused). Writes
+    OUT/boundaries.safetensors ({attr: [1,D]} unit normals) and a bundle whose
+    transformer edits along them.
+
+    Example: vrfam-rt train boundaries --bundle runs/classifier/bundle --data generator
+    --attr Smiling --attr Eyeglasses --condition Male --out runs/interfacegan
+    """
+    from safetensors.torch import save_file
+
+    from vrfam_rt.training.boundaries import BoundaryTask
+
+    bundle, options, ranks = _start(ctx, p)
+    task = BoundaryTask(bundle, _latents(p, bundle, allow_generator=True), p["attrs_"],
+                        p["conditions"], p["samples"], p["ratio"], p["distance"], options, ranks)
+    _finish(task, options, ranks, p)
+    if ranks.main:
+        save_file({a: n[None].contiguous() for a, n in task.boundaries().items()},
+                  Path(p["out"]) / "boundaries.safetensors")
+
+
+@train.command()
+@core_options(lr=1e-4, batch=4, steps=54000,
+              data_help="an image folder (all its images, or those --attrs lists; aligned on "
+              "first use, cached), or 'generator' (the frozen generator's own samples).")
+@click.option("--lpips-weights", type=FILE, help="LPIPS weights: the lin heads "
+              "(lin{0..4}.model.1.weight, e.g. lpips/weights/v0.1/alex.pth), optionally with "
+              "the backbone's features.* keys in the same file.")
+@click.option("--lpips-backbone", type=FILE, help="The LPIPS backbone in torchvision layout "
+              "(features.N.weight/bias of AlexNet or VGG16) when --lpips-weights lacks it.")
+@click.option("--no-perceptual", is_flag=True, help="Train without the perceptual loss.")
+@arcface_options
+@click.option("--init-backbone", type=FILE, help="Start the encoder's IR-SE body from these "
+              "ArcFace IR-SE50 weights (model_ir_se50.pth), as e4e does.")
+@click.option("--lambda-l2", default=1.0, show_default=True, type=float)
+@click.option("--lambda-lpips", default=0.8, show_default=True, type=float)
+@click.option("--lambda-id", default=0.1, show_default=True, type=float)
+@click.option("--lambda-reg", default=2e-4, show_default=True, type=float)
+@click.option("--lambda-adv", default=0.1, show_default=True, type=float,
+              help="Latent discriminator weight (0 trains without it).")
+@click.option("--r1", default=10.0, show_default=True, type=float, help="R1 gamma.")
+@click.option("--d-reg-every", default=16, show_default=True, type=click.IntRange(1))
+@click.option("--d-lr", default=2e-5, show_default=True, type=click.FloatRange(min=0))
+@click.option("--progressive-start", default=20000, show_default=True, type=click.IntRange(0),
+              help="Steps that learn the shared code only.")
+@click.option("--progressive-every", default=2000, show_default=True, type=click.IntRange(1),
+              help="Steps between two new deltas.")
+@click.pass_context
+def encoder(ctx, **p):
+    """Variance-reduced e4e encoder against the frozen generator (eq. 1-3, 5, 9).
+
+    The default --steps (20000 + 17 x 2000) reaches every delta of an 18-layer W+.
+
+    Example: vrfam-rt train encoder --bundle bundles/stylegan2 --data ffhq/ --lpips-weights
+    alex.pth --lpips-backbone alexnet-owt-7be5be79.pth --arcface model_ir_se50.pth --out runs/enc
+    """
+    from vrfam_rt.training.data import ImageFolder, read_attributes
+    from vrfam_rt.training.encoder import EncoderLoss, EncoderTask, Progressive, init_backbone
+    from vrfam_rt.training.losses import load_arcface, load_lpips, read_weights
+
+    bundle, options, ranks = _start(ctx, p)
+    lpips = None if p["no_perceptual"] else load_lpips(p["lpips_weights"], p["lpips_backbone"])
+    arcface = None if p["no_identity"] else load_arcface(p["arcface"])
+    images = None
+    if p["data"] != GENERATOR:
+        files = read_attributes(p["attrs"])[1] if p["attrs"] else None
+        size = bundle.config.encoder.input_size
+        images = ImageFolder(Path(p["data"]), files, size, align=not p["no_align"])
+    weights = EncoderLoss(p["lambda_l2"], p["lambda_lpips"], p["lambda_id"], p["lambda_reg"],
+                          p["lambda_adv"], p["r1"], p["d_reg_every"], p["d_lr"])
+    progressive = Progressive(p["progressive_start"], p["progressive_every"])
+    task = EncoderTask(bundle, images, lpips, arcface, weights, progressive, options, ranks)
+    if p["init_backbone"] and not p["resume"]:
+        init_backbone(task.encoder, read_weights(p["init_backbone"], "--init-backbone"),
+                      str(p["init_backbone"]))
+    _finish(task, options, ranks, p)
