@@ -615,6 +615,7 @@ def _peaks(device: str, precision: str, prof) -> list[dict]:
              for name, peaks in prof.DEVICE_PEAKS.items() for p, v in peaks.items()]
     return rows
 
+
 # Command groups that live in their own modules, registered last.
 from vrfam_rt.synth_cli import synth  # noqa: E402
 from vrfam_rt.train_cli import train  # noqa: E402
