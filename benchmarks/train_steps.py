@@ -47,9 +47,9 @@ def prepare(config: str, work: Path, samples: int) -> dict[str, Path]:
 
 
 def commands(config: str, files: dict[str, Path], steps: int, identity_batch: int,
-             threads: int | None) -> dict[str, list[str]]:
+             threads: int | None, device: str = "cpu") -> dict[str, list[str]]:
     """name -> argv of each measured run (batch as in the paper)."""
-    base = ["--config", config, "--steps", str(steps), "--device", "cpu", "--quiet"]
+    base = ["--config", config, "--steps", str(steps), "--device", device, "--quiet"]
     base += ["--threads", str(threads)] if threads else []
     weights = ["--lpips-weights", str(files["heads"]), "--lpips-backbone", str(files["backbone"])]
     arcface = ["--arcface", str(files["arcface"])]
@@ -77,12 +77,13 @@ def commands(config: str, files: dict[str, Path], steps: int, identity_batch: in
 @click.option("--identity-batch", default=32, show_default=True, type=click.IntRange(1),
               help="Batch of the transformer run with the identity loss (memory bound).")
 @click.option("--threads", type=click.IntRange(1), help="CPU threads of each run.")
+@click.option("--device", default="cpu", show_default=True, help="cpu or cuda.")
 @click.option("--only", multiple=True, help="Run only the trainers whose name starts so.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path))
-def main(config, work, steps, identity_batch, threads, only, json_path):
+def main(config, work, steps, identity_batch, threads, device, only, json_path):
     files = prepare(config, work / "inputs", samples=256)
     rows = []
-    for name, argv in commands(config, files, steps, identity_batch, threads).items():
+    for name, argv in commands(config, files, steps, identity_batch, threads, device).items():
         if only and not name.startswith(only):
             continue
         out = work / re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
@@ -97,7 +98,7 @@ def main(config, work, steps, identity_batch, threads, only, json_path):
         click.echo(f"| {config} | {name} | {rows[-1].get('median_step_s', 'failed')} | "
                    f"{rows[-1].get('first_step_s', rows[-1].get('error'))} |")
     if json_path:
-        json_path.write_text(json.dumps({"config": config,
+        json_path.write_text(json.dumps({"config": config, "device": device,
                                          "threads": threads or torch.get_num_threads(),
                                          "rows": rows}, indent=2) + "\n")
 
