@@ -617,8 +617,10 @@ def _peaks(device: str, precision: str, prof) -> list[dict]:
 
 
 # Command groups that live in their own modules, registered last.
+from vrfam_rt.eval_cli import eval_cmd  # noqa: E402
 from vrfam_rt.synth_cli import synth  # noqa: E402
 from vrfam_rt.train_cli import train  # noqa: E402
 
+main.add_command(eval_cmd)
 main.add_command(synth)
 main.add_command(train)
