@@ -133,3 +133,20 @@ def test_the_renderer_itself_would_agree_with_the_oracle_as_often_as_on_renders(
     metrics = oracle_agreement(Renderer(), load_oracles()[0], n=64)
     assert metrics["pixel_l1"] == 0
     assert metrics["mean_agreement"] == metrics["mean_render_accuracy"] > 0.9
+
+
+def test_eval_generator_prints_agreement_and_writes_json_and_a_sheet(tmp_path, tiny):
+    from click.testing import CliRunner
+    from PIL import Image
+
+    from vrfam_rt.cli import main
+
+    tiny.save(tmp_path / "bundle")
+    result = CliRunner().invoke(main, ["synth", "eval-generator", "--bundle",
+                                       str(tmp_path / "bundle"), "--n", "8", "--json", str(tmp_path / "g.json"),
+                                       "--sheet", str(tmp_path / "g.png")])
+    assert result.exit_code == 0, result.output
+    assert "Pale_Skin" in result.output and "mean" in result.output
+    report = json.loads((tmp_path / "g.json").read_text())
+    assert report["n"] == 8 and report["pixel_l1"] > 0
+    assert Image.open(tmp_path / "g.png").size == (8 * 66 + 2, 2 * 66 + 2)   # 2 rows of 8, 64 px

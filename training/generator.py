@@ -161,3 +161,14 @@ class GeneratorTask(Task):
             w_avg = generator.mean_latent(4096, seed=self.options.seed)            # [1,D]
             modules["encoder"].latent_avg.copy_(w_avg.expand_as(modules["encoder"].latent_avg))
         return Bundle(self.source.config, modules, self.source.provenance)
+
+
+@torch.no_grad()
+def comparison_images(generator: nn.Module, n: int = 8, seed: int = EVAL_SEED) -> torch.Tensor:
+    """Renders of n held-out z followed by G's samples of the same z: [2n,3,S,S] in [-1,1]
+    (for `contact_sheet(..., columns=n)`: renders above, samples below)."""
+    z = torch.randn(n, generator.config.style_dim, generator=torch.Generator().manual_seed(seed))
+    was_training = generator.training
+    generated = generate(generator.eval(), z.to(generator.input.input.device)).cpu()
+    generator.train(was_training)
+    return torch.cat([render(params_from_noise(z), generator.config.size), generated.clamp(-1, 1)])
