@@ -288,7 +288,7 @@ def encoder(ctx, **p):
 
 
 @train.command()
-@core_options(lr=2e-3, batch=32, steps=5000,
+@core_options(lr=1e-2, batch=32, steps=3000,
               data_help="'synth': fresh procedural renders of params_from_noise(z) every step.")
 @click.option("--oracle", "oracle_dir", type=FILE, help="Attribute oracle folder for the "
               "feature loss and the evaluation (default: the shipped one).")
