@@ -123,7 +123,21 @@ def sample_params(n: int, seed: int, views: int = 1) -> FaceParams:
     identity_id = torch.arange(people).repeat_interleave(views)[:n]
     u = torch.rand(n, 8, generator=g)
     nuisance = torch.rand(n, len(NUISANCE_FIELDS), generator=g)
+    return params_from_uniforms(identity, u, nuisance, identity_id)
 
+
+def params_from_uniforms(identity: torch.Tensor, u: torch.Tensor, nuisance: torch.Tensor,
+                         identity_id: torch.Tensor | None = None) -> FaceParams:
+    """Face parameters from uniforms in [0, 1]: the attribute priors of `sample_params`.
+
+    identity: [n, len(IDENTITY_FIELDS)], used as is
+    u: [n, 8] attribute draws, thresholded into the 9 attributes (hair colour shares one)
+    nuisance: [n, len(NUISANCE_FIELDS)], used as is
+    identity_id: [n] int64 (default: every face its own person, arange(n))
+    """
+    n = u.shape[0]
+    if identity_id is None:
+        identity_id = torch.arange(n)
     male = u[:, 0] < 0.5
     young = u[:, 1] < 0.6
     smiling = u[:, 2] < 0.5
@@ -139,6 +153,24 @@ def sample_params(n: int, seed: int, views: int = 1) -> FaceParams:
                "Mouth_Slightly_Open": mouth_open, "Pale_Skin": pale}
     attributes = torch.stack([columns[a] for a in ATTRIBUTES], 1).float()
     return FaceParams(attributes, identity, nuisance, identity_id)
+
+
+NOISE_DIMS = len(IDENTITY_FIELDS) + 8 + len(NUISANCE_FIELDS)  # 40 leading dims of z used
+
+
+def params_from_noise(z: torch.Tensor) -> FaceParams:
+    """z [n, D >= NOISE_DIMS] ~ N(0, I) -> the faces a generator with that z should draw.
+
+    The normal CDF of z[:, :40] gives uniforms, split as identity (16), attribute draws
+    (8) and nuisance (16), then `params_from_uniforms`; the other dims are unused. So
+    z ~ N(0, I) yields faces distributed as `sample_params`' (one view per person).
+    """
+    if z.ndim != 2 or z.shape[1] < NOISE_DIMS:
+        raise VrfamError(f"params_from_noise needs z of shape [n, >= {NOISE_DIMS}], got "
+                         f"{tuple(z.shape)}; use a config with style_dim >= {NOISE_DIMS}")
+    u = torch.special.ndtr(z[:, :NOISE_DIMS].float())
+    i, a = len(IDENTITY_FIELDS), len(IDENTITY_FIELDS) + 8
+    return params_from_uniforms(u[:, :i], u[:, i:a], u[:, a:])
 
 
 # ---- signed distances (negative inside) on [n,1,H,W] coordinate grids ----

@@ -170,6 +170,44 @@ def eval_oracle(weights, json_path):
         json_path.write_text(json.dumps(report, indent=2) + "\n")
 
 
+
+@synth.command("eval-generator")
+@click.option("--bundle", "bundle_path", required=True, type=FILE,
+              help="Bundle whose generator was distilled from the renderer.")
+@click.option("--n", default=2000, show_default=True, type=click.IntRange(1),
+              help="Held-out samples.")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also write the measurements as JSON to this file.")
+@click.option("--sheet", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also write a PNG: 8 renders above the generator's samples of the same z.")
+def eval_generator(bundle_path, n, json_path, sheet):
+    """Oracle agreement of a generator trained by `vrfam-rt train generator`: the shipped
+    attribute oracle's verdicts on its samples against the attributes the renderer draws
+    for the same z (and the oracle's accuracy on those renders, the ceiling).
+
+    Example: vrfam-rt synth eval-generator --bundle runs/generator/bundle --sheet g.png
+    """
+    from vrfam_rt.bundle import Bundle
+    from vrfam_rt.cli import _table
+    from vrfam_rt.images import save_png, to_pil
+    from vrfam_rt.training.generator import comparison_images, oracle_agreement
+    from vrfam_rt.training.oracle import load_oracles
+    from vrfam_rt.training.render import contact_sheet
+
+    generator = Bundle.load(bundle_path, components=("generator",)).generator
+    report = oracle_agreement(generator, load_oracles()[0], n)
+    rows = [{"attribute": a, **v} for a, v in report["attributes"].items()]
+    rows.append({"attribute": "mean", "agreement": report["mean_agreement"],
+                 "render_accuracy": report["mean_render_accuracy"]})
+    click.echo(f"oracle agreement on {n} held-out samples (pixel L1 to the renders "
+               f"{report['pixel_l1']:.4f})")
+    click.echo(_table(rows, [("attribute", "attribute", ""), ("generated", "agreement", ".3f"),
+                             ("rendered", "render_accuracy", ".3f")]))
+    if json_path:
+        json_path.write_text(json.dumps(report, indent=2) + "\n")
+    if sheet:
+        save_png(to_pil(contact_sheet(comparison_images(generator), columns=8)), sheet)
+
 def _trained(section: dict) -> str:
     return f", trained in {section['train_seconds']:.0f} s" if "train_seconds" in section else ""
 
