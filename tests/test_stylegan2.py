@@ -176,7 +176,7 @@ def test_generator_rejects_a_non_power_of_two_size():
 def test_folded_inference_equals_the_layers_and_training_ignores_it(tiny, clamp):
     import copy
 
-    generator = tiny.component("generator").eval()
+    generator = copy.deepcopy(tiny.component("generator")).eval()   # the fixture is shared
     generator.set_conv_clamp(clamp)
     folded = copy.deepcopy(generator).set_folded(True)
     for model in (generator, folded):             # non-zero noise strengths exercise that path

@@ -39,13 +39,14 @@ class EagerBackend(Backend):
         self._modules: dict[str, torch.nn.Module] = {}
 
     def _module(self, stage: str) -> torch.nn.Module:
-        """The stage's network on this device and dtype. On the CPU in FP32 the bundle's
-        own modules run (copied only where they change: the folded generator); a
-        channels-last layout changes strides, not values, so it is applied in place."""
+        """The stage's network on this device, dtype and layout. The bundle's own module
+        runs only where nothing changes; otherwise a copy does (the folded generator,
+        channels-last weights), so other users of the bundle see it as it was."""
         if stage not in self._modules:
             module = self.bundle.component(stage)
             fold = stage == "generator" and self.device.type == "cpu"
-            if self.dtype != torch.float32 or self.device.type != "cpu" or fold:
+            if (self.dtype != torch.float32 or self.device.type != "cpu" or fold
+                    or self.channels_last):
                 module = copy.deepcopy(module).to(self.device, self.dtype)
             if fold:
                 module.set_folded(True)
