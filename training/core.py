@@ -14,7 +14,6 @@ import csv
 import dataclasses
 import io
 import json
-import os
 import platform
 import random
 import sys
@@ -28,6 +27,7 @@ from torch import nn
 
 from vrfam_rt import __version__
 from vrfam_rt.errors import VrfamError
+from vrfam_rt.fileio import atomic_file, write_text_atomic
 
 CHECKPOINT = "checkpoint.pt"
 LOG = "log.csv"
@@ -216,19 +216,8 @@ def optimise(optimizer: torch.optim.Optimizer, loss: torch.Tensor, ranks: Ranks)
 # ---- files ------------------------------------------------------------------------------------
 def save_atomic(obj: Any, path: Path) -> None:
     """torch.save through a temporary sibling renamed into place."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
+    with atomic_file(path) as tmp:
         torch.save(obj, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:

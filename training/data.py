@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 from pathlib import Path
 
 import torch
@@ -102,11 +101,10 @@ class LatentDataset:
 
     def save(self, path: Path) -> None:
         from safetensors.torch import save_file
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        save_file({"wplus": self.wplus.contiguous(), "labels": self.labels.contiguous()}, tmp,
-                  metadata={"attributes": json.dumps(list(self.attributes))})
-        os.replace(tmp, path)
+        from vrfam_rt.fileio import atomic_file
+        with atomic_file(path) as tmp:
+            save_file({"wplus": self.wplus.contiguous(), "labels": self.labels.contiguous()},
+                      tmp, metadata={"attributes": json.dumps(list(self.attributes))})
 
     @classmethod
     def load(cls, path: Path) -> "LatentDataset":

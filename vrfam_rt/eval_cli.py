@@ -106,5 +106,5 @@ def eval_cmd(bundle_path, config, seed, backend, precision, device, samples, att
         ("target acc", "target_accuracy", ".3f"), ("non-target acc", "non_target_accuracy", ".3f"),
         ("identity", "identity_similarity", ".3f")]))
     if json_path:
-        from vrfam_rt.training.core import write_text_atomic
+        from vrfam_rt.fileio import write_text_atomic
         write_text_atomic(json_path, json.dumps(report, indent=2) + "\n")

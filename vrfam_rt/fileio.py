@@ -1,4 +1,4 @@
-"""File helpers: hashing, and directories that appear whole or not at all."""
+"""File helpers: hashing, and files and directories that appear whole or not at all."""
 from __future__ import annotations
 
 import contextlib
@@ -19,6 +19,28 @@ def sha256_file(path: Path) -> str:
         for chunk in iter(lambda: f.read(1 << 22), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+@contextlib.contextmanager
+def atomic_file(path: Path):
+    """Yield a temporary sibling path to write; on success it is renamed onto `path`.
+
+    On any failure the temporary file is removed and an existing `path` is untouched.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    with atomic_file(path) as tmp:
+        tmp.write_text(text)
 
 
 @contextlib.contextmanager

@@ -1,8 +1,6 @@
 """Image files in and out: safe decoding to RGB, tensors, atomic PNG writes."""
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import torch
@@ -71,16 +69,10 @@ def to_pil(image: torch.Tensor):
 
 def save_png(image, path: Path) -> None:
     """Write a PIL image as PNG through a temporary file renamed into place."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=path.parent)
-    os.close(fd)
-    try:
+    from vrfam_rt.fileio import atomic_file
+
+    with atomic_file(path) as tmp:
         image.save(tmp, format="PNG")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def image_files(folder: str | Path) -> list[Path]:

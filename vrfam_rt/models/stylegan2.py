@@ -64,14 +64,15 @@ class Blur(nn.Module):
         self.register_buffer("kernel", fir_kernel(taps, gain))  # [k,k]
         self.pad = pad
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # [B,C,H,W] -> [B,C,H+p0+p1-k+1,...]
+    def forward(self, x: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+        # [B,C,H,W] -> [B,C,H+p0+p1-k+1,...], plus an optional per-channel bias [C]
         channels = x.shape[1]
         # upfirdn2d convolves (flipped kernel); conv2d correlates.
         weight = self.kernel.flip([0, 1])[None, None].expand(channels, 1, -1, -1)
         p0, p1 = self.pad
         if p0 == p1:
-            return F.conv2d(x, weight, padding=p0, groups=channels)
-        return F.conv2d(F.pad(x, [p0, p1, p0, p1]), weight, groups=channels)
+            return F.conv2d(x, weight, bias, padding=p0, groups=channels)
+        return F.conv2d(F.pad(x, [p0, p1, p0, p1]), weight, bias, groups=channels)
 
 
 class Upsample(nn.Module):
@@ -218,13 +219,7 @@ class StyledConv(nn.Module):
         for b in range(x.shape[0]):
             if conv.upsample:
                 out = F.conv_transpose2d(x[b:b + 1], w[b].transpose(0, 1), stride=2)
-                blur = conv.blur
-                kernel = blur.kernel.flip([0, 1])[None, None].expand(out.shape[1], 1, -1, -1)
-                p0, p1 = blur.pad
-                if p0 != p1:
-                    out = F.pad(out, [p0, p1, p0, p1])
-                out = F.conv2d(out, kernel, bias, padding=p0 if p0 == p1 else 0,
-                               groups=out.shape[1])
+                out = conv.blur(out, bias)
             else:
                 out = F.conv2d(x[b:b + 1], w[b], bias, padding=conv.padding)
             outs.append(out)
