@@ -94,8 +94,22 @@ def test_generator_trains_on_renders_into_a_bundle_with_metrics(tmp_path):
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["n"] == 16 and set(metrics["attributes"]) == set(ATTRIBUTES)
     assert 0 <= metrics["mean_agreement"] <= 1 and metrics["mean_render_accuracy"] > 0.8
+    assert 0 <= metrics["judge_agreement"] <= 1 and set(metrics["judge_attributes"]) == set(
+        ATTRIBUTES)
     record = json.loads((run / "run.json").read_text())
     assert record["result"]["oracle_agreement"] == pytest.approx(metrics["mean_agreement"])
+    assert record["result"]["judge_agreement"] == pytest.approx(metrics["judge_agreement"])
+
+
+def test_the_learning_rate_decays_by_cosine_to_its_final_fraction(tmp_path):
+    from vrfam_rt.training.core import Ranks, RunOptions
+
+    options = RunOptions(out=tmp_path, steps=100, batch=2, lr=1e-2, seed=0)
+    task = GeneratorTask(Bundle.random("tiny", seed=0), load_oracles()[0], DistillLoss(), 4,
+                         options, Ranks(), lr_final=0.1)
+    rates = [task.learning_rate(step) for step in range(0, 101, 10)]
+    assert rates[0] == pytest.approx(1e-2) and rates[-1] == pytest.approx(1e-3)
+    assert rates[5] == pytest.approx(0.55e-2) and rates == sorted(rates, reverse=True)
 
 
 def test_generator_trains_on_synth_only(tmp_path):
@@ -105,8 +119,9 @@ def test_generator_trains_on_synth_only(tmp_path):
 
 
 def test_generator_resume_equals_an_uninterrupted_run(tmp_path):
+    # a constant rate: the cosine schedule follows --steps, which this test changes to stop
     common = ["generator", "--config", "tiny", "--data", "synth", "--batch", 2,
-              "--eval-samples", 4]
+              "--eval-samples", 4, "--lr-final", 1]
     assert train(*common, "--steps", 4, "--out", tmp_path / "whole").exit_code == 0
     assert train(*common, "--steps", 2, "--out", tmp_path / "split").exit_code == 0
     result = train(*common, "--steps", 4, "--resume", "--out", tmp_path / "split")

@@ -18,6 +18,7 @@ samples against the attributes of params_from_noise(z) for held-out z.
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import torch
 import torch.nn.functional as F
@@ -76,13 +77,22 @@ def generate(generator: nn.Module, z: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def oracle_agreement(generator: nn.Module, oracle: AttributeOracle, n: int = 2000,
-                     seed: int = EVAL_SEED, chunk: int = 250) -> dict:
+                     seed: int = EVAL_SEED, chunk: int = 250,
+                     judge: AttributeOracle | None = None) -> dict:
     """How well G's samples show the attributes the renderer would draw for the same z.
 
     For n seeded z: per-attribute accuracy of the oracle on G's samples against the
     attributes of params_from_noise(z), their mean, the oracle's own accuracy on the
     renders of the same z (the ceiling), and the pixel L1 between samples and renders.
+    With a `judge` (a second oracle that took no part in training) the same for it:
+    `judge_agreement`, the figure that counts when the first oracle trained G.
     """
+    if judge is not None:
+        report = oracle_agreement(generator, judge, n, seed, chunk)
+        return oracle_agreement(generator, oracle, n, seed, chunk) | {
+            "judge_agreement": report["mean_agreement"],
+            "judge_render_accuracy": report["mean_render_accuracy"],
+            "judge_attributes": report["attributes"]}
     was_training = generator.training
     generator.eval()
     z = torch.randn(n, generator.config.style_dim, generator=torch.Generator().manual_seed(seed))
@@ -111,13 +121,15 @@ class GeneratorTask(Task):
     component = "generator"
 
     def __init__(self, bundle: Bundle, oracle: AttributeOracle, weights: DistillLoss,
-                 eval_samples: int, options: RunOptions, ranks: Ranks):
+                 eval_samples: int, options: RunOptions, ranks: Ranks,
+                 lr_final: float = 0.05, judge: AttributeOracle | None = None):
         config = bundle.config.generator
         if config.style_dim < NOISE_DIMS:
             raise VrfamError(f"config {bundle.config.name}: style_dim {config.style_dim} is "
                              f"below the {NOISE_DIMS} noise dims the renderer reads; use a "
                              f"config with style_dim >= {NOISE_DIMS}")
         self.source, self.weights, self.eval_samples = bundle, weights, eval_samples
+        self.lr_final, self.judge = lr_final, judge
         self.options, self.ranks = options, ranks
         self.generator = bundle.generator.to(ranks.device).train()
         self.oracle = frozen(oracle).to(ranks.device)
@@ -137,7 +149,16 @@ class GeneratorTask(Task):
         x = render(params_from_noise(z), g.size)
         return z.to(self.ranks.device), x.to(self.ranks.device)
 
+    def learning_rate(self, step: int) -> float:
+        """Cosine decay from --lr to lr_final * lr over the run (a function of the step
+        alone, so a resumed run follows the same schedule)."""
+        progress = min(step / self.options.steps, 1.0)
+        return self.options.lr * (self.lr_final + (1 - self.lr_final)
+                                  * 0.5 * (1 + math.cos(math.pi * progress)))
+
     def step(self, step: int) -> dict[str, float]:
+        for group in self.optimizers["generator"].param_groups:
+            group["lr"] = self.learning_rate(step)
         z, x = self.batch(step)
         oracle = self.oracle if self.active["feature"] else None
         with torch.no_grad():
@@ -148,8 +169,10 @@ class GeneratorTask(Task):
         return {"loss": float(loss.detach())} | {t: float(terms[t].detach()) for t in self.terms}
 
     def summary(self) -> dict[str, float]:
-        self.metrics = oracle_agreement(self.generator.cpu(), self.oracle.cpu(), self.eval_samples)
-        return {"oracle_agreement": self.metrics["mean_agreement"],
+        self.metrics = oracle_agreement(self.generator.cpu(), self.oracle.cpu(), self.eval_samples,
+                                        judge=self.judge)
+        judged = {"judge_agreement": self.metrics["judge_agreement"]} if self.judge else {}
+        return {"oracle_agreement": self.metrics["mean_agreement"], **judged,
                 "pixel_l1": self.metrics["pixel_l1"]}
 
     def bundle(self) -> Bundle:

@@ -27,6 +27,7 @@ EVAL_SEED = 2**40          # held-out renders; training seeds are seed * 2**20 +
 WEIGHTS = {"attributes": "attribute_oracle.safetensors",
            "identity": "identity_embedding.safetensors"}
 REPORT = "oracle.json"
+JUDGE, JUDGE_REPORT = "judge_attribute_oracle.safetensors", "judge.json"
 
 
 class ConvNet(nn.Module):
@@ -289,6 +290,38 @@ def load_oracles(folder: Path | None = None) -> tuple[AttributeOracle, IdentityE
                              f"({str(exc).splitlines()[0]})") from None
         model.eval()
     return models["attributes"], models["identity"]
+
+
+def train_judge(config: TrainConfig, out: Path, command: str, log=None) -> dict:
+    """A second attribute oracle from another seed: the judge of evaluations, so that no
+    network that trained a model (the generator's distillation uses the first oracle)
+    also scores it. Writes JUDGE and JUDGE_REPORT into `out`; returns the report."""
+    from safetensors.torch import save_file
+
+    started = time.perf_counter()
+    judge = train_attribute_oracle(config, log=log)
+    report = {"config": dataclasses.asdict(config), "torch_threads": torch.get_num_threads(),
+              "command": command, "attributes": evaluate_attributes(judge, size=config.size)}
+    report["attributes"]["train_seconds"] = time.perf_counter() - started
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    state = {k: v.contiguous() for k, v in judge.state_dict().items()}
+    save_file(state, str(out / JUDGE), metadata={"format": "vrfam-rt-oracle"})
+    (out / JUDGE_REPORT).write_text(json.dumps(report, indent=2) + "\n")
+    return report
+
+
+def load_judge(folder: Path | None = None) -> AttributeOracle:
+    """The judge attribute oracle saved by `train_judge` (default: the shipped one)."""
+    from safetensors.torch import load_file
+
+    path = Path(shipped_oracles() if folder is None else folder) / JUDGE
+    if not path.is_file():
+        raise VrfamError(f"{path}: no judge oracle; train it with `vrfam-rt synth train-oracle "
+                         f"--judge --seed 1 --out {path.parent}`")
+    model = AttributeOracle()
+    model.load_state_dict(load_file(str(path)))
+    return model.eval()
 
 
 def train_oracles(config: TrainConfig, log=None) -> tuple[AttributeOracle, IdentityEmbedding,

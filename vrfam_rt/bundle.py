@@ -154,18 +154,31 @@ class Bundle:
                  "files": self.component_hashes()}
         return sha256_bytes(json.dumps(ident, sort_keys=True).encode())
 
-    def save(self, path: str | os.PathLike, overwrite: bool = False) -> Path:
-        """Write the bundle directory; it appears at `path` whole or not at all."""
+    def save(self, path: str | os.PathLike, overwrite: bool = False,
+             share: str | os.PathLike | None = None) -> Path:
+        """Write the bundle directory; it appears at `path` whole or not at all.
+
+        share: a saved bundle directory; components whose weights equal one of its
+        files are not copied but named by relative path (`../vrfam/generator.safetensors`),
+        so variants of one model (the default suite's methods) share their weights.
+        """
         path = Path(path)
         if path.exists() and not overwrite:
             raise VrfamError(f"{path} already exists; choose another --out or pass --force")
+        shared = {}
+        if share is not None:
+            share = Path(share)
+            shared = {e["sha256"]: os.path.relpath(share / e["file"], path)
+                      for e in read_manifest(share)["files"].values()}
         with staged_dir(path) as tmp:
             files, hashes = {}, {}
             for name, module in self.modules.items():
                 data = _serialise(module)
-                (tmp / f"{name}.safetensors").write_bytes(data)
                 hashes[name] = sha256_bytes(data)
-                files[name] = {"file": f"{name}.safetensors", "sha256": hashes[name],
+                file = shared.get(hashes[name], f"{name}.safetensors")
+                if file == f"{name}.safetensors":
+                    (tmp / file).write_bytes(data)
+                files[name] = {"file": Path(file).as_posix(), "sha256": hashes[name],
                                "keys": len(module.state_dict()),
                                "parameters": sum(p.numel() for p in module.parameters())}
             manifest = {

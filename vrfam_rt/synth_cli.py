@@ -127,22 +127,35 @@ def _with_labels(grid, labels: list[str], cell: int):
               help="Renders per step (the identity net sees batch/2 people, 2 views each).")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--force", is_flag=True, help="Overwrite weights in --out.")
-def train_oracle(out, steps, batch, seed, force):
+@click.option("--judge", is_flag=True, help="Train only a second attribute oracle (use "
+              "another --seed): the judge that scores models the first one helped train.")
+def train_oracle(out, steps, batch, seed, force, judge):
     """Train the attribute oracle and the identity embedding on fresh renders; print
     their accuracy on held-out renders.
 
     Example: vrfam-rt synth train-oracle --out vrfam_rt/assets/oracle
     """
-    from vrfam_rt.training.oracle import REPORT, TrainConfig, save_oracles, train_oracles
+    from vrfam_rt.training.oracle import (JUDGE_REPORT, REPORT, TrainConfig, save_oracles,
+                                          train_judge, train_oracles)
 
-    if (out / REPORT).exists() and not force:
-        raise VrfamError(f"{out / REPORT} already exists; choose another --out or pass --force")
+    report_file = out / (JUDGE_REPORT if judge else REPORT)
+    if report_file.exists() and not force:
+        raise VrfamError(f"{report_file} already exists; choose another --out or pass --force")
     if batch % 2:
         raise VrfamError(f"--batch {batch} must be even (two views per person)")
     config = TrainConfig(steps=steps, batch=batch, seed=seed)
 
     def log(net, step, loss):
         click.echo(f"{net} step {step}: loss {loss:.4f}", err=True)
+
+    if judge:
+        command = (f"vrfam-rt synth train-oracle --judge --out {out} --steps {steps} "
+                   f"--batch {batch} --seed {seed}")
+        report = train_judge(config, out, command, log=lambda s, l: log("judge", s, l))
+        accuracy = report["attributes"]
+        click.echo(f"judge attribute oracle: mean held-out accuracy "
+                   f"{accuracy['mean_accuracy']:.4f}; wrote {out}")
+        return
 
     attributes, identity, report = train_oracles(config, log=log)
     report["command"] = (f"vrfam-rt synth train-oracle --out {out} --steps {steps} "
@@ -191,22 +204,59 @@ def eval_generator(bundle_path, n, json_path, sheet):
     from vrfam_rt.cli import _table
     from vrfam_rt.images import save_png, to_pil
     from vrfam_rt.training.generator import comparison_images, oracle_agreement
-    from vrfam_rt.training.oracle import load_oracles
+    from vrfam_rt.training.oracle import load_judge, load_oracles
     from vrfam_rt.training.render import contact_sheet
 
     generator = Bundle.load(bundle_path, components=("generator",)).generator
-    report = oracle_agreement(generator, load_oracles()[0], n)
-    rows = [{"attribute": a, **v} for a, v in report["attributes"].items()]
+    report = oracle_agreement(generator, load_oracles()[0], n, judge=load_judge())
+    rows = [{"attribute": a, **v, "judge": report["judge_attributes"][a]["agreement"]}
+            for a, v in report["attributes"].items()]
     rows.append({"attribute": "mean", "agreement": report["mean_agreement"],
+                 "judge": report["judge_agreement"],
                  "render_accuracy": report["mean_render_accuracy"]})
     click.echo(f"oracle agreement on {n} held-out samples (pixel L1 to the renders "
-               f"{report['pixel_l1']:.4f})")
+               f"{report['pixel_l1']:.4f}); judge: the second oracle, which took no part "
+               "in training")
     click.echo(_table(rows, [("attribute", "attribute", ""), ("generated", "agreement", ".3f"),
+                             ("judge", "judge", ".3f"),
                              ("rendered", "render_accuracy", ".3f")]))
     if json_path:
         json_path.write_text(json.dumps(report, indent=2) + "\n")
     if sheet:
         save_png(to_pil(contact_sheet(comparison_images(generator), columns=8)), sheet)
+
+
+@synth.command("suite")
+@click.option("--out", required=True, type=FILE, help="Suite folder to write.")
+@click.option("--vrfam", required=True, type=FILE, help="Bundle: VR encoder, nonlinear transformers.")
+@click.option("--interfacegan", required=True, type=FILE, help="Bundle: boundary edits.")
+@click.option("--interfacegan-conditional", "conditional", required=True, type=FILE,
+              help="Bundle: conditional boundary edits.")
+@click.option("--e4e-linear", "e4e", required=True, type=FILE,
+              help="Bundle: encoder without L_reg, linear transformers.")
+@click.option("--times", type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              help="name<TAB>seconds lines of the build, recorded in suite.json.")
+def suite(out, vrfam, interfacegan, conditional, e4e, times):
+    """Assemble a model suite: one bundle per editing method, sharing identical weight
+    files, plus the demo face (vrfam_rt/suite.py).
+
+    Example: vrfam-rt synth suite --out build/suite --vrfam runs/vrfam/bundle
+    --interfacegan runs/ifg/bundle --interfacegan-conditional runs/ifgc/bundle
+    --e4e-linear runs/e4e/bundle
+    """
+    from vrfam_rt.suite import write_suite
+
+    notes = {}
+    if times:
+        steps = [line.split("\t") for line in times.read_text().splitlines() if line.strip()]
+        notes["build_seconds"] = {name: int(sec) for name, sec in steps}
+        notes["build_seconds_total"] = sum(notes["build_seconds"].values())
+    bundles = {"vrfam": vrfam, "interfacegan": interfacegan,
+               "interfacegan-conditional": conditional, "e4e-linear": e4e}
+    write_suite(out, bundles, notes)
+    size = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
+    click.echo(f"wrote {out} ({size / 2**20:.1f} MiB)")
+
 
 def _trained(section: dict) -> str:
     return f", trained in {section['train_seconds']:.0f} s" if "train_seconds" in section else ""

@@ -14,6 +14,7 @@ from pathlib import Path
 import click
 
 from vrfam_rt.errors import MissingDependency, VrfamError
+from vrfam_rt.config import config_names
 
 FILE = click.Path(path_type=Path)
 GENERATOR = "generator"
@@ -32,7 +33,7 @@ def core_options(lr: float, batch: int, steps: int, data_help: str):
     """The flags every trainer shares; defaults are the paper's for that network."""
     def wrap(command):
         options = [
-            click.option("--config", type=click.Choice(["tiny", "ffhq-1024"]),
+            click.option("--config", type=click.Choice(config_names()),
                          help="Start from a seeded random bundle of this config."),
             click.option("--bundle", "bundle_path", type=FILE,
                          help="Start from this bundle (its frozen networks are used)."),
@@ -297,6 +298,9 @@ def encoder(ctx, **p):
               help="L1 of the 2x and 4x average-pooled difference.")
 @click.option("--lambda-feature", default=1.0, show_default=True, type=float,
               help="L1 between the frozen attribute oracle's conv features (0: off).")
+@click.option("--lr-final", default=0.05, show_default=True, type=click.FloatRange(0, 1),
+              help="Cosine learning-rate decay to this fraction of --lr at the last step "
+              "(1: constant).")
 @click.option("--eval-samples", default=2000, show_default=True, type=click.IntRange(1),
               help="Held-out samples for the oracle agreement written to OUT/metrics.json.")
 @click.pass_context
@@ -312,14 +316,20 @@ def generator(ctx, **p):
     import json
 
     from vrfam_rt.training.generator import DistillLoss, GeneratorTask
-    from vrfam_rt.training.oracle import load_oracles
+    from vrfam_rt.training.oracle import load_judge, load_oracles
 
     if p["data"] != SYNTH:
         raise VrfamError(f"--data {p['data']}: the generator trains on --data {SYNTH} only")
     bundle, options, ranks = _start(ctx, p)
     oracle = load_oracles(p["oracle_dir"])[0]
+    try:
+        judge = load_judge(p["oracle_dir"])
+    except VrfamError as exc:      # an oracle folder without a judge: agreement by the oracle
+        judge = None
+        click.echo(f"note: {exc}", err=True)
     weights = DistillLoss(p["lambda_l1"], p["lambda_multiscale"], p["lambda_feature"])
-    task = GeneratorTask(bundle, oracle, weights, p["eval_samples"], options, ranks)
+    task = GeneratorTask(bundle, oracle, weights, p["eval_samples"], options, ranks,
+                         lr_final=p["lr_final"], judge=judge)
     _finish(task, options, ranks, p)
     if ranks.main:
         (Path(p["out"]) / "metrics.json").write_text(json.dumps(task.metrics, indent=2) + "\n")
