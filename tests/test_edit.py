@@ -29,7 +29,8 @@ def test_a_real_photo_is_aligned_edited_and_gridded(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         "grace_hopper_Smiling+1.0_Eyeglasses-0.5.png", "grace_hopper_grid.png"]
     with Image.open(tmp_path / "grace_hopper_grid.png") as grid:
-        assert grid.size == (3 * 64, 64)      # input | reconstruction | the sequential edit
+        # input | reconstruction | the sequential edit, 64 px cells shown 4x
+        assert grid.size == (3 * 256, 256)
 
 
 def test_alignment_levels_and_centres_the_eyes():

@@ -1,6 +1,8 @@
 """`vrfam-rt eval`: the Table 1 protocol end to end on the synthetic faces."""
 import json
 
+import pytest
+import torch
 from click.testing import CliRunner
 
 from vrfam_rt.cli import main
@@ -24,11 +26,62 @@ def test_eval_dry_run_reports_every_metric_and_names_the_stand_ins(tmp_path):
     assert -1 <= report["identity_similarity"] <= 1
     assert "stand-in for Inception" in report["fid_features"]
     assert "stand-in for ArcFace" in report["identity_model"]
-    assert "editability_fid" in result.stdout and "FID on oracle features" in result.stdout
+    assert "editability_fid" in result.stdout
+    assert "fid features: synthetic judge oracle" in result.stdout
 
 
-def test_eval_without_a_bundle_or_with_an_unknown_attribute_is_one_line():
-    result = run()
-    assert result.exit_code == 1 and "give --bundle B" in result.output
+def test_eval_argument_errors_are_one_line(tmp_path):
+    result = run("--config", "tiny", "--method", "interfacegan")
+    assert result.exit_code == 1 and "leave out --bundle and --method" in result.output
     result = run("--config", "tiny", "--attr", "Smiles")
     assert result.exit_code == 1 and "this bundle edits Smiling" in result.output
+    result = run("--config", "tiny", "--images", tmp_path)
+    assert result.exit_code == 1 and "--images needs --inception FILE" in result.output
+    (tmp_path / "bad.pt").write_bytes(b"not torchscript")
+    result = run("--config", "tiny", "--samples", "4", "--inception", tmp_path / "bad.pt")
+    assert result.exit_code == 1 and "is not a TorchScript file" in result.output
+
+
+class InceptionStandIn(torch.nn.Module):
+    """A TorchScript module with the call of the metrics' Inception: float RGB in
+    [0, 255] at 299 x 299 -> features with return_features=True."""
+
+    def forward(self, x: torch.Tensor, return_features: bool = False) -> torch.Tensor:
+        assert x.shape[-1] == 299 and bool(x.min() >= 0) and bool(x.max() <= 255)
+        features = torch.nn.functional.adaptive_avg_pool2d(x / 255, 4).flatten(1)   # [N,48]
+        return features if return_features else features.sum(1)
+
+
+@pytest.fixture(scope="module")
+def inception(tmp_path_factory):
+    path = tmp_path_factory.mktemp("inception") / "inception.pt"
+    with pytest.warns(DeprecationWarning):          # TorchScript is how the file ships
+        torch.jit.script(InceptionStandIn()).save(str(path))
+    return path
+
+
+def test_eval_takes_fid_features_from_a_user_inception_file(tmp_path, inception):
+    result = run("--config", "tiny", "--samples", "6", "--attr", "Smiling", "--alpha", "1",
+                 "--inception", inception, "--json", tmp_path / "r.json")
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["fid_features"] == f"Inception pool3 ({inception})"
+    assert report["perception_fid"] > 0 and report["target_accuracy"] >= 0
+
+
+def test_eval_on_photos_reads_attributes_by_classifier_and_identity_by_dlib(tmp_path, inception):
+    pytest.importorskip("dlib")
+    from vrfam_rt.images import save_png, to_pil
+    from vrfam_rt.training.render import render, sample_params
+
+    for i, face in enumerate(render(sample_params(5, seed=3), 128)):
+        save_png(to_pil(face), tmp_path / "photos" / f"{i}.png")
+    result = run("--config", "tiny", "--images", tmp_path / "photos", "--no-align",
+                 "--samples", "4", "--attr", "Smiling", "--alpha", "1", "--inception",
+                 inception, "--json", tmp_path / "r.json")
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["samples"] == 4 and "latent classifier" in report["attribute_reader"]
+    assert "dlib" in report["identity_model"] and report["dlib_distance"] > 0
+    assert 0 <= report["dlib_same_person"] <= 1 and report["dlib_fallback_boxes"] >= 0
+    assert 0 <= report["non_target_accuracy"] <= 1

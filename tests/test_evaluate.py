@@ -3,8 +3,8 @@ ground-truth flips of the procedural faces."""
 import pytest
 import torch
 
-from vrfam_rt.benchmarks.evaluate import (frechet_distance, frechet_from_stats, score_edit,
-                                          table1)
+from vrfam_rt.benchmarks.evaluate import (frechet_distance, frechet_from_stats, oracle_judges,
+                                          score_edit, table1)
 from vrfam_rt.training.oracle import load_oracles
 from vrfam_rt.training.render import ATTRIBUTES, render, sample_params
 
@@ -28,31 +28,31 @@ def test_frechet_distance_of_a_set_with_itself_is_zero_even_when_singular():
 def faces():
     oracle, identity = load_oracles()
     params = sample_params(64, seed=123)
-    return oracle.eval(), identity.eval(), params, render(params)
+    return oracle_judges(oracle.eval(), identity.eval()), params, render(params)
 
 
 def test_ground_truth_flips_score_as_perfect_edits(faces):
-    oracle, identity, params, inputs = faces
+    judges, params, inputs = faces
     k = ATTRIBUTES.index("Eyeglasses")
     for alpha, value in ((1.0, 1), (-1.0, 0)):
         flipped = render(params.with_attributes(Eyeglasses=value))
-        scores = score_edit(inputs, flipped, k, alpha, oracle, identity)
+        scores = score_edit(inputs, flipped, k, alpha, judges)
         assert scores["target_accuracy"] > 0.95
         assert scores["non_target_accuracy"] > 0.95
         assert scores["identity_similarity"] > 0.8
 
 
 def test_other_people_score_as_a_bad_edit_and_fid_sees_off_domain_images(faces):
-    oracle, identity, params, inputs = faces
+    judges, params, inputs = faces
     k = ATTRIBUTES.index("Smiling")
     good = render(params.with_attributes(Smiling=1))
     strangers = render(sample_params(64, seed=7))        # in the domain, other people
-    report = table1(inputs, inputs, {(k, 1.0): good, (k, -1.0): strangers}, oracle, identity)
+    report = table1(inputs, inputs, {(k, 1.0): good, (k, -1.0): strangers}, judges)
     assert report["distortion_l2"] == 0
     stranger = report["per_edit"][1]
     assert stranger["identity_similarity"] < report["per_edit"][0]["identity_similarity"] - 0.4
     assert stranger["non_target_accuracy"] < 0.9
-    negatives = table1(inputs, -inputs, {(k, 1.0): -good}, oracle, identity)  # off the domain
+    negatives = table1(inputs, -inputs, {(k, 1.0): -good}, judges)  # off the domain
     assert negatives["distortion_l2"] > 0.1
     # identical sets: zero up to the square roots of round-off eigenvalues
     assert abs(report["perception_fid"]) < 1e-3 * negatives["perception_fid"]

@@ -109,11 +109,18 @@ def _csv(choices):
 
 
 def _bundle_from(bundle_path, config, seed):
+    """--bundle B (a bundle, or a model suite's vrfam member), --config C (seeded random),
+    or neither: the shipped default bundle."""
     from vrfam_rt.bundle import Bundle
+    from vrfam_rt.suite import default_bundle_path, is_suite, member
 
-    if bool(bundle_path) == bool(config):
-        raise click.UsageError("give exactly one of --bundle B or --config C")
-    return Bundle.load(bundle_path) if bundle_path else Bundle.random(config, seed=seed)
+    if bundle_path and config:
+        raise click.UsageError("give one of --bundle B or --config C, not both")
+    if config:
+        return Bundle.random(config, seed=seed)
+    if bundle_path and is_suite(bundle_path):
+        return Bundle.load(member(bundle_path))
+    return Bundle.load(bundle_path or default_bundle_path())
 
 
 def _table(rows: list[dict], columns: list[tuple[str, str, str]]) -> str:
@@ -525,7 +532,8 @@ def _unique(stem: str, seen: dict) -> str:
 
 
 def _grid(images: dict, i: int, edits):
-    """input | reconstruction | each edit, side by side at the generator's resolution."""
+    """input | reconstruction | each edit, side by side at the generator's resolution
+    (pixels repeated up to GRID_MIN_CELL for small generators, so the grid is viewable)."""
     import torch
     import torch.nn.functional as F
 
@@ -535,7 +543,14 @@ def _grid(images: dict, i: int, edits):
     tiles = [F.interpolate(images["input"][i:i + 1].float(), size=(size, size), mode="bicubic",
                            align_corners=False)[0].cpu(),
              images["reconstruction"][i].cpu()] + [images[e.name][i].cpu() for e in edits]
-    return to_pil(torch.cat(tiles, dim=2))
+    grid = torch.cat(tiles, dim=2)
+    repeat = max(1, GRID_MIN_CELL // size)
+    if repeat > 1:
+        grid = grid.repeat_interleave(repeat, dim=1).repeat_interleave(repeat, dim=2)
+    return to_pil(grid)
+
+
+GRID_MIN_CELL = 256
 
 
 @main.command()

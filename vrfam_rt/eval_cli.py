@@ -1,4 +1,5 @@
-"""`vrfam-rt eval`: the paper's Table 1 metrics of a bundle on the synthetic faces."""
+"""`vrfam-rt eval`: the paper's Table 1 metrics of a bundle, on the synthetic faces or
+on real photos."""
 from __future__ import annotations
 
 import json
@@ -10,61 +11,80 @@ import click
 from vrfam_rt.errors import VrfamError
 
 EVAL_SEED = 20261126      # a seed no training run draws its faces from
+METHODS = ("vrfam", "interfacegan", "interfacegan-conditional", "e4e-linear")  # = suite.METHODS
+FILE = click.Path(path_type=Path)
 
 
 @click.command("eval")
-@click.option("--bundle", "bundle_path", type=click.Path(path_type=Path),
-              help="Bundle to evaluate (trained on the synthetic faces).")
-@click.option("--config", type=click.Choice(["tiny"]),
+@click.option("--bundle", "bundle_path", type=FILE,
+              help="Bundle, or model suite, to evaluate (default: the shipped default suite).")
+@click.option("--method", type=click.Choice(METHODS),
+              help="Which bundle of the suite: its editing method.  [default: vrfam]")
+@click.option("--config", type=click.Choice(["tiny", "synth-64"]),
               help="Evaluate a seeded random bundle instead (a dry run of the protocol).")
 @click.option("--seed", default=0, show_default=True, help="Seed of the random bundle.")
+@click.option("--images", type=click.Path(file_okay=False, exists=True, path_type=Path),
+              help="Real photos to evaluate on instead of the synthetic faces (needs "
+              "--inception).")
+@click.option("--no-align", is_flag=True, help="--images are face crops already.")
+@click.option("--inception", type=FILE, help="TorchScript Inception for FID "
+              "(inception-2015-12-05.pt of the StyleGAN2-ADA metrics).")
 @click.option("--backend", default="eager", show_default=True,
               type=click.Choice(["eager", "ort", "trt"]))
 @click.option("--precision", default="fp32", show_default=True,
               type=click.Choice(["fp32", "fp16", "bf16", "int8"]))
 @click.option("--device", default="cpu", show_default=True)
 @click.option("--samples", default=256, show_default=True, type=click.IntRange(2),
-              help="Synthetic faces to encode and edit.")
+              help="Faces to encode and edit (synthetic, or the first of --images).")
 @click.option("--attr", "attrs", multiple=True, help="Attributes to edit (default: all).")
 @click.option("--alpha", "alphas", multiple=True, type=float,
               default=(-1.5, -1.0, 1.0, 1.5), show_default=True)
 @click.option("--batch", default=64, show_default=True, type=click.IntRange(1))
 @click.option("--threads", type=click.IntRange(1))
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path))
-def eval_cmd(bundle_path, config, seed, backend, precision, device, samples, attrs, alphas,
-             batch, threads, json_path):
+def eval_cmd(bundle_path, method, config, seed, images, no_align, inception, backend, precision,
+             device, samples, attrs, alphas, batch, threads, json_path):
     """Distortion, perception and editability FID, identity similarity and target /
-    non-target attribute accuracy of a bundle's edits of synthetic faces.
+    non-target attribute accuracy of a bundle's edits (the paper's Table 1 protocol).
 
-    The faces come from the procedural renderer; features for FID, attribute readings
-    and identity embeddings come from the oracles trained on its renders, which stand
-    in for Inception, an attribute classifier and ArcFace (the output says so).
+    Synthetic faces (the default): the procedural renderer draws the inputs; the judge
+    attribute oracle and the identity embedding, trained on its renders and used by no
+    trainer, read attributes and identity, and the judge's features stand in for
+    Inception unless --inception is given (the output names what stood in).
 
-    Example: vrfam-rt eval --bundle runs/synth/bundle --samples 512 --json table1.json
+    Real photos (--images DIR): FID on --inception features; attributes read by the
+    bundle's latent classifier on the re-encoded images; identity by the bundle's
+    ArcFace when it has one, and by dlib's face descriptor.
+
+    Example: vrfam-rt eval --method interfacegan --samples 512 --json table1.json
     """
     import torch
 
     from vrfam_rt.benchmarks.evaluate import table1
-    from vrfam_rt.cli import _bundle_from, _runtime, _table
-    from vrfam_rt.training.oracle import load_oracles
-    from vrfam_rt.training.render import render, sample_params
+    from vrfam_rt.cli import _runtime, _table
 
     if threads:
         torch.set_num_threads(threads)
-    if not bundle_path and not config:
-        raise VrfamError("give --bundle B (no default bundle ships yet) or --config tiny "
-                         "for a dry run")
-    bundle = _bundle_from(bundle_path, config, seed)
+    bundle, label = _resolve(bundle_path, method, config, seed)
     names = tuple(bundle.attributes)
     for name in attrs:
         if name not in names:
             raise VrfamError(f"--attr {name}: this bundle edits {', '.join(names)}")
     targets = [names.index(a) for a in (attrs or names)]
+    size = bundle.config.encoder.input_size
+    if images is not None and inception is None:
+        raise VrfamError("--images needs --inception FILE for FID (inception-2015-12-05.pt, "
+                         "the TorchScript Inception of the StyleGAN2-ADA metrics)")
     runner = _runtime(bundle, backend, precision, device, threads,
                       say=lambda msg: click.echo(msg, err=True))
-    oracle, identity = (m.eval() for m in load_oracles())
-    size = bundle.config.encoder.input_size
-    inputs = render(sample_params(samples, seed=EVAL_SEED), size)
+    if images is None:
+        inputs, faces, judges = _synthetic(bundle, samples, size)
+    else:
+        inputs, faces, judges = _photos(bundle, runner, images, samples, size, not no_align)
+    if inception is not None:   # Inception replaces the oracle's stand-in features
+        from vrfam_rt.benchmarks.evaluate import InceptionFeatures
+        judges.features = InceptionFeatures(inception, device="cpu")
+        judges.names["fid_features"] = f"Inception pool3 ({inception})"
 
     def back(images):        # generator output at the input resolution, on the CPU
         images = images.float().cpu()
@@ -74,7 +94,8 @@ def eval_cmd(bundle_path, config, seed, backend, precision, device, samples, att
         return images
 
     recon, edits = [], {(k, a): [] for k in targets for a in alphas}
-    with click.progressbar(range(0, samples, batch), label="evaluating", file=sys.stderr) as bar:
+    with click.progressbar(range(0, len(inputs), batch), label="evaluating",
+                           file=sys.stderr) as bar:
         for start in bar:
             x = inputs[start:start + batch]
             with torch.no_grad():
@@ -85,26 +106,116 @@ def eval_cmd(bundle_path, config, seed, backend, precision, device, samples, att
                     a[:, k] = alpha
                     edits[(k, alpha)].append(back(runner.generator(runner.transformer(wplus, a))))
     report = table1(inputs, torch.cat(recon), {key: torch.cat(v) for key, v in edits.items()},
-                    oracle, identity)
+                    judges)
     for row in report["per_edit"]:
         row["attribute"] = names[row["attribute"]]
-    report.update({
-        "bundle": str(bundle_path) if bundle_path else f"random {config}, seed {seed}",
-        "backend": backend, "precision": precision, "samples": samples,
-        "faces": f"procedural renders, seed {EVAL_SEED}, {size} px",
-        "fid_features": "synthetic attribute oracle's features (stand-in for Inception)",
-        "identity_model": "synthetic identity embedding (stand-in for ArcFace)"})
-    rows = [{"metric": k, "value": report[k]} for k in (
-        "distortion_l2", "perception_fid", "editability_fid", "identity_similarity",
-        "target_accuracy", "non_target_accuracy")]
-    click.echo(f"{report['bundle']} on {backend} {precision}, {samples} synthetic faces; "
-               "FID on oracle features, identity by the synthetic embedding")
-    click.echo(_table(rows, [("metric", "metric", ""), ("value", "value", ".4f")]))
-    click.echo("")
-    click.echo(_table(report["per_edit"], [
-        ("attribute", "attribute", ""), ("alpha", "alpha", "+.1f"),
-        ("target acc", "target_accuracy", ".3f"), ("non-target acc", "non_target_accuracy", ".3f"),
-        ("identity", "identity_similarity", ".3f")]))
+    report.update({"bundle": label, "method": method or _method_of(bundle), "backend": backend,
+                   "precision": precision, "samples": len(inputs), "faces": faces})
+    if judges.dlib is not None:
+        report["dlib_fallback_boxes"] = judges.dlib.fallbacks
+    _print(report, _table)
     if json_path:
         from vrfam_rt.fileio import write_text_atomic
         write_text_atomic(json_path, json.dumps(report, indent=2) + "\n")
+
+
+def _resolve(bundle_path, method, config, seed):
+    """(bundle, label): a random one for --config, else a bundle or a suite's member."""
+    from vrfam_rt.bundle import Bundle
+    from vrfam_rt.suite import is_suite, member
+
+    if config:
+        if bundle_path or method:
+            raise VrfamError("--config evaluates one random bundle; leave out --bundle and "
+                             "--method")
+        return Bundle.random(config, seed=seed), f"random {config}, seed {seed}"
+    if bundle_path is None or is_suite(bundle_path):
+        path = member(bundle_path, method or "vrfam")
+    elif method:
+        raise VrfamError(f"--method picks a bundle of a model suite; {bundle_path} is a single "
+                         "bundle (leave out --method)")
+    else:
+        path = bundle_path
+    return Bundle.load(path), str(path)
+
+
+def _method_of(bundle) -> str:
+    methods = set(bundle.transformer_methods.values())
+    return methods.pop() if len(methods) == 1 else "mixed"
+
+
+def _synthetic(bundle, samples, size):
+    """Procedural inputs and the oracle judges, reading the bundle's attributes."""
+    from vrfam_rt.benchmarks.evaluate import oracle_judges
+    from vrfam_rt.training.oracle import load_judge, load_oracles
+    from vrfam_rt.training.render import ATTRIBUTES, render, sample_params
+
+    unknown = [a for a in bundle.attributes if a not in ATTRIBUTES]
+    if unknown:
+        raise VrfamError(f"the synthetic faces have no {unknown[0]}; this bundle was not "
+                         "trained on them (evaluate it on real photos with --images)")
+    judge, identity = load_judge(), load_oracles()[1]     # neither trained any bundle network
+    judges = oracle_judges(judge, identity, [ATTRIBUTES.index(a) for a in bundle.attributes])
+    inputs = render(sample_params(samples, seed=EVAL_SEED), size)
+    return inputs, f"procedural renders, seed {EVAL_SEED}, {size} px", judges
+
+
+def _photos(bundle, runner, folder, samples, size, align):
+    """Aligned photos of `folder` (the first `samples`) and the real-photo judges."""
+    import torch
+
+    from vrfam_rt.benchmarks.evaluate import DlibDescriptor, Judges
+    from vrfam_rt.errors import MissingDependency
+    from vrfam_rt.images import expand_inputs, normalise
+    from vrfam_rt.pipeline import EditPipeline
+
+    files = expand_inputs([folder])[:samples]
+    if len(files) < 2:
+        raise VrfamError(f"--images {folder}: FID needs at least 2 photos, found {len(files)}")
+    loader = EditPipeline(runner, size, align=align)
+    inputs = normalise(torch.stack([loader.load(f) for f in files]), size)
+    names = {"fid_features": "", "attribute_reader": "", "identity_model": ""}
+    columns = [bundle.config.classifier.attributes.index(a) for a in bundle.attributes
+               if a in bundle.config.classifier.attributes]
+    read = None
+    if len(columns) == len(bundle.attributes) and "classifier" in bundle.modules:
+        classifier = bundle.classifier
+
+        def read(images):
+            return classifier(runner.encoder(images).float().cpu())[:, columns] > 0
+        names["attribute_reader"] = "the bundle's latent classifier on re-encoded images"
+    else:
+        names["attribute_reader"] = "none: the bundle's classifier lacks an edited attribute"
+    identity = None
+    if bundle.identity is not None:
+        identity = bundle.identity
+        names["identity_model"] = "the bundle's ArcFace"
+    try:
+        dlib = DlibDescriptor()
+        names["identity_model"] += (" and " if identity is not None else "") + \
+            "dlib's face descriptor (dlib_distance, same person below 0.6)"
+    except MissingDependency as exc:
+        dlib = None
+        names["identity_model"] = names["identity_model"] or f"none ({exc})"
+    judges = Judges(None, read, identity, dlib, names)  # FID features: --inception, set by the caller
+    return inputs, f"{len(files)} photos from {folder}" + (", aligned" if align else ""), judges
+
+
+def _print(report, table):
+    head = (f"{report['bundle']} ({report['method']}) on {report['backend']} "
+            f"{report['precision']}, {report['samples']} {report['faces']}")
+    click.echo(head)
+    for key in ("fid_features", "attribute_reader", "identity_model"):
+        click.echo(f"  {key.replace('_', ' ')}: {report[key]}")
+    metrics = ("distortion_l2", "perception_fid", "editability_fid", "identity_similarity",
+               "dlib_distance", "dlib_same_person", "target_accuracy", "non_target_accuracy")
+    rows = [{"metric": k, "value": report[k]} for k in metrics if k in report]
+    click.echo(table(rows, [("metric", "metric", ""), ("value", "value", ".4f")]))
+    click.echo("")
+    columns = [("attribute", "attribute", ""), ("alpha", "alpha", "+.1f")]
+    for header, key in (("target acc", "target_accuracy"), ("non-target acc",
+                        "non_target_accuracy"), ("identity", "identity_similarity"),
+                        ("dlib dist", "dlib_distance")):
+        if key in report["per_edit"][0]:
+            columns.append((header, key, ".3f"))
+    click.echo(table(report["per_edit"], columns))
