@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 SUMMARY = (("distortion L2", "distortion_l2", ".4f"), ("perception FID", "perception_fid", ".2f"),
-           ("editability FID", "editability_fid", ".2f"),
+           ("editability FID", "editability_fid", ".2f"), ("W+ variance", "wplus_variance", ".3f"),
            ("identity", "identity_similarity", ".3f"), ("target acc", "target_accuracy", ".3f"),
            ("non-target acc", "non_target_accuracy", ".3f"))
 PER_EDIT = (("target", "target_accuracy", ".3f"), ("non-target", "non_target_accuracy", ".3f"),

@@ -183,8 +183,9 @@ class InceptionFeatures:
                     features = self.net(part.to(self.device), return_features=True)
                 except Exception as exc:     # TorchScript errors carry a traceback: last line
                     reason = [line for line in str(exc).splitlines() if line.strip()][-1:]
-                    raise VrfamError(f"--inception {self.path} failed on a batch "
-                                     f"({' '.join(reason).strip()}); give {INCEPTION_HELP}") from None
+                    why = " ".join(reason).strip()
+                    raise VrfamError(f"--inception {self.path} failed on a batch ({why}); "
+                                     f"give {INCEPTION_HELP}") from None
                 out.append(features.reshape(len(part), -1).float().cpu())
         return torch.cat(out)
 

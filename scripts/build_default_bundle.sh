@@ -48,7 +48,9 @@ LABELS=(--data "$OUT/faces" --attrs "$OUT/faces/list_attr_celeba.txt" --no-align
 #    e4e-style ablation without it. No LPIPS or ArcFace exists for these faces, so the
 #    reconstruction terms are pixel L2 with the latent discriminator.
 # 4. Latent classifier on the encoded faces, then one transformer per attribute:
-#    nonlinear for VR-FAM, linear for the e4e-style baseline.
+#    nonlinear for VR-FAM, linear for the e4e-style baseline. Without ArcFace the
+#    identity term is off, so the released code's latent reconstruction term (weight 1;
+#    10 there, which left edits here too timid) keeps the edits near the input code.
 # The two chains are independent and run side by side (one core each); their output
 # goes to $OUT/chain-<kind>.log.
 chain() {
@@ -66,7 +68,7 @@ chain() {
     for attr in $ATTRS; do
         step "transformer-$kind-$attr" "$OUT/transformer-$kind-$attr/bundle" "$VRFAM" train \
             transformer --bundle "$previous" "${LABELS[@]}" --attr "$attr" --method "$method" \
-            --no-identity --steps "$T_STEPS" --out "$OUT/transformer-$kind-$attr" "${COMMON[@]}"
+            --no-identity --lambda-latent 1 --steps "$T_STEPS" --out "$OUT/transformer-$kind-$attr" "${COMMON[@]}"
         previous="$OUT/transformer-$kind-$attr/bundle"
     done
 }

@@ -37,7 +37,7 @@ PYTHON
 BUNDLE=$("$PY" -c "import sys; from vrfam_rt.suite import member; print(member(sys.argv[1] or None))" "${SUITE:-}")
 if [[ ! -d "$CACHE/int8-cpu" ]]; then
     "$VRFAM" calibrate --bundle "$BUNDLE" --samples 64 --target cpu \
-        --components encoder,transformer,generator --out "$CACHE"
+        --components encoder,generator --out "$CACHE"
 fi
 echo "== vrfam, ort int8"
 "${EVAL[@]}" --backend ort --precision int8 --json "$OUT/vrfam-ort-int8.json"

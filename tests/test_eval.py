@@ -21,6 +21,7 @@ def test_eval_dry_run_reports_every_metric_and_names_the_stand_ins(tmp_path):
     assert [(e["attribute"], e["alpha"]) for e in report["per_edit"]] == [
         ("Smiling", 1.0), ("Smiling", -1.5), ("Eyeglasses", 1.0), ("Eyeglasses", -1.5)]
     assert report["distortion_l2"] > 0 and report["perception_fid"] > 0
+    assert report["wplus_variance"] > 0          # a random e4e encoder's codes differ by layer
     for key in ("target_accuracy", "non_target_accuracy"):
         assert 0 <= report[key] <= 1
     assert -1 <= report["identity_similarity"] <= 1
@@ -85,3 +86,25 @@ def test_eval_on_photos_reads_attributes_by_classifier_and_identity_by_dlib(tmp_
     assert "dlib" in report["identity_model"] and report["dlib_distance"] > 0
     assert 0 <= report["dlib_same_person"] <= 1 and report["dlib_fallback_boxes"] >= 0
     assert 0 <= report["non_target_accuracy"] <= 1
+
+
+def test_compare_lays_reports_side_by_side(tmp_path, capsys):
+    from vrfam_rt.benchmarks.compare import main as compare
+
+    def report(name, target):
+        return {"distortion_l2": 0.01, "perception_fid": 1.5, "editability_fid": 2.5,
+                "identity_similarity": 0.9, "target_accuracy": target,
+                "non_target_accuracy": 0.95,
+                "per_edit": [{"attribute": "Smiling", "alpha": a, "target_accuracy": target,
+                              "non_target_accuracy": 0.95, "identity_similarity": 0.9}
+                             for a in (-1.0, 1.0)]}
+    for name, target in (("a", 0.5), ("b", 0.75)):
+        (tmp_path / f"{name}.json").write_text(json.dumps(report(name, target)))
+    compare([f"A={tmp_path / 'a.json'}", f"B={tmp_path / 'b.json'}"])
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[2] == "| A | 0.0100 | 1.50 | 2.50 |  | 0.900 | 0.500 | 0.950 |"
+    assert lines[3].startswith("| B |") and "0.750" in lines[3]
+    assert lines[5].startswith("| attribute | alpha | target: A | target: B |")
+    assert lines[7].startswith("| Smiling | -1.0 | 0.500 | 0.750 | 0.950 | 0.950 |")
+    with pytest.raises(SystemExit, match="not NAME=report.json"):
+        compare([str(tmp_path / "a.json")])

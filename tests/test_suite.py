@@ -66,7 +66,8 @@ def test_eval_picks_the_method_of_a_suite_and_refuses_it_for_a_single_bundle(sui
 
 
 shipped = pytest.mark.skipif(not (default_suite() / "suite.json").is_file(),
-                             reason="the default suite is not built (scripts/build_default_bundle.sh)")
+                             reason="the default suite is not built "
+                                    "(scripts/build_default_bundle.sh)")
 
 
 @shipped

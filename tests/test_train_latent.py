@@ -59,10 +59,10 @@ def test_classifier_bce_falls_on_a_fixed_batch(tiny, tmp_path):
     assert history[-1]["bce"] < 0.5 * history[0]["bce"]
 
 
-@pytest.mark.parametrize("term", ["cls", "attr", "id"])
+@pytest.mark.parametrize("term", ["cls", "attr", "id", "latent"])
 def test_each_transformer_loss_term_falls_on_a_fixed_batch(tiny, tmp_path, term):
     fixed = latents(tiny, 8)
-    only = TransformerLoss(**{k: float(k == term) for k in ("cls", "attr", "id")})
+    only = TransformerLoss(**{k: float(k == term) for k in ("cls", "attr", "id", "latent")})
     arcface = frozen(Bundle.random("tiny", seed=1).identity) if term == "id" else None
     task = TransformerTask(tiny, fixed, "Smiling", None, "released", arcface, only,
                            options(tmp_path, lr=1e-2), Ranks())
@@ -87,7 +87,7 @@ def test_transformer_trains_either_form_and_keeps_the_other_attributes(tmp_path,
     kept = [k for k in before if ".Eyeglasses." in k]
     assert kept and all(torch.equal(before[k], after[k]) for k in kept)
     record = json.loads((tmp_path / "run" / "run.json").read_text())
-    assert record["active_terms"] == {"cls": True, "attr": True, "id": False}
+    assert record["active_terms"] == {"cls": True, "attr": True, "id": False, "latent": False}
 
 
 def test_transformer_for_a_new_attribute_joins_the_bundle_that_edit_uses(tmp_path, data):

@@ -4,8 +4,13 @@ Losses on a batch of W+ codes w with the frozen classifier C and k the attribute
 - cls  (eq. 6): BCE of C(T(w, alpha))[k] toward the target label;
 - attr (eq. 7): sum_{i != k} (1 - |gamma_ik|) mean |sigmoid C(T(w))_i - sigmoid C(w)_i|,
   gamma the correlation matrix of the training labels;
-- id   (eq. 8): 1 - <R(G(w)), R(G(T(w)))> through the frozen generator and ArcFace.
-L_T = lambda_cls cls + lambda_attr attr + lambda_id id (all 1 in the paper).
+- id   (eq. 8): 1 - <R(G(w)), R(G(T(w)))> through the frozen generator and ArcFace;
+- latent: mean (T(w) - w)^2, the released latent-transformer code's latent
+  reconstruction term (its weight there: 10). The paper leaves it out (weight 0, the
+  default) and relies on the identity term to keep edits small; without ArcFace
+  (--no-identity) nothing else bounds how far T moves a code.
+L_T = lambda_cls cls + lambda_attr attr + lambda_id id + lambda_latent latent
+(1, 1, 1, 0 in the paper).
 
 How alpha is drawn (`alpha_mode`):
 - "released" (default, as the released latent-transformer code): p = sigmoid C(w)[k];
@@ -37,6 +42,7 @@ class TransformerLoss:
     cls: float = 1.0
     attr: float = 1.0
     id: float = 1.0
+    latent: float = 0.0
 
 
 class TransformerTask(Task):
@@ -66,8 +72,9 @@ class TransformerTask(Task):
         self.keep = (1 - gamma[self.k].abs()).index_fill(0, torch.tensor([self.k]), 0).to(device)
         self.networks = {"transformer": self.transformer}
         self.optimizers = {"transformer": torch.optim.Adam(self.edit.parameters(), lr=options.lr)}
-        self.terms = ("cls", "attr") + (("id",) if arcface is not None else ())
-        self.active = {"cls": True, "attr": True, "id": arcface is not None}
+        self.active = {"cls": True, "attr": True, "id": arcface is not None,
+                       "latent": weights.latent > 0}
+        self.terms = tuple(t for t, on in self.active.items() if on)
 
     @property
     def trained(self) -> tuple[str, ...]:
@@ -138,6 +145,8 @@ class TransformerTask(Task):
             with torch.no_grad():
                 original = self.generator(w)
             terms["id"] = identity_loss(self.arcface, original, self.generator(edited))
+        if self.weights.latent > 0:
+            terms["latent"] = F.mse_loss(edited, w)
         loss = sum(getattr(self.weights, k) * v for k, v in terms.items())
         optimise(self.optimizers["transformer"], loss, self.ranks)
         return {"loss": loss.item()} | {k: v.item() for k, v in terms.items()}

@@ -135,7 +135,8 @@ def _table(rows: list[dict], columns: list[tuple[str, str, str]]) -> str:
 
 
 @main.command()
-@click.option("--bundle", "bundle_path", type=FILE, help="Bundle directory to export.")
+@click.option("--bundle", "bundle_path", type=FILE, help="Bundle directory to export "
+              "[default: the shipped default bundle].")
 @click.option("--config", type=click.Choice(["tiny", "ffhq-1024"]),
               help="Export a seeded random bundle of this config instead.")
 @click.option("--seed", default=0, show_default=True, help="Seed for --config.")
@@ -251,7 +252,8 @@ def build_engines_cmd(onnx_dir, out, max_batch, opt_batch, workspace, opt_level,
 
 
 @main.command()
-@click.option("--bundle", "bundle_path", type=FILE, help="Bundle directory to calibrate.")
+@click.option("--bundle", "bundle_path", type=FILE, help="Bundle directory to calibrate "
+              "[default: the shipped default bundle].")
 @click.option("--config", type=click.Choice(["tiny", "ffhq-1024"]),
               help="Calibrate a seeded random bundle of this config instead.")
 @click.option("--seed", default=0, show_default=True, help="Seed for --config and --samples.")
@@ -298,7 +300,8 @@ BENCH_PRECISIONS = {"eager": ("fp32", "bf16", "fp16"), "ort": ("fp32", "fp16", "
 
 
 @main.command()
-@click.option("--bundle", "bundle_path", type=FILE, help="Bundle directory to benchmark.")
+@click.option("--bundle", "bundle_path", type=FILE, help="Bundle directory to benchmark "
+              "[default: the shipped default bundle].")
 @click.option("--config", type=click.Choice(["tiny", "ffhq-1024"]),
               help="Benchmark a seeded random bundle of this config instead.")
 @click.option("--seed", default=0, show_default=True)
@@ -465,7 +468,8 @@ def _runtime(bundle, backend, precision, device, threads, say, cuda_graphs=False
               type=click.Choice(["eager", "ort", "trt"]))
 @click.option("--precision", default="fp32", show_default=True,
               type=click.Choice(["fp32", "fp16", "bf16", "int8"]))
-@click.option("--bundle", "bundle_path", type=FILE, help="Bundle directory.")
+@click.option("--bundle", "bundle_path", type=FILE, help="Bundle directory [default: the shipped "
+              "default bundle].")
 @click.option("--config", type=click.Choice(["tiny", "ffhq-1024"]),
               help="Use a seeded random bundle of this config (for trying the pipeline).")
 @click.option("--seed", default=0, show_default=True)
@@ -554,7 +558,8 @@ GRID_MIN_CELL = 256
 
 
 @main.command()
-@click.option("--bundle", "bundle_path", type=FILE, help="Bundle directory to profile.")
+@click.option("--bundle", "bundle_path", type=FILE, help="Bundle directory to profile "
+              "[default: the shipped default bundle].")
 @click.option("--config", type=click.Choice(["tiny", "ffhq-1024"]),
               help="Profile a seeded random bundle of this config instead.")
 @click.option("--seed", default=0, show_default=True)

@@ -93,13 +93,14 @@ def eval_cmd(bundle_path, method, config, seed, images, no_align, inception, bac
                                                      antialias=True, align_corners=False)
         return images
 
-    recon, edits = [], {(k, a): [] for k in targets for a in alphas}
+    recon, spread, edits = [], [], {(k, a): [] for k in targets for a in alphas}
     with click.progressbar(range(0, len(inputs), batch), label="evaluating",
                            file=sys.stderr) as bar:
         for start in bar:
             x = inputs[start:start + batch]
             with torch.no_grad():
                 wplus = runner.encoder(x)
+                spread.append(wplus.float().var(dim=1, unbiased=False).sum(-1).cpu())
                 recon.append(back(runner.generator(wplus)))
                 for k, alpha in edits:
                     a = torch.zeros(len(x), len(names))
@@ -109,6 +110,9 @@ def eval_cmd(bundle_path, method, config, seed, images, no_align, inception, bac
                     judges)
     for row in report["per_edit"]:
         row["attribute"] = names[row["attribute"]]
+    # what the variance-reduced encoder minimises: the spread of the L style codes of
+    # one face around their mean (0 for a W code repeated), averaged over faces
+    report["wplus_variance"] = float(torch.cat(spread).mean())
     report.update({"bundle": label, "method": method or _method_of(bundle), "backend": backend,
                    "precision": precision, "samples": len(inputs), "faces": faces})
     if judges.dlib is not None:
@@ -197,7 +201,8 @@ def _photos(bundle, runner, folder, samples, size, align):
     except MissingDependency as exc:
         dlib = None
         names["identity_model"] = names["identity_model"] or f"none ({exc})"
-    judges = Judges(None, read, identity, dlib, names)  # FID features: --inception, set by the caller
+    # FID features: the --inception network, which the caller sets
+    judges = Judges(None, read, identity, dlib, names)
     return inputs, f"{len(files)} photos from {folder}" + (", aligned" if align else ""), judges
 
 
@@ -207,7 +212,8 @@ def _print(report, table):
     click.echo(head)
     for key in ("fid_features", "attribute_reader", "identity_model"):
         click.echo(f"  {key.replace('_', ' ')}: {report[key]}")
-    metrics = ("distortion_l2", "perception_fid", "editability_fid", "identity_similarity",
+    metrics = ("distortion_l2", "perception_fid", "editability_fid", "wplus_variance",
+               "identity_similarity",
                "dlib_distance", "dlib_same_person", "target_accuracy", "non_target_accuracy")
     rows = [{"metric": k, "value": report[k]} for k in metrics if k in report]
     click.echo(table(rows, [("metric", "metric", ""), ("value", "value", ".4f")]))

@@ -63,7 +63,8 @@ def read_suite(path: Path) -> dict:
     try:
         return json.loads((Path(path) / MANIFEST).read_text())
     except (OSError, json.JSONDecodeError) as exc:
-        raise VrfamError(f"{Path(path) / MANIFEST}: not a readable suite manifest ({exc})") from None
+        raise VrfamError(f"{Path(path) / MANIFEST}: not a readable suite manifest "
+                         f"({exc})") from None
 
 
 def pick_example(seed: int = 7, size: int = 128, tries: int = 64):

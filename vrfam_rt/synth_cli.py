@@ -228,7 +228,8 @@ def eval_generator(bundle_path, n, json_path, sheet):
 
 @synth.command("suite")
 @click.option("--out", required=True, type=FILE, help="Suite folder to write.")
-@click.option("--vrfam", required=True, type=FILE, help="Bundle: VR encoder, nonlinear transformers.")
+@click.option("--vrfam", required=True, type=FILE,
+              help="Bundle: VR encoder, nonlinear transformers.")
 @click.option("--interfacegan", required=True, type=FILE, help="Bundle: boundary edits.")
 @click.option("--interfacegan-conditional", "conditional", required=True, type=FILE,
               help="Bundle: conditional boundary edits.")

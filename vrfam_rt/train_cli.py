@@ -173,6 +173,10 @@ def classifier(ctx, **p):
 @click.option("--lambda-cls", default=1.0, show_default=True, type=float)
 @click.option("--lambda-attr", default=1.0, show_default=True, type=float)
 @click.option("--lambda-id", default=1.0, show_default=True, type=float)
+@click.option("--lambda-latent", default=0.0, show_default=True, type=float,
+              help="Latent reconstruction mean (T(w) - w)^2, as in the released "
+              "latent-transformer code (weight 10 there; not in the paper). Bounds the edit "
+              "when --no-identity leaves nothing else to.")
 @arcface_options
 @click.pass_context
 def transformer(ctx, **p):
@@ -187,7 +191,8 @@ def transformer(ctx, **p):
 
     bundle, options, ranks = _start(ctx, p)
     arcface = None if p["no_identity"] else load_arcface(p["arcface"]).to(ranks.device)
-    weights = TransformerLoss(p["lambda_cls"], p["lambda_attr"], p["lambda_id"])
+    weights = TransformerLoss(p["lambda_cls"], p["lambda_attr"], p["lambda_id"],
+                              p["lambda_latent"])
     task = TransformerTask(bundle, _latents(p, bundle, allow_generator=True), p["attr"],
                            p["method"], p["alpha_mode"], arcface, weights, options, ranks)
     _finish(task, options, ranks, p)
