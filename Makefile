@@ -18,9 +18,12 @@ $(STAMP): setup.cfg pyproject.toml
 test: setup
 	$(PY) -m pytest -q
 
+# The default bundle and its example face ship in the package (vrfam_rt/assets/default/).
+EXAMPLE := vrfam_rt/assets/default/faces/example.png
+
 demo: setup
-	$(VENV)/bin/vrfam-rt info
-	@echo "The edit demo (vrfam-rt edit --attr Smiling on the bundled default model) is not here yet."
+	$(VENV)/bin/vrfam-rt edit $(EXAMPLE) --attr Smiling --grid --no-align --out demo
+	@echo "demo: input | reconstruction | Smiling in demo/example_grid.png (the edit alone: demo/example_Smiling.png)"
 
 # On a machine with an NVIDIA GPU; installs nothing (runs from the checkout).
 gpu-check:
