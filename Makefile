@@ -23,7 +23,7 @@ EXAMPLE := vrfam_rt/assets/default/faces/example.png
 
 demo: setup
 	$(VENV)/bin/vrfam-rt edit $(EXAMPLE) --attr Smiling --grid --no-align --out demo
-	@echo "demo: input | reconstruction | Smiling in demo/example_grid.png (the edit alone: demo/example_Smiling.png)"
+	@echo "demo: input | reconstruction | Smiling in demo/example_grid.png (the edit alone: demo/example_Smiling+1.0.png)"
 
 # On a machine with an NVIDIA GPU; installs nothing (runs from the checkout).
 gpu-check:

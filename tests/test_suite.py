@@ -85,5 +85,5 @@ def test_the_demo_edit_runs_on_the_default_bundle_without_arguments(tmp_path):
     result = CliRunner().invoke(main, ["edit", str(face), "--attr", "Smiling", "--grid",
                                        "--no-align", "--out", str(tmp_path)])
     assert result.exit_code == 0, result.output
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["example_Smiling.png",
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["example_Smiling+1.0.png",
                                                           "example_grid.png"]

@@ -87,32 +87,38 @@ def oracle_agreement(generator: nn.Module, oracle: AttributeOracle, n: int = 200
     With a `judge` (a second oracle that took no part in training) the same for it:
     `judge_agreement`, the figure that counts when the first oracle trained G.
     """
-    if judge is not None:
-        report = oracle_agreement(generator, judge, n, seed, chunk)
-        return oracle_agreement(generator, oracle, n, seed, chunk) | {
-            "judge_agreement": report["mean_agreement"],
-            "judge_render_accuracy": report["mean_render_accuracy"],
-            "judge_attributes": report["attributes"]}
+    nets = {"oracle": oracle} | ({"judge": judge} if judge is not None else {})
     was_training = generator.training
     generator.eval()
     z = torch.randn(n, generator.config.style_dim, generator=torch.Generator().manual_seed(seed))
     device = generator.input.input.device
-    hits_g, hits_r, l1 = 0, 0, 0.0
+    hits_g, hits_r, l1 = dict.fromkeys(nets, 0), dict.fromkeys(nets, 0), 0.0
     for i in range(0, n, chunk):
         zc = z[i:i + chunk]
         params = params_from_noise(zc)
         x = render(params, generator.config.size)
         y = generate(generator, zc.to(device)).cpu()
         truth = params.attributes
-        hits_g = hits_g + ((oracle(y) > 0).float() == truth).float().sum(0)
-        hits_r = hits_r + ((oracle(x) > 0).float() == truth).float().sum(0)
+        for key, net in nets.items():
+            hits_g[key] = hits_g[key] + ((net(y) > 0).float() == truth).float().sum(0)
+            hits_r[key] = hits_r[key] + ((net(x) > 0).float() == truth).float().sum(0)
         l1 += (y - x).abs().mean().item() * len(zc)
     generator.train(was_training)
-    agree, ceiling = hits_g / n, hits_r / n
-    return {"n": n, "seed": seed, "mean_agreement": agree.mean().item(),
-            "mean_render_accuracy": ceiling.mean().item(), "pixel_l1": l1 / n,
-            "attributes": {a: {"agreement": agree[k].item(), "render_accuracy": ceiling[k].item()}
-                           for k, a in enumerate(ATTRIBUTES)}}
+
+    def scores(key):      # (mean agreement, mean render accuracy, per attribute)
+        agree, ceiling = hits_g[key] / n, hits_r[key] / n
+        return agree.mean().item(), ceiling.mean().item(), {
+            a: {"agreement": agree[k].item(), "render_accuracy": ceiling[k].item()}
+            for k, a in enumerate(ATTRIBUTES)}
+
+    agree, ceiling, per_attribute = scores("oracle")
+    report = {"n": n, "seed": seed, "mean_agreement": agree, "mean_render_accuracy": ceiling,
+              "pixel_l1": l1 / n, "attributes": per_attribute}
+    if judge is not None:
+        agree, ceiling, per_attribute = scores("judge")
+        report |= {"judge_agreement": agree, "judge_render_accuracy": ceiling,
+                   "judge_attributes": per_attribute}
+    return report
 
 
 class GeneratorTask(Task):

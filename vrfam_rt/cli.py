@@ -112,15 +112,13 @@ def _bundle_from(bundle_path, config, seed):
     """--bundle B (a bundle, or a model suite's vrfam member), --config C (seeded random),
     or neither: the shipped default bundle."""
     from vrfam_rt.bundle import Bundle
-    from vrfam_rt.suite import default_bundle_path, is_suite, member
+    from vrfam_rt.suite import resolve
 
     if bundle_path and config:
         raise click.UsageError("give one of --bundle B or --config C, not both")
     if config:
         return Bundle.random(config, seed=seed)
-    if bundle_path and is_suite(bundle_path):
-        return Bundle.load(member(bundle_path))
-    return Bundle.load(bundle_path or default_bundle_path())
+    return Bundle.load(resolve(bundle_path))
 
 
 def _table(rows: list[dict], columns: list[tuple[str, str, str]]) -> str:

@@ -9,9 +9,9 @@ from pathlib import Path
 import click
 
 from vrfam_rt.errors import VrfamError
+from vrfam_rt.suite import METHODS
 
 EVAL_SEED = 20261126      # a seed no training run draws its faces from
-METHODS = ("vrfam", "interfacegan", "interfacegan-conditional", "e4e-linear")  # = suite.METHODS
 FILE = click.Path(path_type=Path)
 
 
@@ -126,20 +126,14 @@ def eval_cmd(bundle_path, method, config, seed, images, no_align, inception, bac
 def _resolve(bundle_path, method, config, seed):
     """(bundle, label): a random one for --config, else a bundle or a suite's member."""
     from vrfam_rt.bundle import Bundle
-    from vrfam_rt.suite import is_suite, member
+    from vrfam_rt.suite import resolve
 
     if config:
         if bundle_path or method:
             raise VrfamError("--config evaluates one random bundle; leave out --bundle and "
                              "--method")
         return Bundle.random(config, seed=seed), f"random {config}, seed {seed}"
-    if bundle_path is None or is_suite(bundle_path):
-        path = member(bundle_path, method or "vrfam")
-    elif method:
-        raise VrfamError(f"--method picks a bundle of a model suite; {bundle_path} is a single "
-                         "bundle (leave out --method)")
-    else:
-        path = bundle_path
+    path = resolve(bundle_path, method)
     return Bundle.load(path), str(path)
 
 

@@ -48,8 +48,15 @@ def member(suite: Path | None = None, method: str = "vrfam") -> Path:
     return path
 
 
-def default_bundle_path() -> Path:
-    return member(None, "vrfam")
+def resolve(path: Path | None, method: str | None = None) -> Path:
+    """The bundle folder a --bundle value names: a bundle as given, or a suite's member
+    (`method`, default vrfam); no value means the shipped suite."""
+    if path is None or is_suite(path):
+        return member(path, method or "vrfam")
+    if method:
+        raise VrfamError(f"--method picks a bundle of a model suite; {path} is a single "
+                         "bundle (leave out --method)")
+    return Path(path)
 
 
 def example_face() -> Path:
