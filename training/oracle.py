@@ -255,14 +255,32 @@ def evaluate_oracles(attributes: AttributeOracle, identity: IdentityEmbedding,
 def save_oracles(out: Path, attributes: AttributeOracle, identity: IdentityEmbedding,
                  report: dict) -> None:
     """Weights as safetensors plus `oracle.json` (accuracies, command, times)."""
-    from safetensors.torch import save_file
-
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     for key, model in (("attributes", attributes), ("identity", identity)):
-        state = {k: v.contiguous() for k, v in model.state_dict().items()}
-        save_file(state, str(out / WEIGHTS[key]), metadata={"format": "vrfam-rt-oracle"})
+        _write_weights(model, out / WEIGHTS[key])
     (out / REPORT).write_text(json.dumps(report, indent=2) + "\n")
+
+
+def _write_weights(model: nn.Module, path: Path) -> None:
+    from safetensors.torch import save_file
+
+    state = {k: v.contiguous() for k, v in model.state_dict().items()}
+    save_file(state, str(path), metadata={"format": "vrfam-rt-oracle"})
+
+
+def _read_weights(model: nn.Module, path: Path, hint: str) -> nn.Module:
+    """Load oracle weights into `model` (eval mode); a missing or foreign file is one line."""
+    from safetensors.torch import load_file
+
+    if not path.is_file():
+        raise VrfamError(f"{path}: no oracle weights; train them with `{hint}`")
+    try:
+        model.load_state_dict(load_file(str(path)))
+    except Exception as exc:  # safetensors and load_state_dict raise their own types
+        raise VrfamError(f"{path} does not hold {type(model).__name__} weights "
+                         f"({str(exc).splitlines()[0]})") from None
+    return model.eval()
 
 
 def shipped_oracles() -> Path:
@@ -274,30 +292,16 @@ def shipped_oracles() -> Path:
 
 def load_oracles(folder: Path | None = None) -> tuple[AttributeOracle, IdentityEmbedding]:
     """The two networks saved by `save_oracles` (default: the shipped ones), in eval mode."""
-    from safetensors.torch import load_file
-
     folder = shipped_oracles() if folder is None else folder
-    models = {"attributes": AttributeOracle(), "identity": IdentityEmbedding()}
-    for key, model in models.items():
-        path = Path(folder) / WEIGHTS[key]
-        if not path.is_file():
-            raise VrfamError(f"{path}: no oracle weights; train them with "
-                             f"`vrfam-rt synth train-oracle --out {folder}`")
-        try:
-            model.load_state_dict(load_file(str(path)))
-        except Exception as exc:  # safetensors and load_state_dict raise their own types
-            raise VrfamError(f"{path} does not hold {type(model).__name__} weights "
-                             f"({str(exc).splitlines()[0]})") from None
-        model.eval()
-    return models["attributes"], models["identity"]
+    hint = f"vrfam-rt synth train-oracle --out {folder}"
+    return (_read_weights(AttributeOracle(), Path(folder) / WEIGHTS["attributes"], hint),
+            _read_weights(IdentityEmbedding(), Path(folder) / WEIGHTS["identity"], hint))
 
 
 def train_judge(config: TrainConfig, out: Path, command: str, log=None) -> dict:
     """A second attribute oracle from another seed: the judge of evaluations, so that no
     network that trained a model (the generator's distillation uses the first oracle)
     also scores it. Writes JUDGE and JUDGE_REPORT into `out`; returns the report."""
-    from safetensors.torch import save_file
-
     started = time.perf_counter()
     judge = train_attribute_oracle(config, log=log)
     report = {"config": dataclasses.asdict(config), "torch_threads": torch.get_num_threads(),
@@ -305,23 +309,16 @@ def train_judge(config: TrainConfig, out: Path, command: str, log=None) -> dict:
     report["attributes"]["train_seconds"] = time.perf_counter() - started
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    state = {k: v.contiguous() for k, v in judge.state_dict().items()}
-    save_file(state, str(out / JUDGE), metadata={"format": "vrfam-rt-oracle"})
+    _write_weights(judge, out / JUDGE)
     (out / JUDGE_REPORT).write_text(json.dumps(report, indent=2) + "\n")
     return report
 
 
 def load_judge(folder: Path | None = None) -> AttributeOracle:
     """The judge attribute oracle saved by `train_judge` (default: the shipped one)."""
-    from safetensors.torch import load_file
-
-    path = Path(shipped_oracles() if folder is None else folder) / JUDGE
-    if not path.is_file():
-        raise VrfamError(f"{path}: no judge oracle; train it with `vrfam-rt synth train-oracle "
-                         f"--judge --seed 1 --out {path.parent}`")
-    model = AttributeOracle()
-    model.load_state_dict(load_file(str(path)))
-    return model.eval()
+    folder = shipped_oracles() if folder is None else folder
+    hint = f"vrfam-rt synth train-oracle --judge --seed 1 --out {folder}"
+    return _read_weights(AttributeOracle(), Path(folder) / JUDGE, hint)
 
 
 def train_oracles(config: TrainConfig, log=None) -> tuple[AttributeOracle, IdentityEmbedding,

@@ -175,8 +175,9 @@ class Bundle:
             for name, module in self.modules.items():
                 data = _serialise(module)
                 hashes[name] = sha256_bytes(data)
-                file = shared.get(hashes[name], f"{name}.safetensors")
-                if file == f"{name}.safetensors":
+                file = shared.get(hashes[name])
+                if file is None:
+                    file = f"{name}.safetensors"
                     (tmp / file).write_bytes(data)
                 files[name] = {"file": Path(file).as_posix(), "sha256": hashes[name],
                                "keys": len(module.state_dict()),

@@ -8,7 +8,7 @@ four methods of the default suite cost little more than one bundle.
 The default suite ships in the package (`vrfam_rt/assets/default/`), trained on the
 procedural faces by `scripts/build_default_bundle.sh`; its `vrfam` bundle is what
 commands use when no --bundle or --config is given, and `faces/example.png` is the
-demo face.
+demo face (`make demo`).
 """
 from __future__ import annotations
 
@@ -57,21 +57,6 @@ def resolve(path: Path | None, method: str | None = None) -> Path:
         raise VrfamError(f"--method picks a bundle of a model suite; {path} is a single "
                          "bundle (leave out --method)")
     return Path(path)
-
-
-def example_face() -> Path:
-    path = default_suite() / "faces" / "example.png"
-    if not path.is_file():
-        raise VrfamError(f"{path} is missing; {BUILD_HINT}")
-    return path
-
-
-def read_suite(path: Path) -> dict:
-    try:
-        return json.loads((Path(path) / MANIFEST).read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise VrfamError(f"{Path(path) / MANIFEST}: not a readable suite manifest "
-                         f"({exc})") from None
 
 
 def pick_example(seed: int = 7, size: int = 128, tries: int = 64):
