@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import rel_err
+from numerics import rel_err
 from vrfam_rt import models
 from vrfam_rt.config import GeneratorConfig, load_config, stylegan2_channels
 from vrfam_rt.models.stylegan2 import Blur, ModulatedConv2d, Upsample

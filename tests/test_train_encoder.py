@@ -5,13 +5,15 @@ import matplotlib.cbook
 import pytest
 import torch
 
-from train_helpers import (arcface_file, lpips_files, one_thread, same_weights,  # noqa: F401
-                           train, weights, write_images)
+from train_helpers import (arcface_file, lpips_files, same_weights, train, weights,
+                           write_images)
 from vrfam_rt import Bundle
 from vrfam_rt.training.core import RunOptions, Ranks
 from vrfam_rt.training.data import ImageFolder
 from vrfam_rt.training.encoder import EncoderLoss, EncoderTask, Progressive
 from vrfam_rt.training.losses import load_arcface, load_lpips
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 PHOTO = matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)
 TERMS = ("l2", "perceptual", "id", "reg", "adv")

@@ -4,7 +4,7 @@ import json
 import pytest
 import torch
 
-from train_helpers import one_thread, same_weights, train, weights  # noqa: F401
+from train_helpers import same_weights, train, weights
 from vrfam_rt import Bundle
 from vrfam_rt.errors import VrfamError
 from vrfam_rt.training.core import RunOptions, Ranks
@@ -12,6 +12,8 @@ from vrfam_rt.training.generator import DistillLoss, GeneratorTask, oracle_agree
 from vrfam_rt.training.oracle import load_oracles
 from vrfam_rt.training.render import (ATTRIBUTES, NOISE_DIMS, params_from_noise,
                                       params_from_uniforms, sample_params)
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 TERMS = ("l1", "multiscale", "feature")
 

@@ -7,8 +7,8 @@ import torch
 from click.testing import CliRunner
 from safetensors.torch import load_file
 
-from train_helpers import (latents, one_thread, same_weights, train,  # noqa: F401 (fixture)
-                           weights, write_attrs, write_images)
+from train_helpers import (latents, same_weights, train, weights, write_attrs,
+                           write_images)
 from vrfam_rt import Bundle
 from vrfam_rt.cli import main
 from vrfam_rt.training.boundaries import BoundaryTask, condition
@@ -17,6 +17,8 @@ from vrfam_rt.training.core import RunOptions, Ranks
 from vrfam_rt.training.data import LatentDataset
 from vrfam_rt.training.losses import frozen
 from vrfam_rt.training.transformer import TransformerLoss, TransformerTask
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

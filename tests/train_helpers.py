@@ -1,7 +1,6 @@
 """Small real inputs for the trainer tests: faces, attribute files, latent datasets, weights."""
 from pathlib import Path
 
-import pytest
 import torch
 from click.testing import CliRunner
 from PIL import Image
@@ -77,13 +76,3 @@ def weights(bundle_dir: Path, component: str) -> dict[str, torch.Tensor]:
 
 def same_weights(a: dict, b: dict) -> bool:
     return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Trainer tests run one intra-op thread: the tiny networks gain nothing from more, and
-    spinning OpenMP workers slow a loaded 2-core machine down many times over."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)

@@ -34,11 +34,15 @@ class ClassifierTask(Task):
         self.optimizers = {"classifier": torch.optim.Adam(self.classifier.parameters(),
                                                           lr=options.lr)}
 
-    def step(self, step: int) -> dict[str, float]:
+    def batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """This rank's (W+ codes [b,L,D], labels [b,A]) of global batch `step`."""
         o = self.options
         idx = batch_indices(len(self.data), o.batch, step, o.seed)[self.ranks.shard(o.batch)]
-        wplus = self.data.wplus[idx].to(self.ranks.device)            # [b,L,D]
-        labels = self.data.labels[idx].to(self.ranks.device)          # [b,A]
+        device = self.ranks.device
+        return self.data.wplus[idx].to(device), self.data.labels[idx].to(device)
+
+    def step(self, step: int) -> dict[str, float]:
+        wplus, labels = self.batch(step)                             # [b,L,D], [b,A]
         bce = F.binary_cross_entropy_with_logits(self.classifier(wplus), labels)
         optimise(self.optimizers["classifier"], bce, self.ranks)
         return {"loss": bce.item(), "bce": bce.item()}

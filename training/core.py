@@ -170,7 +170,9 @@ class Task:
     `networks` are the trained modules (saved in the checkpoint); `step(step)` runs one
     optimisation step on this rank's share of the global batch and returns the loss
     terms as floats, "loss" (the weighted total) included; `bundle()` returns the input
-    bundle with the trained networks merged in.
+    bundle with the trained networks merged in. A trainer whose ranks split the global
+    batch reads this rank's part with `batch(step)`; every loss is a mean over the samples,
+    so the mean of the ranks' gradients is the gradient of the global batch.
     """
 
     component: str = ""

@@ -122,7 +122,7 @@ class EncoderTask(Task):
         self.encoder.encoder.config = dataclasses.replace(self.network_config,
                                                           progressive_stage=stage)
 
-    def _images(self, step: int) -> torch.Tensor:
+    def batch(self, step: int) -> torch.Tensor:
         """This rank's images [b,3,S,S] of global batch `step`."""
         o, size = self.options, self.encoder.input_size
         part = self.ranks.shard(o.batch)
@@ -153,7 +153,7 @@ class EncoderTask(Task):
         wt = self.weights
         stage = self.progressive.stage(step, self.generator.n_latent)
         self.set_stage(stage)
-        x = self._images(step)                                              # [b,3,S,S]
+        x = self.batch(step)                                              # [b,3,S,S]
         codes = self.encoder(x)                                             # [b,L,D]
         active = codes[:, :stage + 1]                                       # [b,stage+1,D]
         terms: dict[str, torch.Tensor] = {}

@@ -109,7 +109,7 @@ class TransformerTask(Task):
         labels = (self.classifier(w[:, None].expand(-1, generator.n_latent, -1)) > 0).float()
         return LatentDataset(w.cpu(), labels.cpu(), names).correlation(names)
 
-    def _codes(self, step: int) -> torch.Tensor:
+    def batch(self, step: int) -> torch.Tensor:
         """This rank's W+ codes [b,L,D] of global batch `step`."""
         o = self.options
         part = self.ranks.shard(o.batch)
@@ -131,7 +131,7 @@ class TransformerTask(Task):
         return alpha, (alpha > 0).float()
 
     def step(self, step: int) -> dict[str, float]:
-        w = self._codes(step)                                       # [b,L,D]
+        w = self.batch(step)                                       # [b,L,D]
         with torch.no_grad():
             p0 = torch.sigmoid(self.classifier(w))                  # [b,A]
         alpha, target = self._alpha(p0[:, self.k], step)
