@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test demo gpu-check clean
+.PHONY: setup test test-fast demo gpu-check clean
 
 setup: $(STAMP)
 
@@ -17,6 +17,10 @@ $(STAMP): setup.cfg pyproject.toml
 
 test: setup
 	$(PY) -m pytest -q
+
+# The edit-test loop: everything but the few full-size (ffhq-1024) tests.
+test-fast: setup
+	$(PY) -m pytest -q -m "not full"
 
 # The default bundle and its example face ship in the package (vrfam_rt/assets/default/).
 EXAMPLE := vrfam_rt/assets/default/faces/example.png

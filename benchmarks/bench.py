@@ -106,18 +106,30 @@ def run_bench(bundle: Bundle, configs: list[Config], batches=(1,), iters: int = 
                 progress(batch, i + 1, warmup + iters)
         baseline = samples.get("eager fp32")
         for config in configs:
-            for stage in STAGES:
-                values = np.array(samples[config.label][stage])
-                p50 = float(np.percentile(values, 50))
-                base = float(np.percentile(baseline[stage], 50)) if baseline else None
-                rows.append({
-                    "backend": config.backend, "precision": config.precision, "batch": batch,
-                    "stage": stage, "p50_ms": p50,
-                    "p90_ms": float(np.percentile(values, 90)),
-                    "p99_ms": float(np.percentile(values, 99)),
-                    "images_per_s": batch * 1e3 / p50,
-                    "gflops": flops[stage] * batch / (p50 / 1e3) / 1e9,
-                    "speedup_vs_eager": base / p50 if base else None})
+            rows += stage_rows(config, batch, samples[config.label], flops, baseline)
+    return rows
+
+
+def stage_rows(config: Config, batch: int, samples_ms: dict[str, list[float]],
+               flops: dict[str, int], baseline_ms: dict[str, list[float]] | None) -> list[dict]:
+    """The figures of one configuration at one batch, a row per stage, from its latencies.
+
+    samples_ms / baseline_ms: per stage, the recorded milliseconds of one batch (baseline:
+    eager FP32's, or None); flops: per stage, FLOPs of one image.
+    """
+    rows = []
+    for stage in STAGES:
+        values = np.array(samples_ms[stage])
+        p50 = float(np.percentile(values, 50))
+        base = float(np.percentile(baseline_ms[stage], 50)) if baseline_ms else None
+        rows.append({
+            "backend": config.backend, "precision": config.precision, "batch": batch,
+            "stage": stage, "p50_ms": p50,
+            "p90_ms": float(np.percentile(values, 90)),
+            "p99_ms": float(np.percentile(values, 99)),
+            "images_per_s": batch * 1e3 / p50,
+            "gflops": flops[stage] * batch / (p50 / 1e3) / 1e9,
+            "speedup_vs_eager": base / p50 if base else None})
     return rows
 
 

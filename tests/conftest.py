@@ -37,6 +37,12 @@ def one_thread():
 
 
 @pytest.fixture
+def dlib():
+    """Face alignment and dlib's descriptor need dlib (the `align` extra): skip without it."""
+    return pytest.importorskip("dlib")
+
+
+@pytest.fixture
 def record_diff():
     """Record the largest forward difference of an import round trip for the summary."""
     def record(name: str, diff: float) -> None:

@@ -14,6 +14,7 @@ from vrfam_rt.calibration.data import generator_samples
 from vrfam_rt.calibration.quantize import check_symmetric_int8, zero_points
 from vrfam_rt.cli import main
 from vrfam_rt.errors import VrfamError
+from vrfam_rt.export.fp16 import psnr
 
 
 @pytest.fixture(scope="module")
@@ -40,6 +41,18 @@ def test_trt_target_is_symmetric_signed_int8_per_channel(trt_int8):
     assert manifest["target"] == "trt" and manifest["precision"] == "int8"
 
 
+# INT8 with per-channel weights and calibrated activation ranges keeps the tiny encoder's
+# codes: measured 0.09 (cpu) and 0.11 (trt) of the input-dependent part of W+, against 1 for
+# codes that ignore the input; 7e-4 of all of W+; generator PSNR 38-40 dB
+INT8_WPLUS_REL_ERR = 0.3
+
+
+def wplus_errors(w8: torch.Tensor, w32: torch.Tensor) -> tuple[float, float]:
+    """(error relative to the input-dependent part of W+, error relative to all of W+)."""
+    centred = w32 - w32.mean(0, keepdim=True)
+    return ((w8 - w32).norm() / centred.norm()).item(), ((w8 - w32).norm() / w32.norm()).item()
+
+
 def test_cpu_target_uses_uint8_activations(bundle, tmp_path):
     manifest = calibrate(bundle, tmp_path, ("encoder",), target="cpu", method="max", samples=4)
     model = onnx.load(str(tmp_path / "int8-cpu" / "encoder.onnx"))
@@ -47,31 +60,44 @@ def test_cpu_target_uses_uint8_activations(bundle, tmp_path):
     assert "uint8" in dtypes
     with pytest.raises(VrfamError, match="TensorRT needs symmetric int8"):
         check_symmetric_int8(model, "encoder.onnx")
-    assert manifest["metrics"]["encoder"]["speedup"] > 0
+    assert manifest["metrics"]["encoder"]["wplus_rel_err"] < INT8_WPLUS_REL_ERR
 
 
-def test_metrics_are_recorded_and_plausible(trt_int8):
+def test_the_recorded_int8_errors_are_the_measured_ones(trt_int8, bundle):
     out, manifest = trt_int8
     encoder = manifest["metrics"]["encoder"]
-    assert set(encoder) == {"wplus_rel_err", "wplus_rel_err_total", "image_psnr_db", "attribute_agreement", "fp32_ms",
-                            "int8_ms", "speedup"}
-    assert 0 < encoder["wplus_rel_err_total"] < encoder["wplus_rel_err"] < 2
-    assert encoder["image_psnr_db"] > 20
-    assert 0.5 <= encoder["attribute_agreement"] <= 1
-    assert manifest["metrics"]["generator"]["image_psnr_db"] > 20
+    assert set(encoder) == {"wplus_rel_err", "wplus_rel_err_total", "image_psnr_db",
+                            "attribute_agreement", "fp32_ms", "int8_ms", "speedup"}
+    images, wplus = generator_samples(bundle, manifest["metrics"]["eval_samples"], seed=1)
+    int8 = open_backend("ort", onnx_dir=out / "int8-trt")
+    with torch.no_grad():
+        w32, w8 = bundle.encoder(images), int8.encoder(images)
+        # the report measures against ONNX Runtime FP32, which is eager FP32 to ~1e-7
+        assert wplus_errors(w8, w32) == pytest.approx(
+            (encoder["wplus_rel_err"], encoder["wplus_rel_err_total"]), rel=1e-3)
+        assert encoder["image_psnr_db"] == pytest.approx(
+            psnr(bundle.generator(w32), bundle.generator(w8)), abs=0.05)
+        agree = ((bundle.classifier(w8) > 0) == (bundle.classifier(w32) > 0)).float().mean()
+        assert encoder["attribute_agreement"] == pytest.approx(agree.item())
+        assert manifest["metrics"]["generator"]["image_psnr_db"] == pytest.approx(
+            psnr(bundle.generator(wplus), int8.generator(wplus)), abs=0.05)
+    assert encoder["wplus_rel_err"] < INT8_WPLUS_REL_ERR and encoder["image_psnr_db"] > 50
+    assert manifest["metrics"]["generator"]["image_psnr_db"] > 30
     assert json.loads((out / "int8-trt" / "manifest.json").read_text())["metrics"] == manifest["metrics"]
     assert sorted(p.name for p in (out / "int8-trt").iterdir()) == [
         "encoder.onnx", "generator.onnx", "manifest.json"]
 
 
-def test_int8_folder_runs_in_the_ort_backend(trt_int8, bundle):
+def test_int8_folder_runs_in_the_ort_backend_close_to_fp32(trt_int8, bundle):
     out, _ = trt_int8
-    images, _ = generator_samples(bundle, 2, seed=5)
+    images, _ = generator_samples(bundle, 4, seed=5)        # not the calibration inputs
     backend = open_backend("ort", onnx_dir=out / "int8-trt")
     with torch.no_grad():
         reference = bundle.encoder(images)
     w = backend.encoder(images)
-    assert w.shape == reference.shape and torch.isfinite(w).all()
+    assert w.shape == reference.shape
+    relative, total = wplus_errors(w, reference)
+    assert relative < INT8_WPLUS_REL_ERR and total < 0.01
 
 
 def test_calibration_from_an_image_folder_through_the_cli(tmp_path):

@@ -22,6 +22,7 @@ def edit(*args):
     return CliRunner().invoke(main, ["edit", *map(str, args)])
 
 
+@pytest.mark.usefixtures("dlib")          # aligns a photo
 def test_a_real_photo_is_aligned_edited_and_gridded(tmp_path):
     result = edit(PHOTO, "--config", "tiny", "--attr", "Smiling=1", "--attr", "Eyeglasses=-0.5",
                   "--grid", "--out", tmp_path)
@@ -33,6 +34,7 @@ def test_a_real_photo_is_aligned_edited_and_gridded(tmp_path):
         assert grid.size == (3 * 256, 256)
 
 
+@pytest.mark.usefixtures("dlib")          # aligns a photo
 def test_alignment_levels_and_centres_the_eyes():
     aligner = FaceAligner()
     face = aligner.align(read_rgb(PHOTO), 256)
@@ -42,6 +44,7 @@ def test_alignment_levels_and_centres_the_eyes():
     assert abs((left[0] + right[0]) / 2 - 128) < 0.03 * 256
 
 
+@pytest.mark.usefixtures("dlib")          # aligns a photo
 def test_alpha_sweep_writes_one_image_per_strength(tmp_path):
     result = edit(PHOTO, "--config", "tiny", "--attr", "Male", "--alpha-sweep", "-1:1:3",
                   "--out", tmp_path)
@@ -50,6 +53,7 @@ def test_alpha_sweep_writes_one_image_per_strength(tmp_path):
         "grace_hopper_Male+0.0.png", "grace_hopper_Male+1.0.png", "grace_hopper_Male-1.0.png"]
 
 
+@pytest.mark.usefixtures("dlib")          # aligns a photo
 def test_bad_inputs_are_reported_one_line_each_and_the_rest_goes_on(tmp_path):
     photos = tmp_path / "in"
     photos.mkdir()
@@ -119,6 +123,7 @@ def test_no_align_edits_any_image(tmp_path):
     assert [p.name for p in (tmp_path / "out").iterdir()] == ["crop_Smiling+1.0.png"]
 
 
+@pytest.mark.usefixtures("dlib")          # aligns a photo
 def test_ort_backend_exports_once_into_the_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("VRFAM_RT_CACHE", str(tmp_path / "cache"))
     args = [PHOTO, "--config", "tiny", "--attr", "Smiling", "--backend", "ort", "--out",

@@ -152,22 +152,51 @@ def test_an_interrupted_build_keeps_the_finished_plans_and_no_temp_files(onnx_di
     assert builder.calls == ["transformer", "generator"]
 
 
-def _slow_build(args):
-    onnx_dir, out, log = args
+def _log(log: str, *words) -> None:
+    with open(log, "a") as f:          # one short append: atomic between processes
+        f.write(" ".join(map(str, words)) + "\n")
+
+
+def _logged_build(onnx_dir: str, out: str, log: str, ready) -> None:
+    """One process of the concurrent build: log `enter`, then build with a builder that
+    logs `start`/`end` around each plan and, on its first plan, holds that build open
+    until both processes have entered build_engines (and a while longer)."""
+    import os
 
     def builder(onnx_path, profile, options, timing_cache):
-        with open(log, "a") as f:
-            f.write(Path(onnx_path).stem + "\n")
-        time.sleep(0.3)
+        _log(log, "start", Path(onnx_path).stem, os.getpid())
+        deadline = time.monotonic() + 20
+        while Path(log).read_text().count("enter") < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.2)                # room for an unlocked second build to begin
+        _log(log, "end", Path(onnx_path).stem, os.getpid())
         return b"plan-" + Path(onnx_path).stem.encode()
+    ready.wait(timeout=20)             # both processes start together
+    _log(log, "enter", os.getpid())
     build_engines(Path(onnx_dir), Path(out), target=H100, builder=builder)
 
 
-def test_concurrent_builds_of_one_folder_build_each_plan_once(onnx_dir, tmp_path):
+def test_concurrent_builds_of_one_folder_are_serialised_and_build_each_plan_once(onnx_dir,
+                                                                                 tmp_path):
     out, log = tmp_path / "plans", tmp_path / "log"
-    with multiprocessing.get_context("fork").Pool(2) as pool:
-        pool.map(_slow_build, [(str(onnx_dir), str(out), str(log))] * 2)
-    assert sorted(log.read_text().split()) == ["encoder", "generator", "transformer"]
+    log.touch()
+    context = multiprocessing.get_context("fork")
+    ready = context.Barrier(2)
+    workers = [context.Process(target=_logged_build, args=(str(onnx_dir), str(out), str(log),
+                                                           ready)) for _ in range(2)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(timeout=60)
+    assert [w.exitcode for w in workers] == [0, 0]
+    events = [line.split() for line in log.read_text().splitlines()]
+    first_end = next(i for i, e in enumerate(events) if e[0] == "end")
+    assert sum(e[0] == "enter" for e in events[:first_end]) == 2   # the builds did contend
+    builds = [e for e in events if e[0] != "enter"]
+    # no overlap: every start is followed by its own end before the next start
+    assert [e[0] for e in builds] == ["start", "end"] * 3
+    assert all(builds[i][1:] == builds[i + 1][1:] for i in range(0, 6, 2))
+    assert sorted(e[1] for e in builds[::2]) == ["encoder", "generator", "transformer"]
     manifest = json.loads((out / "manifest.json").read_text())
     assert set(manifest["files"]) == {"encoder", "transformer", "generator"}
     for entry in manifest["files"].values():

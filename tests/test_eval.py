@@ -22,13 +22,26 @@ def test_eval_dry_run_reports_every_metric_and_names_the_stand_ins(tmp_path):
         ("Smiling", 1.0), ("Smiling", -1.5), ("Eyeglasses", 1.0), ("Eyeglasses", -1.5)]
     assert report["distortion_l2"] > 0 and report["perception_fid"] > 0
     assert report["wplus_variance"] > 0          # a random e4e encoder's codes differ by layer
-    for key in ("target_accuracy", "non_target_accuracy"):
-        assert 0 <= report[key] <= 1
-    assert -1 <= report["identity_similarity"] <= 1
+    assert_pooled_over_edits(report, samples=12, others=8)
     assert "stand-in for Inception" in report["fid_features"]
     assert "stand-in for ArcFace" in report["identity_model"]
     assert "editability_fid" in result.stdout
     assert "fid features: synthetic judge oracle" in result.stdout
+
+
+def assert_pooled_over_edits(report, samples, others,
+                             keys=("target_accuracy", "non_target_accuracy",
+                                   "identity_similarity")):
+    """The summary is the mean over the edits, and each edit's accuracy counts faces: k of
+    `samples` for the target, k of samples x `others` for the other attributes."""
+    edits = report["per_edit"]
+    for key in keys:
+        assert report[key] == pytest.approx(sum(e[key] for e in edits) / len(edits)), key
+    for e in edits:
+        for key, n in (("target_accuracy", samples), ("non_target_accuracy", samples * others),
+                       ("dlib_same_person", samples)):
+            if key in e:
+                assert n * e[key] == pytest.approx(round(n * e[key])), (key, e[key])
 
 
 def test_eval_argument_errors_are_one_line(tmp_path):
@@ -70,8 +83,8 @@ def test_eval_takes_fid_features_from_a_user_inception_file(tmp_path, inception)
     assert report["perception_fid"] > 0 and report["target_accuracy"] >= 0
 
 
+@pytest.mark.usefixtures("dlib")
 def test_eval_on_photos_reads_attributes_by_classifier_and_identity_by_dlib(tmp_path, inception):
-    pytest.importorskip("dlib")
     from vrfam_rt.images import save_png, to_pil
     from vrfam_rt.training.render import render, sample_params
 
@@ -84,8 +97,9 @@ def test_eval_on_photos_reads_attributes_by_classifier_and_identity_by_dlib(tmp_
     report = json.loads((tmp_path / "r.json").read_text())
     assert report["samples"] == 4 and "latent classifier" in report["attribute_reader"]
     assert "dlib" in report["identity_model"] and report["dlib_distance"] > 0
-    assert 0 <= report["dlib_same_person"] <= 1 and report["dlib_fallback_boxes"] >= 0
-    assert 0 <= report["non_target_accuracy"] <= 1
+    assert_pooled_over_edits(report, samples=4, others=8,
+                             keys=("non_target_accuracy", "dlib_distance", "dlib_same_person"))
+    assert report["dlib_fallback_boxes"] <= 2 * 4         # at most each input and each edit
 
 
 def test_compare_lays_reports_side_by_side(tmp_path, capsys):
@@ -108,3 +122,23 @@ def test_compare_lays_reports_side_by_side(tmp_path, capsys):
     assert lines[7].startswith("| Smiling | -1.0 | 0.500 | 0.750 | 0.950 | 0.950 |")
     with pytest.raises(SystemExit, match="not NAME=report.json"):
         compare([str(tmp_path / "a.json")])
+
+
+@pytest.mark.usefixtures("dlib")
+def test_dlib_descriptor_knows_a_person_and_counts_the_faces_it_did_not_find():
+    import matplotlib.cbook
+    import numpy as np
+
+    from vrfam_rt.align import FaceAligner
+    from vrfam_rt.benchmarks.evaluate import DlibDescriptor
+    from vrfam_rt.images import read_rgb
+
+    photo = matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)
+    face = np.asarray(FaceAligner().align(read_rgb(photo), 256))
+    image = torch.from_numpy(face.copy()).permute(2, 0, 1).float() / 127.5 - 1    # [3,S,S]
+    descriptor = DlibDescriptor()
+    d = descriptor(torch.stack([image, image.flip(-1)]))           # her, and her mirror image
+    assert descriptor.fallbacks == 0
+    assert 0 < (d[0] - d[1]).norm() < DlibDescriptor.THRESHOLD
+    descriptor(torch.zeros(1, 3, 256, 256))                         # a flat grey: no face
+    assert descriptor.fallbacks == 1

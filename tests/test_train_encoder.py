@@ -102,6 +102,7 @@ def test_encoder_resume_equals_an_uninterrupted_run(tmp_path):
                             weights(tmp_path / "split" / "bundle", component))
 
 
+@pytest.mark.usefixtures("dlib")          # aligns a photo
 def test_photos_are_aligned_once_and_read_from_the_cache(tmp_path):
     folder = tmp_path / "faces"
     folder.mkdir()

@@ -1,3 +1,3 @@
-from vrfam_rt.cli import main
+from vrfam_rt.cli import run
 
-main(prog_name="vrfam-rt")
+run()

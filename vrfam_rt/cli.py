@@ -26,9 +26,16 @@ class Group(click.Group):
 @click.version_option(__version__, prog_name="vrfam-rt")
 def main():
     """Fast facial attribute editing with VR-FAM on StyleGAN2."""
+
+
+def run() -> None:
+    """The process entry point (`vrfam-rt`, `python -m vrfam_rt`): process-wide settings,
+    then the command line. Callers that invoke `main` inside their own process (tests,
+    click's CliRunner) keep their process's settings."""
     from vrfam_rt.environment import keep_freed_memory
 
     keep_freed_memory()
+    main(prog_name="vrfam-rt")
 
 
 @main.command()

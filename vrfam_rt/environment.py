@@ -17,15 +17,19 @@ def keep_freed_memory() -> bool:
     By default glibc maps every block over 32 MiB afresh and returns it on free, so
     each 1024x1024 activation page-faults again at every layer: the eager generator
     spends a third of its time there. A process-wide setting for the CLI's compute
-    commands (the resident size stays at its peak); a no-op off glibc.
+    commands: blocks up to 1 GiB come from the heap, and freed heap memory is kept until
+    2 GiB of it is free (mallopt takes a C int: INT_MAX is the largest threshold; a larger
+    Python int would be cut to its low 32 bits, 2**34 to 0, which trims on every free).
+    A no-op (False) off glibc.
     """
     try:
         libc = ctypes.CDLL("libc.so.6")
         mallopt = libc.mallopt
     except (OSError, AttributeError):
         return False
-    m_trim_threshold, m_mmap_threshold = -1, -3
-    return bool(mallopt(m_mmap_threshold, 1 << 30)) and bool(mallopt(m_trim_threshold, 1 << 34))
+    mallopt.argtypes, mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
+    m_trim_threshold, m_mmap_threshold, int_max = -1, -3, 2**31 - 1
+    return bool(mallopt(m_mmap_threshold, 1 << 30)) and bool(mallopt(m_trim_threshold, int_max))
 
 
 def _version(dist: str) -> str | None:
