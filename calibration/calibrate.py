@@ -1,5 +1,8 @@
 """`vrfam-rt calibrate`: INT8 Q/DQ graphs for a bundle, with their accuracy and CPU speed.
 
+Target `trt` graphs compute their unquantized part in float16 (what TensorRT-RTX can
+build for Turing); target `cpu` graphs in float32 (what ONNX Runtime's x86 kernels run).
+
 Accuracy is measured on held-out generator samples through ONNX Runtime:
 - encoder: W+ error relative to the input-dependent part of W+ (W+ minus its mean
   over the inputs; with random weights most of W+ is a constant offset that would
@@ -22,7 +25,7 @@ import torch
 from vrfam_rt.backends.ort import OrtBackend
 from vrfam_rt.bundle import Bundle
 from vrfam_rt.calibration.data import folder_images, generator_samples
-from vrfam_rt.calibration.quantize import check_symmetric_int8, quantize_onnx
+from vrfam_rt.calibration.quantize import autocast_fp16, check_symmetric_int8, quantize_onnx
 from vrfam_rt.errors import VrfamError
 from vrfam_rt.export.compat import check_trt_compatible
 from vrfam_rt.export.fp16 import psnr
@@ -71,7 +74,8 @@ def calibrate(bundle: Bundle, out: Path, components=("encoder",), target: str = 
             quantize_onnx(fp32_dir / f"{component}.onnx", path, data, target, method)
             if target == "trt":
                 import onnx
-                model = onnx.load(str(path))
+                model = autocast_fp16(onnx.load(str(path)))
+                onnx.save(model, str(path))
                 check_symmetric_int8(model, str(folder / path.name))
                 check_trt_compatible(path, str(folder / path.name))
             spec = reference["files"][component]
@@ -81,6 +85,7 @@ def calibrate(bundle: Bundle, out: Path, components=("encoder",), target: str = 
         manifest = {"format": "vrfam-rt-onnx", "format_version": 1,
                     "bundle_digest": bundle.digest, "config": bundle.config.to_dict(),
                     "precision": "int8", "target": target, "method": method,
+                    "high_precision_dtype": "float16" if target == "trt" else "float32",
                     "calibration": source, "opset": reference["opset"],
                     "max_batch": reference["max_batch"], "io_dtype": "float32",
                     "versions": library_versions(), "attributes": list(bundle.attributes),

@@ -9,6 +9,7 @@ Two targets need different graphs:
 from __future__ import annotations
 
 import contextlib
+import copy
 import io
 from pathlib import Path
 
@@ -90,3 +91,64 @@ def check_symmetric_int8(model, source: str) -> None:
         if dtype != "int8" or any(values):
             raise VrfamError(f"{source}: node '{node}' quantizes to {dtype} with zero point "
                              f"{values[:3]}; TensorRT needs symmetric int8 (zero point 0)")
+
+
+# Inputs that ONNX types as float32 whatever the graph computes in (op: input positions).
+FLOAT32_ONLY_INPUTS = {"Resize": (1, 2), "Upsample": (1,)}
+QDQ_FP16_OPSET = 19            # the first opset whose QuantizeLinear takes float16 scales
+
+
+def autocast_fp16(model):
+    """The unquantized part of a Q/DQ graph in float16 (TensorRT-RTX has no FP32 matrix
+    multiplies for Turing): float32 initializers, Constants and Casts become float16, so
+    every DequantizeLinear yields float16; the graph's float32 inputs are cast once on
+    entry and its outputs once on exit, keeping the float32 I/O contract. Inputs that
+    ONNX types as float32 only (Resize scales) stay float32. Returns a new model.
+    """
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    model = copy.deepcopy(model)
+    graph = model.graph
+    keep = {node.input[i] for node in graph.node
+            for i in FLOAT32_ONLY_INPUTS.get(node.op_type, ()) if i < len(node.input)}
+
+    def half(tensor):
+        array = numpy_helper.to_array(tensor).astype(np.float32)
+        return numpy_helper.from_array(np.clip(array, -65504, 65504).astype(np.float16),
+                                       tensor.name)
+
+    for i, tensor in enumerate(graph.initializer):
+        if tensor.data_type == TensorProto.FLOAT and tensor.name not in keep:
+            graph.initializer[i].CopyFrom(half(tensor))
+    for node in graph.node:
+        for attr in node.attribute:
+            if attr.type == onnx.AttributeProto.TENSOR and attr.t.data_type == TensorProto.FLOAT \
+                    and not set(node.output) & keep:
+                attr.t.CopyFrom(half(attr.t))
+            if node.op_type == "Cast" and attr.name == "to" and attr.i == TensorProto.FLOAT:
+                attr.i = TensorProto.FLOAT16
+    casts_in, casts_out = [], []
+    for value in graph.input:
+        if value.type.tensor_type.elem_type == TensorProto.FLOAT:
+            inner = f"{value.name}_fp16"
+            for node in graph.node:
+                node.input[:] = [inner if name == value.name else name for name in node.input]
+            casts_in.append(helper.make_node("Cast", [value.name], [inner], to=TensorProto.FLOAT16,
+                                             name=f"{value.name}_to_fp16"))
+    for value in graph.output:
+        if value.type.tensor_type.elem_type == TensorProto.FLOAT:
+            inner = f"{value.name}_fp16"
+            for node in graph.node:
+                node.output[:] = [inner if name == value.name else name for name in node.output]
+            casts_out.append(helper.make_node("Cast", [inner], [value.name], to=TensorProto.FLOAT,
+                                              name=f"{value.name}_to_fp32"))
+    nodes = casts_in + list(graph.node) + casts_out
+    del graph.node[:]
+    graph.node.extend(nodes)
+    del graph.value_info[:]
+    for opset in model.opset_import:
+        if opset.domain in ("", "ai.onnx"):
+            opset.version = max(opset.version, QDQ_FP16_OPSET)
+    return onnx.shape_inference.infer_shapes(model, strict_mode=True)
