@@ -1,9 +1,11 @@
-"""Building TensorRT plans from an export folder.
+"""Building TensorRT plans from an export folder, with either flavour of TensorRT.
 
-One plan per component, through Polygraphy with a strongly typed network, so the
-precision comes from the ONNX graph (TensorRT 11 has no precision flags; 10.x is
-driven the same way). Each plan has a dynamic-batch optimization profile and the
-builds share a persistent timing cache. Plans are cached by `engines.cache`.
+One plan per component, from a strongly typed network, so the precision comes from the
+ONNX graph (TensorRT 11 has no precision flags; 10.x and TensorRT-RTX are driven the
+same way). Each plan has a dynamic-batch optimization profile. Flavour `tensorrt`
+builds on the local GPU through Polygraphy with a persistent timing cache; flavour
+`rtx` (engines/rtx.py) builds ahead of time for a list of compute capabilities, with
+or without a GPU. Plans are cached by `engines.cache`.
 """
 from __future__ import annotations
 
@@ -52,8 +54,52 @@ def detect_target() -> Target:
     if not torch.cuda.is_available():
         raise MissingDependency(f"TensorRT needs an NVIDIA GPU and torch sees none; {INSTALL_HINT}")
     props = torch.cuda.get_device_properties(torch.cuda.current_device())
-    return Target(tensorrt=trt.__version__, gpu=props.name,
-                  compute_capability=f"{props.major}.{props.minor}")
+    return Target("tensorrt", trt.__version__, (f"{props.major}.{props.minor}",), props.name)
+
+
+def rtx_target(compute_capabilities=None) -> Target:
+    """A TensorRT-RTX target for these compute capabilities (default: Turing and every
+    Ampere-and-later RTX part); needs TensorRT-RTX, no GPU."""
+    from vrfam_rt.engines import rtx
+    targets = rtx.check_targets(compute_capabilities or rtx.DEFAULT_TARGETS)
+    return Target("rtx", rtx.version(), targets)
+
+
+def choose_target(flavour: str = "auto", compute_capabilities=()) -> Target:
+    """The target of `vrfam-rt build-engines --flavour`: auto takes TensorRT when it and
+    an NVIDIA GPU are present (and no --compute-capability is given), else TensorRT-RTX."""
+    if flavour == "tensorrt":
+        if compute_capabilities:
+            raise VrfamError("--compute-capability chooses TensorRT-RTX targets; TensorRT "
+                             "builds for the local GPU (use --flavour rtx)")
+        return detect_target()
+    if flavour == "auto" and not compute_capabilities:
+        try:
+            return detect_target()
+        except MissingDependency:
+            pass
+    return rtx_target(compute_capabilities)
+
+
+def check_buildable(export_manifest: dict, onnx_dir: Path, target: Target,
+                    options: BuildOptions) -> None:
+    """Refuse, before the builder runs, what this target cannot build."""
+    if target.flavour != "rtx":
+        return
+    if "7.5" in target.compute_capabilities:
+        precision = export_manifest["precision"]
+        high = export_manifest.get("high_precision_dtype", "float32")
+        if precision == "fp32" or (precision == "int8" and high != "float16"):
+            what = ("an fp32 graph" if precision == "fp32" else
+                    "an INT8 graph whose unquantized part is fp32")
+            raise VrfamError(f"{onnx_dir} is {what}: TensorRT-RTX has no FP32 matrix "
+                             "multiplies for Turing (sm 7.5); export fp16 (`vrfam-rt export "
+                             "--precision fp16`) or leave 7.5 out of --compute-capability")
+    if options.refittable:
+        import torch
+        if not torch.cuda.is_available():
+            raise VrfamError("--refittable with TensorRT-RTX needs an NVIDIA GPU here (the "
+                             "refit check runs CUDA); build without --refittable")
 
 
 def build_plan(onnx_path: Path, profile: dict, options: BuildOptions,
@@ -87,23 +133,34 @@ Builder = Callable[[Path, dict, BuildOptions, "Path | None"], bytes]
 
 def build_engines(onnx_dir: Path, out: Path, max_batch: int = 8, opt_batch: int | None = None,
                   options: BuildOptions = BuildOptions(), timing_cache: Path | None = None,
-                  target: Target | None = None, builder: Builder = build_plan,
+                  target: Target | None = None, builder: Builder | None = None,
                   progress: Callable[[str, bool], None] | None = None) -> dict:
     """Plans for every file of an export precision folder, reusing cached ones.
 
-    Returns the engine manifest. `target` and `builder` default to this machine and
-    TensorRT (they are parameters so the orchestration is testable without a GPU).
+    Returns the engine manifest. `target` defaults to TensorRT on this machine's GPU;
+    `builder` to the target flavour's plan builder (a parameter so the orchestration is
+    testable without either).
     """
     onnx_dir, out = Path(onnx_dir), Path(out)
     export_manifest = _read_export_manifest(onnx_dir)
     target = target or detect_target()
-    timing_cache = Path(timing_cache) if timing_cache else out / "timing.cache"
-    header = {"format": "vrfam-rt-engines", "format_version": 1,
+    check_buildable(export_manifest, onnx_dir, target, options)
+    if target.flavour == "rtx":
+        timing_cache = None                # TensorRT-RTX times nothing ahead of time
+        if builder is None:
+            from vrfam_rt.engines.rtx import build_plan_rtx
+
+            def builder(onnx_path, profile, options, timing_cache):
+                return build_plan_rtx(onnx_path, profile, options, target.compute_capabilities)
+    else:
+        timing_cache = Path(timing_cache) if timing_cache else out / "timing.cache"
+        builder = builder or build_plan
+    header = {"format": "vrfam-rt-engines", "format_version": 2,
               "onnx_dir": str(onnx_dir), "precision": export_manifest["precision"],
               "bundle_digest": export_manifest["bundle_digest"],
               "attributes": export_manifest["attributes"], "io_dtype": "float32",
-              "tensorrt": target.tensorrt, "gpu": target.gpu,
-              "compute_capability": target.compute_capability}
+              "flavour": target.flavour, "version": target.version, "gpu": target.gpu,
+              "compute_capabilities": list(target.compute_capabilities)}
     for component, spec in export_manifest["files"].items():
         onnx_path = onnx_dir / spec["file"]
         onnx_sha = onnx_digest(onnx_dir, spec)

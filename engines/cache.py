@@ -1,7 +1,9 @@
 """The engine cache: a plan is reused only for the exact key it was built for.
 
-The key covers the ONNX file (sha256), the TensorRT version, the GPU (name and
-compute capability), the optimization profile and the builder options. A plan
+The key covers the ONNX file (sha256), the TensorRT flavour and version, the GPUs the
+plan is for (TensorRT: the building GPU's name and compute capability; TensorRT-RTX:
+the sorted target compute capabilities, no GPU), the optimization profile and the
+builder options. A plan
 for another key, or whose bytes no longer match their recorded sha256, is rebuilt
 and never loaded. Writes go to a temporary name and are renamed into place, under
 an exclusive file lock, so concurrent builds of one folder cannot corrupt it.
@@ -24,11 +26,18 @@ MANIFEST = "manifest.json"
 
 @dataclass(frozen=True)
 class Target:
-    """What a plan is bound to on the building machine."""
+    """What a plan is bound to: the TensorRT flavour and version, and the GPUs it runs on."""
 
-    tensorrt: str
-    gpu: str
-    compute_capability: str
+    flavour: str                            # "tensorrt" (10/11, local GPU) or "rtx" (TensorRT-RTX)
+    version: str                            # of that flavour
+    compute_capabilities: tuple[str, ...]   # tensorrt: the building GPU's; rtx: the targets
+    gpu: str | None = None                  # tensorrt: the building GPU's name; rtx: None
+
+    def describe(self) -> str:
+        name = "TensorRT" if self.flavour == "tensorrt" else "TensorRT-RTX"
+        where = f"{self.gpu} (sm {self.compute_capabilities[0]})" if self.gpu else \
+            f"sm {', '.join(self.compute_capabilities)}"
+        return f"{name} {self.version} for {where}"
 
 
 def engine_key(onnx_sha256: str, target: Target, profile: dict, options: dict) -> str:

@@ -20,8 +20,8 @@ from vrfam_rt.environment import tensorrt_status
 from vrfam_rt.errors import MissingDependency, VrfamError
 from vrfam_rt.fileio import sha256_file
 
-H100 = Target("10.9.0", "NVIDIA H100 80GB HBM3", "9.0")
-TURING = Target("10.9.0", "NVIDIA GeForce RTX 2080 Ti", "7.5")
+H100 = Target("tensorrt", "10.9.0", ("9.0",), "NVIDIA H100 80GB HBM3")
+TURING = Target("tensorrt", "10.9.0", ("7.5",), "NVIDIA GeForce RTX 2080 Ti")
 IO = {"encoder": ([("image", [3, 64, 64])], [("wplus", [10, 64])]),
       "transformer": ([("wplus", [10, 64]), ("alphas", [9])], [("wplus_edited", [10, 64])]),
       "generator": ([("wplus", [10, 64])], [("image", [3, 64, 64])])}
@@ -88,8 +88,10 @@ def test_engine_key_covers_onnx_tensorrt_gpu_profile_and_options():
     assert base == engine_key("sha", Target(*vars(H100).values()), profile, options)
     variants = [engine_key("sha2", H100, profile, options),
                 engine_key("sha", TURING, profile, options),
-                engine_key("sha", Target("11.0.0", H100.gpu, "9.0"), profile, options),
-                engine_key("sha", Target("10.9.0", H100.gpu, "9.1"), profile, options),
+                engine_key("sha", Target("tensorrt", "11.0.0", ("9.0",), H100.gpu), profile,
+                           options),
+                engine_key("sha", Target("tensorrt", "10.9.0", ("9.1",), H100.gpu), profile,
+                           options),
                 engine_key("sha", H100, {"x": {"min": [1], "opt": [8], "max": [8]}}, options),
                 engine_key("sha", H100, profile, {"opt_level": 5})]
     assert len({base, *variants}) == 7
@@ -100,8 +102,8 @@ def test_plans_are_built_once_and_then_reused(onnx_dir, tmp_path):
     manifest = build_engines(onnx_dir, out, max_batch=4, target=H100, builder=builder)
     assert builder.calls == ["encoder", "transformer", "generator"]
     entry = manifest["files"]["generator"]
-    assert (manifest["tensorrt"], manifest["gpu"], manifest["compute_capability"]) == (
-        "10.9.0", H100.gpu, "9.0")
+    assert (manifest["flavour"], manifest["version"], manifest["gpu"],
+            manifest["compute_capabilities"]) == ("tensorrt", "10.9.0", H100.gpu, ["9.0"])
     assert entry["onnx_sha256"] == sha256_file(onnx_dir / "generator.onnx")
     assert entry["profile"]["wplus"]["max"] == [4, 10, 64]
     assert entry["builder"] == {"workspace_gib": 4.0, "opt_level": 3, "refittable": False}
@@ -209,15 +211,14 @@ def test_a_folder_that_is_not_an_export(tmp_path):
 
 
 @pytest.mark.skipif(tensorrt_status()[0], reason="TensorRT and a GPU are present")
-def test_without_tensorrt_build_engines_says_what_is_missing_in_one_line(onnx_dir, tmp_path):
+def test_without_tensorrt_the_tensorrt_flavour_says_what_is_missing_in_one_line(onnx_dir,
+                                                                               tmp_path):
     result = CliRunner().invoke(main, ["build-engines", "--onnx", str(onnx_dir), "--out",
-                                       str(tmp_path / "plans")])
+                                       str(tmp_path / "plans"), "--flavour", "tensorrt"])
     assert result.exit_code == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "TensorRT" in lines[0] and "pip install" in lines[0]
     assert not (tmp_path / "plans").exists()
-    with pytest.raises(MissingDependency, match="TensorRT"):
-        open_backend("trt", engine_dir=tmp_path)
 
 
 TRT_READY, TRT_REASON = tensorrt_status()

@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from vrfam_rt import __version__
+from vrfam_rt.engines.rtx import COMPUTE_CAPABILITIES as RTX_TARGETS
 from vrfam_rt.errors import VrfamError
 
 
@@ -223,25 +224,36 @@ def _verify(bundle, out, manifests, components) -> dict:
 @click.option("--onnx", "onnx_dir", required=True, type=FILE,
               help="One precision folder of `vrfam-rt export` (e.g. onnx/fp16).")
 @click.option("--out", required=True, type=FILE, help="Folder for the plans and manifest.")
-@click.option("--max-batch", default=8, show_default=True, type=click.IntRange(1, 1024))
+@click.option("--flavour", default="auto", show_default=True,
+              type=click.Choice(["auto", "tensorrt", "rtx"]),
+              help="tensorrt: TensorRT 10/11 on the local GPU; rtx: TensorRT-RTX, ahead of "
+              "time, no GPU needed; auto: tensorrt when it and a GPU are here, else rtx.")
+@click.option("--compute-capability", "compute_capabilities", multiple=True,
+              type=click.Choice(RTX_TARGETS), help="TensorRT-RTX target GPU generation, "
+              "repeatable (7.5 = RTX 2080 Ti) [default: all of them].")
+@click.option("--max-batch", default=8, show_default=True, type=click.IntRange(1, 1024),
+              help="Largest batch the plans accept.")
 @click.option("--opt-batch", type=click.IntRange(1, 1024),
               help="Batch size the kernels are tuned for (default: --max-batch).")
 @click.option("--workspace", default=4.0, show_default=True, type=click.FloatRange(min=0.0625),
               help="Builder workspace limit in GiB.")
 @click.option("--opt-level", default=3, show_default=True, type=click.IntRange(0, 5),
               help="TensorRT builder optimization level.")
-@click.option("--timing-cache", type=FILE, help="Timing cache file (default: OUT/timing.cache).")
+@click.option("--timing-cache", type=FILE, help="Timing cache file (default: OUT/timing.cache; "
+              "TensorRT only).")
 @click.option("--refittable", is_flag=True, help="Build plans whose weights can be refitted.")
-def build_engines_cmd(onnx_dir, out, max_batch, opt_batch, workspace, opt_level, timing_cache,
-                      refittable):
-    """ONNX -> TensorRT plans (strongly typed, dynamic batch, cached).
+def build_engines_cmd(onnx_dir, out, flavour, compute_capabilities, max_batch, opt_batch,
+                      workspace, opt_level, timing_cache, refittable):
+    """ONNX -> TensorRT or TensorRT-RTX plans (strongly typed, dynamic batch, cached).
 
-    Example: vrfam-rt build-engines --onnx onnx/ffhq/fp16 --out engines/ffhq-fp16 --max-batch 8
+    Example: vrfam-rt build-engines --onnx onnx/ffhq/fp16 --out engines/ffhq-fp16
+    --flavour rtx --compute-capability 7.5
     """
-    from vrfam_rt.engines.build import BuildOptions, build_engines, detect_target
+    from vrfam_rt.engines.build import BuildOptions, build_engines, choose_target
 
-    target = detect_target()               # fails first, in one line, without TensorRT/GPU
     options = BuildOptions(workspace_gib=workspace, opt_level=opt_level, refittable=refittable)
+    target = choose_target(flavour, compute_capabilities)   # one line when nothing can build
+    click.echo(f"building with {target.describe()}", err=True)
 
     def progress(component, cached):
         click.echo(f"{component}: {'cached plan reused' if cached else 'building'}", err=True)
@@ -252,8 +264,7 @@ def build_engines_cmd(onnx_dir, out, max_batch, opt_batch, workspace, opt_level,
             for e in manifest["files"].values()]
     click.echo(_table(rows, [("plan", "file", ""), ("MB", "MB", ".1f"),
                              ("build s", "s", ".1f")]))
-    click.echo(f"wrote {out} for {target.gpu} (sm {target.compute_capability}), "
-               f"TensorRT {target.tensorrt}")
+    click.echo(f"wrote {out}: {target.describe()}")
 
 
 @main.command()
@@ -449,8 +460,8 @@ def _runtime(bundle, backend, precision, device, threads, say, cuda_graphs=False
             say(f"exporting {precision} ONNX into {cache} (once per bundle) ...")
             export_bundle(bundle, cache, (precision,))
         return OrtBackend(cache / precision, device, threads)
-    from vrfam_rt.engines.build import build_engines, detect_target
-    detect_target()
+    from vrfam_rt.engines.build import build_engines, choose_target
+    target = choose_target("auto")
     precision = "fp16" if precision == "fp32" else precision
     plans = cache / f"engines-{precision}"
     source = cache / ("int8-trt" if precision == "int8" else precision)
@@ -459,7 +470,7 @@ def _runtime(bundle, backend, precision, device, threads, say, cuda_graphs=False
             raise VrfamError(f"no INT8 graphs for TensorRT; run `vrfam-rt calibrate --target trt "
                              f"--out {cache}` first")
         export_bundle(bundle, cache, (precision,))
-    build_engines(source, plans)
+    build_engines(source, plans, target=target)
     return open_backend("trt", engine_dir=plans, device=device if device != "cpu" else "cuda")
 
 

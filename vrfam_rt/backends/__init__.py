@@ -70,8 +70,6 @@ def open_backend(name: str, *, bundle=None, onnx_dir: str | Path | None = None,
             raise VrfamError("the ort backend needs an export folder (vrfam-rt export --out DIR)")
         return OrtBackend(onnx_dir, device=device, threads=threads)
     if name == "trt":
-        from vrfam_rt.engines.build import import_tensorrt
-        import_tensorrt()                      # one line naming what to install, exit 2
         from vrfam_rt.backends.trt import TrtBackend
         if engine_dir is None:
             raise VrfamError("the trt backend needs a plan folder (vrfam-rt build-engines --out DIR)")

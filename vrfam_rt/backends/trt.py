@@ -2,8 +2,9 @@
 
 I/O are PyTorch CUDA tensors bound by name (`set_tensor_address`); every stage is
 enqueued with `execute_async_v3` on the current torch stream, so a pipeline stays
-on the device with no host copies. Optionally the three stages are captured in a
-CUDA graph per batch size and replayed.
+on the device with no host copies. Plans of either flavour load: TensorRT (bound to
+the GPU that built them) and TensorRT-RTX (built for a list of compute capabilities;
+its header is checked before anything is deserialized, without needing a GPU).
 """
 from __future__ import annotations
 
@@ -12,44 +13,107 @@ from pathlib import Path
 import torch
 
 from vrfam_rt.backends import Backend
-from vrfam_rt.engines.build import detect_target, import_tensorrt
-from vrfam_rt.errors import VrfamError
-from vrfam_rt.fileio import sha256_file
+from vrfam_rt.engines.build import import_tensorrt
+from vrfam_rt.engines.cache import Target
+from vrfam_rt.engines import rtx
+from vrfam_rt.engines.rtx import import_tensorrt_rtx
+from vrfam_rt.errors import MissingDependency, VrfamError
+from vrfam_rt.fileio import sha256_file, write_bytes_atomic
 
 
 class TrtBackend(Backend):
     name = "trt"
 
     def __init__(self, folder: str | Path, device: str = "cuda"):
-        self.trt = import_tensorrt()
         self._read_folder(folder, "build plans with `vrfam-rt build-engines`")
-        self.device = torch.device(device)
-        self.target = detect_target()
-        self.logger = self.trt.Logger(self.trt.Logger.WARNING)
+        self.flavour = self.manifest.get("flavour", "tensorrt")
+        if self.flavour == "tensorrt":
+            self.trt = import_tensorrt()
+            self.logger = self.trt.Logger(self.trt.Logger.WARNING)
+        else:
+            self.trt = import_tensorrt_rtx()
+            self.logger = rtx.logger(self.trt)
         self.runtime = self.trt.Runtime(self.logger)
+        self._plans = {stage: self._checked_plan(stage) for stage in self.manifest["files"]}
+        if not torch.cuda.is_available():
+            raise MissingDependency(f"the plans in {self.folder} are ready, but running them "
+                                    "needs an NVIDIA GPU and torch sees none")
+        self.device = torch.device(device)
+        self._check_gpu()
         self._engines: dict = {}
-        self._graphs: dict = {}
+        self._runtime_caches: dict = {}
+
+    def _checked_plan(self, stage: str) -> bytes:
+        """A stage's plan bytes, refused in one line when they are not what was built."""
+        entry = self._entry(stage, "build it with `vrfam-rt build-engines`")
+        plan = self.folder / entry["plan"]
+        if not plan.is_file() or sha256_file(plan) != entry["sha256"]:
+            raise VrfamError(f"{plan} is missing or corrupt (sha256 mismatch); rebuild with "
+                             "`vrfam-rt build-engines`")
+        data = plan.read_bytes()
+        if self.flavour == "rtx":         # the header check works without a GPU
+            _, diagnostics = self.runtime.get_engine_validity(data)
+            flags = self.trt.EngineInvalidityDiagnostics
+            for flag, what in ((flags.MALFORMED_ENGINE, "is not a TensorRT-RTX plan"),
+                               (flags.VERSION_MISMATCH, "was built by another TensorRT-RTX")):
+                if diagnostics & int(flag):
+                    raise VrfamError(f"{plan} {what}; rebuild with `vrfam-rt build-engines "
+                                     "--flavour rtx`")
+        return data
+
+    def _check_gpu(self) -> None:
+        """The local GPU is one the plans were built for."""
+        props = torch.cuda.get_device_properties(self.device)
+        here = f"{props.major}.{props.minor}"
+        for stage, entry in self.manifest["files"].items():
+            built = entry["target"]
+            if self.flavour == "rtx":
+                ok = here in built["compute_capabilities"] and \
+                    built["version"] == self.trt.__version__
+            else:
+                ok = (built["version"], built["gpu"], built["compute_capabilities"]) == \
+                    (self.trt.__version__, props.name, [here])
+            if not ok:
+                raise VrfamError(f"{self.folder / entry['plan']} was built for "
+                                 f"{Target(**built).describe()}; this is {props.name} (sm "
+                                 f"{here}) with {self.trt.__version__}: rebuild with "
+                                 "`vrfam-rt build-engines`")
 
     def _context(self, stage: str):
         if stage not in self._engines:
-            entry = self._entry(stage, "build it with `vrfam-rt build-engines`")
-            built = entry["target"]
-            here = {"tensorrt": self.target.tensorrt, "gpu": self.target.gpu,
-                    "compute_capability": self.target.compute_capability}
-            if built != here:
-                raise VrfamError(f"{self.folder / entry['plan']} was built for {built['gpu']} "
-                                 f"(sm {built['compute_capability']}) with TensorRT "
-                                 f"{built['tensorrt']}; this is {here['gpu']} with TensorRT "
-                                 f"{here['tensorrt']}: rebuild with `vrfam-rt build-engines`")
-            plan = self.folder / entry["plan"]
-            if sha256_file(plan) != entry["sha256"]:
-                raise VrfamError(f"{plan} is corrupt (sha256 mismatch); rebuild with "
-                                 "`vrfam-rt build-engines`")
-            engine = self.runtime.deserialize_cuda_engine(plan.read_bytes())
+            engine = self.runtime.deserialize_cuda_engine(self._plans[stage])
             if engine is None:
-                raise VrfamError(f"TensorRT could not load {plan}; rebuild it")
-            self._engines[stage] = (engine, engine.create_execution_context(), entry)
+                raise VrfamError(f"TensorRT could not load {self.folder / stage}.plan; rebuild it")
+            entry = self.manifest["files"][stage]
+            if self.flavour == "rtx":
+                context = engine.create_execution_context(self._runtime_config(stage, engine))
+            else:
+                context = engine.create_execution_context()
+            self._engines[stage] = (engine, context, entry)
         return self._engines[stage]
+
+    def _runtime_config(self, stage: str, engine):
+        """TensorRT-RTX: kernels JIT-compiled for this GPU persist in `<stage>.runtime-cache`
+        beside the plan (a cache from another GPU or driver is ignored and rebuilt), and each
+        plan replays as one CUDA graph."""
+        config = engine.create_runtime_config()
+        config.cuda_graph_strategy = self.trt.CudaGraphStrategy.WHOLE_GRAPH_CAPTURE
+        cache = config.create_runtime_cache()
+        path = self.folder / f"{stage}.runtime-cache"
+        if path.is_file():
+            cache.deserialize(path.read_bytes())
+        config.set_runtime_cache(cache)
+        self._runtime_caches[stage] = (cache, path, set())
+        return config
+
+    def _save_runtime_cache(self, stage: str, batch: int) -> None:
+        """After the first run of a stage at a batch size, when the JIT has compiled for it."""
+        if stage not in self._runtime_caches:
+            return
+        cache, path, seen = self._runtime_caches[stage]
+        if batch not in seen:
+            seen.add(batch)
+            write_bytes_atomic(path, bytes(cache.serialize()))
 
     def run(self, stage: str, *inputs: torch.Tensor) -> torch.Tensor:
         engine, context, entry = self._context(stage)
@@ -69,31 +133,6 @@ class TrtBackend(Backend):
         stream = torch.cuda.current_stream(self.device)
         if not context.execute_async_v3(stream.cuda_stream):
             raise VrfamError(f"TensorRT failed to run the {stage} plan")
+        self._save_runtime_cache(stage, batch)
         # the output's memory belongs to torch's caching allocator on this stream
         return out
-
-    def edit_graph(self, image: torch.Tensor, alphas: torch.Tensor):
-        """image -> (W+, edited image) through the three plans, captured once per batch
-        size in a CUDA graph and replayed; inputs are copied into static buffers."""
-        batch = image.shape[0]
-        if batch not in self._graphs:
-            static_image = image.to(self.device).clone()
-            static_alphas = alphas.to(self.device).clone()
-            side = torch.cuda.Stream(self.device)
-            side.wait_stream(torch.cuda.current_stream(self.device))
-            with torch.cuda.stream(side):     # warm-up outside capture (allocations, tactics)
-                self._edit(static_image, static_alphas)
-            torch.cuda.current_stream(self.device).wait_stream(side)
-            graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph):
-                outputs = self._edit(static_image, static_alphas)
-            self._graphs[batch] = (graph, static_image, static_alphas, outputs)
-        graph, static_image, static_alphas, outputs = self._graphs[batch]
-        static_image.copy_(image)
-        static_alphas.copy_(alphas)
-        graph.replay()
-        return outputs
-
-    def _edit(self, image, alphas):
-        wplus = self.encoder(image)
-        return wplus, self.generator(self.transformer(wplus, alphas))

@@ -1,0 +1,99 @@
+"""Building TensorRT-RTX plans ahead of time, on a machine with or without a GPU.
+
+TensorRT-RTX (`tensorrt_rtx`, pip `tensorrt-rtx-cu12`) compiles a strongly typed
+network for a list of compute capabilities; kernels are finished by its JIT on the
+user's GPU at first load. Without a GPU it builds in CPU-only mode: nothing is timed,
+so there is no timing cache. Turing (SM75) has no FP32 matrix-multiply kernels in
+TensorRT-RTX: a graph built for 7.5 must be FP16 outside its Q/DQ nodes.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from vrfam_rt.errors import MissingDependency, VrfamError
+
+# The compute capabilities TensorRT-RTX 1.7 builds for (its ComputeCapability enum).
+COMPUTE_CAPABILITIES = ("7.5", "8.0", "8.6", "8.9", "12.0", "12.1")
+# Default targets: Turing (the RTX 2080 Ti) and every Ampere-and-later RTX part.
+DEFAULT_TARGETS = COMPUTE_CAPABILITIES
+INSTALL_HINT = "pip install 'vrfam-rt[rtx]' (TensorRT-RTX: pip install tensorrt-rtx-cu12)"
+
+
+def import_tensorrt_rtx():
+    """The tensorrt_rtx module, or MissingDependency naming what to install."""
+    try:
+        import tensorrt_rtx
+    except Exception as exc:  # ImportError, or OSError from a missing shared library
+        raise MissingDependency(f"TensorRT-RTX is not importable here ({type(exc).__name__}); "
+                                f"{INSTALL_HINT}") from None
+    return tensorrt_rtx
+
+
+def version() -> str:
+    return import_tensorrt_rtx().__version__
+
+
+def check_targets(targets) -> tuple[str, ...]:
+    """Sorted, unique compute capabilities, each one TensorRT-RTX builds for."""
+    bad = [t for t in targets if t not in COMPUTE_CAPABILITIES]
+    if bad:
+        raise VrfamError(f"--compute-capability {bad[0]}: TensorRT-RTX builds for "
+                         f"{', '.join(COMPUTE_CAPABILITIES)}")
+    if not targets:
+        raise VrfamError("give at least one --compute-capability")
+    return tuple(sorted(set(targets), key=lambda t: tuple(map(int, t.split(".")))))
+
+
+_LOGGER = None
+
+
+def logger(trt):
+    """One quiet logger per process (TensorRT-RTX keeps the first one registered): it
+    prints nothing and keeps the errors since the last call for one-line messages (its
+    header checks on a machine without a GPU log fatal-looking lines about the driver)."""
+    global _LOGGER
+    if _LOGGER is None:
+        class Logger(trt.ILogger):
+            def __init__(self):
+                trt.ILogger.__init__(self)
+                self.errors = []
+
+            def log(self, severity, msg):
+                if int(severity) <= int(trt.ILogger.Severity.ERROR):
+                    self.errors.append(msg)
+        _LOGGER = Logger()
+    _LOGGER.errors.clear()
+    return _LOGGER
+
+
+def build_plan_rtx(onnx_path: Path, profile: dict, options, targets: tuple[str, ...]) -> bytes:
+    """Serialized TensorRT-RTX engine of one ONNX file for the compute capabilities
+    `targets`, with the batch profile `profile` ({input: {min, opt, max}})."""
+    trt = import_tensorrt_rtx()
+    log = logger(trt)
+    builder = trt.Builder(log)
+    network = builder.create_network(1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED))
+    parser = trt.OnnxParser(network, log)
+    if not parser.parse_from_file(str(onnx_path)):
+        errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
+        raise VrfamError(f"TensorRT-RTX could not parse {onnx_path}: {errors}")
+    config = builder.create_builder_config()
+    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE,
+                                 int(options.workspace_gib * 2**30))
+    config.builder_optimization_level = options.opt_level
+    if options.refittable:
+        config.set_flag(trt.BuilderFlag.REFIT)
+    config.num_compute_capabilities = len(targets)
+    for i, target in enumerate(targets):
+        config.set_compute_capability(getattr(trt.ComputeCapability,
+                                              "SM" + target.replace(".", "")), i)
+    trt_profile = builder.create_optimization_profile()
+    for name, shapes in profile.items():
+        trt_profile.set_shape(name, shapes["min"], shapes["opt"], shapes["max"])
+    config.add_optimization_profile(trt_profile)
+    plan = builder.build_serialized_network(network, config)
+    if plan is None:
+        reason = log.errors[-1] if log.errors else "no message"
+        raise VrfamError(f"TensorRT-RTX could not build {onnx_path} for sm "
+                         f"{', '.join(targets)}: {reason}")
+    return bytes(plan)

@@ -1,0 +1,158 @@
+"""Real TensorRT-RTX plans, built on this machine without a GPU (running them needs one)."""
+import json
+import shutil
+
+import onnx
+import pytest
+import torch
+from click.testing import CliRunner
+
+from vrfam_rt.backends import open_backend
+from vrfam_rt.cli import main
+from vrfam_rt.engines.build import build_engines, rtx_target
+from vrfam_rt.engines.rtx import DEFAULT_TARGETS, import_tensorrt_rtx
+from vrfam_rt.errors import MissingDependency, VrfamError
+from vrfam_rt.fileio import sha256_file
+
+try:
+    RTX = import_tensorrt_rtx()
+except MissingDependency as exc:
+    RTX, REASON = None, str(exc)
+pytestmark = pytest.mark.skipif(RTX is None, reason=f"needs TensorRT-RTX: "
+                                f"{REASON if RTX is None else ''}")
+COMPONENTS = ["encoder", "transformer", "generator"]
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory, tiny):
+    """The tiny bundle exported once, fp16 and fp32 (export works on a copy of nothing
+    shared: export_bundle leaves the bundle's modules as it found them)."""
+    from vrfam_rt.export.lowering import export_bundle
+
+    out = tmp_path_factory.mktemp("onnx")
+    export_bundle(tiny, out, ("fp16", "fp32"))
+    return out
+
+
+def built(progress_log):
+    def progress(component, cached):
+        progress_log.append((component, cached))
+    return progress
+
+
+def assert_rtx_plans(out, targets):
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert (manifest["flavour"], manifest["version"], manifest["gpu"]) == (
+        "rtx", RTX.__version__, None)
+    assert manifest["compute_capabilities"] == list(targets)
+    runtime = RTX.Runtime(RTX.Logger(RTX.Logger.WARNING))
+    malformed = int(RTX.EngineInvalidityDiagnostics.MALFORMED_ENGINE)
+    for component in COMPONENTS:
+        entry = manifest["files"][component]
+        plan = (out / entry["plan"]).read_bytes()
+        assert sha256_file(out / entry["plan"]) == entry["sha256"] and len(plan) > 1000
+        _, diagnostics = runtime.get_engine_validity(plan)
+        assert not diagnostics & malformed, component   # a real plan header
+    return manifest
+
+
+def test_the_three_tiny_fp16_graphs_build_for_turing_then_come_from_the_cache(exported,
+                                                                              tmp_path):
+    out, log = tmp_path / "plans", []
+    build_engines(exported / "fp16", out, target=rtx_target(["7.5"]), progress=built(log))
+    assert log == [(c, False) for c in COMPONENTS]
+    manifest = assert_rtx_plans(out, ["7.5"])
+    assert not (out / "timing.cache").exists()            # nothing is timed ahead of time
+    build_engines(exported / "fp16", out, target=rtx_target(["7.5"]), progress=built(log))
+    assert log[3:] == [(c, True) for c in COMPONENTS]
+    assert json.loads((out / "manifest.json").read_text()) == manifest
+
+
+def test_the_default_targets_cover_turing_and_every_later_rtx_generation(exported, tmp_path):
+    target = rtx_target()
+    assert target.compute_capabilities == DEFAULT_TARGETS and "7.5" in DEFAULT_TARGETS
+    build_engines(exported / "fp16", tmp_path / "plans", target=target)
+    assert_rtx_plans(tmp_path / "plans", DEFAULT_TARGETS)
+
+
+def test_another_target_list_or_a_changed_graph_rebuilds(exported, tmp_path):
+    onnx_dir, out, log = tmp_path / "fp16", tmp_path / "plans", []
+    shutil.copytree(exported / "fp16", onnx_dir)
+    build_engines(onnx_dir, out, target=rtx_target(["7.5"]), progress=built(log))
+    build_engines(onnx_dir, out, target=rtx_target(["8.6", "7.5"]), progress=built(log))
+    assert log[3:] == [(c, False) for c in COMPONENTS]
+    assert json.loads((out / "manifest.json").read_text())["compute_capabilities"] == [
+        "7.5", "8.6"]                                        # sorted: one key per set
+    model = onnx.load(str(onnx_dir / "transformer.onnx"))
+    model.doc_string = "re-exported"
+    onnx.save(model, str(onnx_dir / "transformer.onnx"))
+    build_engines(onnx_dir, out, target=rtx_target(["7.5", "8.6"]), progress=built(log))
+    assert log[6:] == [("encoder", True), ("transformer", False), ("generator", True)]
+
+
+def test_an_fp32_graph_for_turing_is_refused_before_the_builder_runs(exported, tmp_path):
+    calls = []
+    with pytest.raises(VrfamError, match="no FP32 matrix multiplies for Turing.*export fp16"):
+        build_engines(exported / "fp32", tmp_path / "plans", target=rtx_target(["7.5"]),
+                      builder=lambda *args: calls.append(args))
+    assert calls == [] and not (tmp_path / "plans").exists()
+
+
+def test_an_fp32_graph_builds_for_ampere_and_later(exported, tmp_path):
+    build_engines(exported / "fp32", tmp_path / "plans", target=rtx_target(["8.6"]))
+    assert_rtx_plans(tmp_path / "plans", ["8.6"])
+
+
+def test_the_cli_builds_for_a_2080_ti_without_a_gpu(exported, tmp_path):
+    result = CliRunner().invoke(main, ["build-engines", "--onnx", str(exported / "fp16"),
+                                       "--out", str(tmp_path / "plans"), "--flavour", "rtx",
+                                       "--compute-capability", "7.5", "--max-batch", "4"])
+    assert result.exit_code == 0, result.output
+    assert f"TensorRT-RTX {RTX.__version__} for sm 7.5" in result.stdout
+    manifest = assert_rtx_plans(tmp_path / "plans", ["7.5"])
+    assert manifest["files"]["generator"]["profile"]["wplus"]["max"][0] == 4
+    result = CliRunner().invoke(main, ["build-engines", "--onnx", str(exported / "fp16"),
+                                       "--out", str(tmp_path / "p2"), "--flavour", "rtx",
+                                       "--compute-capability", "9.0"])
+    assert result.exit_code == 2 and "'9.0' is not one of" in result.stderr
+
+
+@pytest.fixture(scope="module")
+def turing_plans(exported, tmp_path_factory):
+    out = tmp_path_factory.mktemp("plans")
+    build_engines(exported / "fp16", out, target=rtx_target(["7.5"]))
+    return out
+
+
+def test_a_truncated_or_foreign_plan_is_refused_at_load_in_one_line(turing_plans, tmp_path):
+    for damage, match in (("truncated", "is missing or corrupt"),
+                          ("foreign", "is not a TensorRT-RTX plan")):
+        out = tmp_path / damage
+        shutil.copytree(turing_plans, out)
+        plan = out / "encoder.plan"
+        data = plan.read_bytes()
+        plan.write_bytes(data[:len(data) // 2] if damage == "truncated" else b"\x07" * len(data))
+        if damage == "foreign":                 # recorded as built: only the header is wrong
+            manifest = json.loads((out / "manifest.json").read_text())
+            manifest["files"]["encoder"]["sha256"] = sha256_file(plan)
+            (out / "manifest.json").write_text(json.dumps(manifest))
+        with pytest.raises(VrfamError, match=match) as caught:
+            open_backend("trt", engine_dir=out)
+        assert "\n" not in str(caught.value)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is present")
+def test_good_plans_stop_at_the_missing_gpu_in_one_line(turing_plans):
+    with pytest.raises(MissingDependency, match="ready, but running them needs an NVIDIA GPU"):
+        open_backend("trt", engine_dir=turing_plans)
+
+
+def test_the_int8_trt_encoder_builds_for_turing(tiny, tmp_path):
+    """`calibrate --target trt` keeps the unquantized part in float16: no FP32 GEMM."""
+    from vrfam_rt.calibration.calibrate import calibrate
+
+    manifest = calibrate(tiny, tmp_path, ("encoder",), target="trt", samples=4)
+    assert manifest["high_precision_dtype"] == "float16"
+    build_engines(tmp_path / "int8-trt", tmp_path / "plans", target=rtx_target(["7.5"]))
+    plans = json.loads((tmp_path / "plans" / "manifest.json").read_text())
+    assert list(plans["files"]) == ["encoder"] and plans["precision"] == "int8"
