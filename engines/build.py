@@ -26,7 +26,8 @@ INSTALL_HINT = ("install TensorRT on a machine with an NVIDIA GPU: pip install '
 
 @dataclass(frozen=True)
 class BuildOptions:
-    workspace_gib: float = 4.0     # WORKSPACE memory-pool limit
+    workspace_gib: float = 8.0     # WORKSPACE memory-pool limit (the 1024 px generator
+                                   # at batch 8 takes 4.4 GB of scratch)
     opt_level: int = 3             # builder_optimization_level, 0-5
     refittable: bool = False       # REFIT: weights can be swapped without a rebuild
 
@@ -134,10 +135,12 @@ Builder = Callable[[Path, dict, BuildOptions, "Path | None"], bytes]
 def build_engines(onnx_dir: Path, out: Path, max_batch: int = 8, opt_batch: int | None = None,
                   options: BuildOptions = BuildOptions(), timing_cache: Path | None = None,
                   target: Target | None = None, builder: Builder | None = None,
-                  progress: Callable[[str, bool], None] | None = None) -> dict:
+                  progress: Callable[[str, bool], None] | None = None,
+                  components: tuple[str, ...] | None = None) -> dict:
     """Plans for every file of an export precision folder, reusing cached ones.
 
-    Returns the engine manifest. `target` defaults to TensorRT on this machine's GPU;
+    Returns the engine manifest. `components` limits the build to some of the folder's
+    files (default: all). `target` defaults to TensorRT on this machine's GPU;
     `builder` to the target flavour's plan builder (a parameter so the orchestration is
     testable without either).
     """
@@ -161,7 +164,13 @@ def build_engines(onnx_dir: Path, out: Path, max_batch: int = 8, opt_batch: int 
               "attributes": export_manifest["attributes"], "io_dtype": "float32",
               "flavour": target.flavour, "version": target.version, "gpu": target.gpu,
               "compute_capabilities": list(target.compute_capabilities)}
+    unknown = set(components or ()) - set(export_manifest["files"])
+    if unknown:
+        raise VrfamError(f"{onnx_dir} holds no {sorted(unknown)[0]} graph; it holds "
+                         f"{', '.join(export_manifest['files'])}")
     for component, spec in export_manifest["files"].items():
+        if components and component not in components:
+            continue
         onnx_path = onnx_dir / spec["file"]
         onnx_sha = onnx_digest(onnx_dir, spec)
         profile = batch_profile(spec["inputs"], max_batch, opt_batch,

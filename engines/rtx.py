@@ -8,6 +8,7 @@ TensorRT-RTX: a graph built for 7.5 must be FP16 outside its Q/DQ nodes.
 """
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from vrfam_rt.errors import MissingDependency, VrfamError
@@ -94,6 +95,12 @@ def build_plan_rtx(onnx_path: Path, profile: dict, options, targets: tuple[str, 
     plan = builder.build_serialized_network(network, config)
     if plan is None:
         reason = log.errors[-1] if log.errors else "no message"
+        needed = re.search(r"OutOfMemory \(Requested size was (\d+) bytes", reason)
+        if needed:
+            raise VrfamError(f"TensorRT-RTX could not build {onnx_path}: it ran out of its "
+                             f"--workspace {options.workspace_gib:g} GiB of scratch memory (it "
+                             f"asked for {int(needed.group(1)) / 2**30:.2f} GiB); raise "
+                             "--workspace or lower --max-batch")
         raise VrfamError(f"TensorRT-RTX could not build {onnx_path} for sm "
                          f"{', '.join(targets)}: {reason}")
     return bytes(plan)

@@ -156,3 +156,15 @@ def test_the_int8_trt_encoder_builds_for_turing(tiny, tmp_path):
     build_engines(tmp_path / "int8-trt", tmp_path / "plans", target=rtx_target(["7.5"]))
     plans = json.loads((tmp_path / "plans" / "manifest.json").read_text())
     assert list(plans["files"]) == ["encoder"] and plans["precision"] == "int8"
+
+
+def test_the_build_benchmark_records_each_plan_from_its_own_process(exported, tmp_path):
+    from vrfam_rt.benchmarks.engine_builds import main as engine_builds
+
+    engine_builds(["--onnx", str(exported / "fp16"), "--targets", "7.5", "--json",
+                   str(tmp_path / "e.json"), "--md", str(tmp_path / "e.md")])
+    rows = json.loads((tmp_path / "e.json").read_text())["rows"]
+    assert [r["component"] for r in rows] == COMPONENTS
+    assert all(r["targets"] == ["7.5"] and r["precision"] == "fp16" and r["plan_mb"] > 0
+               and r["peak_rss_gib"] > 0.05 for r in rows)     # a process that loaded torch
+    assert (tmp_path / "e.md").read_text().count("| fp16 | 7.5 |") == 3

@@ -235,8 +235,8 @@ def _verify(bundle, out, manifests, components) -> dict:
               help="Largest batch the plans accept.")
 @click.option("--opt-batch", type=click.IntRange(1, 1024),
               help="Batch size the kernels are tuned for (default: --max-batch).")
-@click.option("--workspace", default=4.0, show_default=True, type=click.FloatRange(min=0.0625),
-              help="Builder workspace limit in GiB.")
+@click.option("--workspace", default=8.0, show_default=True, type=click.FloatRange(min=0.0625),
+              help="Builder workspace (scratch memory) limit in GiB.")
 @click.option("--opt-level", default=3, show_default=True, type=click.IntRange(0, 5),
               help="TensorRT builder optimization level.")
 @click.option("--timing-cache", type=FILE, help="Timing cache file (default: OUT/timing.cache; "
@@ -589,12 +589,16 @@ GRID_MIN_CELL = 256
               help="Slowest layers listed per stage.")
 @click.option("--threads", type=click.IntRange(1))
 @click.option("--device", default="cpu", show_default=True)
+@click.option("--roofline", type=click.Choice(["rtx-2080-ti", "h100", "h200"]),
+              help="Run nothing: FLOPs, bytes and the roofline lower bound of every stage and "
+              "layer on this GPU, from the exported ONNX (--precision fp16 or fp32).")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path))
 def profile(bundle_path, config, seed, backend, precision, batch, iters, top, threads, device,
-            json_path):
+            roofline, json_path):
     """Per-stage and per-layer time of one edit, with the fraction of the device's peak.
 
-    Example: vrfam-rt profile --config ffhq-1024 --backend ort --threads 2
+    Example: vrfam-rt profile --config ffhq-1024 --backend ort --threads 2;
+    vrfam-rt profile --config ffhq-1024 --roofline rtx-2080-ti --precision fp16
     """
     import torch
 
@@ -604,6 +608,9 @@ def profile(bundle_path, config, seed, backend, precision, batch, iters, top, th
     if threads:
         torch.set_num_threads(threads)
     bundle = _bundle_from(bundle_path, config, seed)
+    if roofline:
+        _roofline(bundle, roofline, precision, batch, top, json_path)
+        return
     runner = _runtime(bundle, backend, precision, device, threads,
                       say=lambda msg: click.echo(msg, err=True))
     device = str(getattr(runner, "device", device))
@@ -631,6 +638,36 @@ def profile(bundle_path, config, seed, backend, precision, batch, iters, top, th
         json_path.write_text(json.dumps({"backend": backend, "precision": precision,
                                          "batch": batch, "device": device, "stages": stages,
                                          "layers": layers, "peaks": peaks}, indent=2) + "\n")
+
+
+def _roofline(bundle, gpu: str, precision: str, batch: int, top: int, json_path) -> None:
+    """`profile --roofline`: bounds from the bundle's exported graphs (exported once)."""
+    from vrfam_rt.benchmarks.roofline import roofline
+    from vrfam_rt.export.lowering import export_bundle
+
+    if precision not in ("fp32", "fp16"):
+        raise VrfamError(f"--roofline takes --precision fp16 or fp32, not {precision}")
+    cache = _cache_dir(bundle)
+    if not (cache / precision).is_dir():
+        click.echo(f"exporting {precision} ONNX into {cache} (once per bundle) ...", err=True)
+        export_bundle(bundle, cache, (precision,))
+    report = roofline(cache / precision, gpu, batch)
+    click.echo(f"roofline lower bounds on {report['gpu']}, {precision}, batch {batch} "
+               "(from the ONNX graphs; not a measurement)")
+    click.echo(_table(report["stages"], [
+        ("stage", "stage", ""), ("GFLOP", "gflop", ".1f"), ("weights MB", "weight_mb", ".1f"),
+        ("unfused act. MB", "unfused_activation_mb", ".0f"), ("bound ms", "bound_ms", ".3f"),
+        ("bound by", "bound_by", "")]))
+    for stage in ("encoder", "transformer", "generator"):
+        rows = sorted((l for l in report["layers"] if l["stage"] == stage),
+                      key=lambda l: -l["bound_ms"])[:top]
+        for row in rows:
+            row["gflop"], row["bound_us"] = row["flops"] / 1e9, row["bound_ms"] * 1e3
+        click.echo(f"\n{stage}: {top} layers with the largest bound")
+        click.echo(_table(rows, [("layer", "layer", ""), ("op", "op", ""),
+                                 ("GFLOP", "gflop", ".2f"), ("bound us", "bound_us", ".1f")]))
+    if json_path:
+        json_path.write_text(json.dumps(report, indent=2) + "\n")
 
 
 def _peaks(device: str, precision: str, prof) -> list[dict]:
