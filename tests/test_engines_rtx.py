@@ -147,15 +147,15 @@ def test_good_plans_stop_at_the_missing_gpu_in_one_line(turing_plans):
         open_backend("trt", engine_dir=turing_plans)
 
 
-def test_the_int8_trt_encoder_builds_for_turing(tiny, tmp_path):
+def test_the_int8_trt_encoder_and_generator_build_for_turing(tiny, tmp_path):
     """`calibrate --target trt` keeps the unquantized part in float16: no FP32 GEMM."""
     from vrfam_rt.calibration.calibrate import calibrate
 
-    manifest = calibrate(tiny, tmp_path, ("encoder",), target="trt", samples=4)
+    manifest = calibrate(tiny, tmp_path, ("encoder", "generator"), target="trt", samples=4)
     assert manifest["high_precision_dtype"] == "float16"
     build_engines(tmp_path / "int8-trt", tmp_path / "plans", target=rtx_target(["7.5"]))
     plans = json.loads((tmp_path / "plans" / "manifest.json").read_text())
-    assert list(plans["files"]) == ["encoder"] and plans["precision"] == "int8"
+    assert list(plans["files"]) == ["encoder", "generator"] and plans["precision"] == "int8"
 
 
 def test_the_build_benchmark_records_each_plan_from_its_own_process(exported, tmp_path):
@@ -168,3 +168,22 @@ def test_the_build_benchmark_records_each_plan_from_its_own_process(exported, tm
     assert all(r["targets"] == ["7.5"] and r["precision"] == "fp16" and r["plan_mb"] > 0
                and r["peak_rss_gib"] > 0.05 for r in rows)     # a process that loaded torch
     assert (tmp_path / "e.md").read_text().count("| fp16 | 7.5 |") == 3
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is present")
+@pytest.mark.parametrize("command", [
+    ["edit", "vrfam_rt/assets/default/faces/example.png", "--attr", "Smiling", "--no-align"],
+    ["bench", "--iters", "1", "--warmup", "0"]])
+def test_the_trt_backend_without_a_gpu_builds_the_plans_then_stops_in_one_line(
+        command, tmp_path, monkeypatch):
+    monkeypatch.setenv("VRFAM_RT_CACHE", str(tmp_path / "cache"))
+    args = [*command, "--config", "tiny", "--backend", "trt"]
+    if command[0] == "edit":
+        args += ["--out", str(tmp_path / "edits")]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert lines[-1].startswith("error: the plans in") and "needs an NVIDIA GPU" in lines[-1]
+    plans = list((tmp_path / "cache").glob("*/engines-fp16/manifest.json"))
+    assert len(plans) == 1 and json.loads(plans[0].read_text())["flavour"] == "rtx"
+    assert not (tmp_path / "edits").exists()

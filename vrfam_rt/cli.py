@@ -312,7 +312,8 @@ def calibrate(bundle_path, config, seed, images, samples, out, components, metho
     click.echo(f"wrote {Path(out) / f'int8-{target}'}")
 
 
-BENCH_PRECISIONS = {"eager": ("fp32", "bf16", "fp16"), "ort": ("fp32", "fp16", "int8")}
+BENCH_PRECISIONS = {"eager": ("fp32", "bf16", "fp16"), "ort": ("fp32", "fp16", "int8"),
+                    "trt": ("fp16", "int8")}
 
 
 @main.command()
@@ -334,7 +335,8 @@ BENCH_PRECISIONS = {"eager": ("fp32", "bf16", "fp16"), "ort": ("fp32", "fp16", "
 @click.option("--device", default="cpu", show_default=True, help="cpu or cuda[:N] (eager, ort).")
 @click.option("--onnx", "onnx_root", type=FILE,
               help="Export root with fp32/, fp16/, int8-cpu/ (default: export fp32/fp16 now).")
-@click.option("--engines", "engine_dir", type=FILE, help="Plan folder for --backend trt.")
+@click.option("--engines", "engine_dir", type=FILE, help="Plan folder for --backend trt "
+              "[default: build fp16/int8 plans of the bundle into the cache].")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False, path_type=Path),
               help="PNG of end-to-end latency by backend and batch.")
@@ -358,6 +360,13 @@ def bench(bundle_path, config, seed, backends, precisions, batches, iters, warmu
     if "trt" in backends and device == "cpu":
         device = "cuda"                       # TensorRT runs on the GPU; so does the baseline
     bundle = _bundle_from(bundle_path, config, seed)
+    trt = []                                  # plans first: without a GPU, stop after building
+    if "trt" in backends and engine_dir:
+        trt = [open_backend("trt", engine_dir=engine_dir, device="cuda")]
+    elif "trt" in backends:
+        wanted = dict.fromkeys("fp16" if p == "fp32" else p for p in precisions)
+        trt = [_runtime(bundle, "trt", p, "cuda", threads, say=lambda m: click.echo(m, err=True))
+               for p in wanted if p in BENCH_PRECISIONS["trt"]]
     eager = [p for p in precisions if "eager" in backends and p in BENCH_PRECISIONS["eager"]]
     configs = eager_configs(bundle, ["fp32"] + [p for p in eager if p != "fp32"], device)
     flops = flops_per_image(bundle)
@@ -366,9 +375,7 @@ def bench(bundle_path, config, seed, backends, precisions, batches, iters, warmu
             configs += ort_configs(bundle, [p for p in precisions if p in BENCH_PRECISIONS["ort"]],
                                    onnx_root, Path(scratch), device, threads,
                                    say=lambda msg: click.echo(msg, err=True))
-        if "trt" in backends:
-            runner = open_backend("trt", engine_dir=engine_dir, device="cuda")
-            configs.append(Config("trt", runner.precision, runner))
+        configs += [Config("trt", runner.precision, runner) for runner in trt]
         rows = run_bench(bundle, configs, batches, iters, warmup, device, flops=flops,
                          progress=lambda b, i, n: click.echo(f"batch {b}: {i}/{n}", err=True))
     click.echo(_table(rows, [("backend", "backend", ""), ("precision", "precision", ""),
