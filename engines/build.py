@@ -17,6 +17,7 @@ from typing import Callable
 
 from vrfam_rt.engines.cache import Target, cached_entry, engine_key, locked, store
 from vrfam_rt.engines.profiles import batch_profile
+from vrfam_rt.environment import import_library
 from vrfam_rt.errors import MissingDependency, VrfamError
 from vrfam_rt.fileio import sha256_bytes, sha256_file
 
@@ -40,12 +41,7 @@ class BuildOptions:
 
 def import_tensorrt():
     """The tensorrt module, or MissingDependency naming what to install."""
-    try:
-        import tensorrt
-    except Exception as exc:  # ImportError, or OSError from the PyPI stub packages
-        raise MissingDependency(f"TensorRT is not importable here ({type(exc).__name__}); "
-                                f"{INSTALL_HINT}") from None
-    return tensorrt
+    return import_library("tensorrt", "TensorRT", INSTALL_HINT)
 
 
 def detect_target() -> Target:

@@ -11,7 +11,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from vrfam_rt.errors import MissingDependency, VrfamError
+from vrfam_rt.environment import import_library
+from vrfam_rt.errors import VrfamError
 
 # The compute capabilities TensorRT-RTX 1.7 builds for (its ComputeCapability enum).
 COMPUTE_CAPABILITIES = ("7.5", "8.0", "8.6", "8.9", "12.0", "12.1")
@@ -22,12 +23,7 @@ INSTALL_HINT = "pip install 'vrfam-rt[rtx]' (TensorRT-RTX: pip install tensorrt-
 
 def import_tensorrt_rtx():
     """The tensorrt_rtx module, or MissingDependency naming what to install."""
-    try:
-        import tensorrt_rtx
-    except Exception as exc:  # ImportError, or OSError from a missing shared library
-        raise MissingDependency(f"TensorRT-RTX is not importable here ({type(exc).__name__}); "
-                                f"{INSTALL_HINT}") from None
-    return tensorrt_rtx
+    return import_library("tensorrt_rtx", "TensorRT-RTX", INSTALL_HINT)
 
 
 def version() -> str:

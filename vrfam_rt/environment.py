@@ -8,7 +8,18 @@ import platform
 
 from vrfam_rt import __version__
 
-LIBRARIES = ("torch", "numpy", "safetensors", "onnx", "onnxruntime", "tensorrt", "polygraphy")
+LIBRARIES = ("torch", "numpy", "safetensors", "onnx", "onnxruntime", "tensorrt", "tensorrt-rtx-cu12",
+             "polygraphy")
+
+
+def import_library(module: str, product: str, hint: str):
+    """An optional library's module, or MissingDependency naming what to install."""
+    from vrfam_rt.errors import MissingDependency
+    try:
+        return importlib.import_module(module)
+    except Exception as exc:  # ImportError, or OSError from a stub or a missing .so
+        raise MissingDependency(f"{product} is not importable here ({type(exc).__name__}); "
+                                f"{hint}") from None
 
 
 def keep_freed_memory() -> bool:
@@ -70,4 +81,8 @@ def describe() -> dict[str, dict[str, str]]:
         backends["ort"] = "unavailable: pip install onnxruntime"
     usable, reason = tensorrt_status()
     backends["trt"] = reason if usable else f"unavailable: {reason}"
+    rtx = _version("tensorrt-rtx-cu12")
+    if rtx:
+        backends["trt"] += (f"; TensorRT-RTX {rtx} builds plans here"
+                            + ("" if torch.cuda.is_available() else " (running them needs a GPU)"))
     return {"versions": versions, "backends": backends, "devices": devices}
