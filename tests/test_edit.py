@@ -166,3 +166,29 @@ def test_cuda_graph_replay_matches_eager(tiny):
             torch.testing.assert_close(wplus, plain.encoder(image), rtol=1e-4, atol=1e-4)
             torch.testing.assert_close(graphs.generator(wplus), plain.generator(wplus),
                                        rtol=1e-3, atol=1e-3)
+
+
+def test_the_python_api_edits_a_photo_like_the_cli(tmp_path):
+    """EditPipeline.from_bundle(None, backend="ort") is the shipped default model, its
+    graphs exported into the cache; a call takes paths or PIL images and an edit mapping
+    and returns PIL images, the same pixels as `vrfam-rt edit` writes."""
+    from vrfam_rt import EditPipeline
+    from vrfam_rt.suite import resolve
+
+    example = resolve(None).parent / "faces" / "example.png"
+    pipe = EditPipeline.from_bundle(None, backend="ort", cache_dir=tmp_path / "cache",
+                                    align=False)
+    [edited] = pipe(example, {"Smiling": 1.0})
+    assert edited.mode == "RGB" and edited.size == (64, 64)
+    assert len(list((tmp_path / "cache").glob("*/fp32/manifest.json"))) == 1
+    recon = pipe([Image.open(example), example])                      # no edit: reconstructions
+    assert len(recon) == 2 and np.array_equal(np.asarray(recon[0]), np.asarray(recon[1]))
+    assert not np.array_equal(np.asarray(recon[0]), np.asarray(edited))
+    result = CliRunner().invoke(main, ["edit", str(example), "--attr", "Smiling", "--no-align",
+                                       "--backend", "ort", "--out", str(tmp_path / "cli")],
+                                env={"VRFAM_RT_CACHE": str(tmp_path / "cache")})
+    assert result.exit_code == 0, result.output
+    cli = np.asarray(Image.open(tmp_path / "cli" / "example_Smiling+1.0.png"))
+    assert np.array_equal(cli, np.asarray(edited))
+    with pytest.raises(VrfamError, match="unknown attribute 'Smiles'"):
+        pipe(example, {"Smiles": 1.0})

@@ -14,4 +14,7 @@ def __getattr__(name):
     if name == "Bundle":
         from vrfam_rt.bundle import Bundle
         return Bundle
+    if name == "EditPipeline":
+        from vrfam_rt.pipeline import EditPipeline
+        return EditPipeline
     raise AttributeError(f"module 'vrfam_rt' has no attribute {name!r}")

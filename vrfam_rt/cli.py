@@ -365,7 +365,7 @@ def bench(bundle_path, config, seed, backends, precisions, batches, iters, warmu
         trt = [open_backend("trt", engine_dir=engine_dir, device="cuda")]
     elif "trt" in backends:
         wanted = dict.fromkeys("fp16" if p == "fp32" else p for p in precisions)
-        trt = [_runtime(bundle, "trt", p, "cuda", threads, say=lambda m: click.echo(m, err=True))
+        trt = [_runtime(bundle, "trt", p, "cuda", threads)
                for p in wanted if p in BENCH_PRECISIONS["trt"]]
     eager = [p for p in precisions if "eager" in backends and p in BENCH_PRECISIONS["eager"]]
     configs = eager_configs(bundle, ["fp32"] + [p for p in eager if p != "fp32"], device)
@@ -431,54 +431,25 @@ def gpu_check_cmd(out, config, device, batches, iters, no_export):
         raise VrfamError(f"a gpu-check step failed; see {Path(out) / 'gpu-check.json'}")
 
 
-def _cache_dir(bundle) -> Path:
-    """Per-bundle cache for exported graphs and plans ($VRFAM_RT_CACHE, else ~/.cache)."""
+def _cache_root() -> Path | None:
+    """The cache root the user chose: $VRFAM_RT_CACHE, else $XDG_CACHE_HOME/vrfam-rt, else
+    None (the runtime's default, ~/.cache/vrfam-rt)."""
     import os
 
-    root = os.environ.get("VRFAM_RT_CACHE") or Path(
-        os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "vrfam-rt"
-    return Path(root) / bundle.digest[:16]
+    if os.environ.get("VRFAM_RT_CACHE"):
+        return Path(os.environ["VRFAM_RT_CACHE"])
+    if os.environ.get("XDG_CACHE_HOME"):
+        return Path(os.environ["XDG_CACHE_HOME"]) / "vrfam-rt"
+    return None
 
 
-def _runtime(bundle, backend, precision, device, threads, say, cuda_graphs=False):
-    """A backend for the edit pipeline; graphs and plans are made once into the cache."""
-    from vrfam_rt.backends import open_backend
-    from vrfam_rt.backends.ort import OrtBackend
-    from vrfam_rt.export.lowering import export_bundle
+def _runtime(bundle, backend, precision, device, threads, cuda_graphs=False):
+    """The runtime's backend for a CLI command: the cache root from the environment,
+    progress on stderr."""
+    from vrfam_rt.runtime import open_runtime
 
-    if backend == "eager":
-        return open_backend("eager", bundle=bundle, device=device, precision=precision,
-                            cuda_graphs=cuda_graphs)
-    if cuda_graphs:
-        raise VrfamError("--cuda-graphs applies to the eager backend (TensorRT plans replay "
-                         "their own graphs)")
-    cache = _cache_dir(bundle)
-    if backend == "ort":
-        if precision == "bf16":
-            raise VrfamError("the ort backend runs fp32, fp16 or int8, not bf16")
-        if precision == "int8":
-            if not (cache / "int8-cpu").is_dir():
-                raise VrfamError(f"no INT8 graphs for this bundle; run `vrfam-rt calibrate "
-                                 f"--target cpu --out {cache}` first")
-            if not (cache / "fp32").is_dir():
-                export_bundle(bundle, cache, ("fp32",))
-            return OrtBackend(cache / "int8-cpu", device, threads, fallback=cache / "fp32")
-        if not (cache / precision).is_dir():
-            say(f"exporting {precision} ONNX into {cache} (once per bundle) ...")
-            export_bundle(bundle, cache, (precision,))
-        return OrtBackend(cache / precision, device, threads)
-    from vrfam_rt.engines.build import build_engines, choose_target
-    target = choose_target("auto")
-    precision = "fp16" if precision == "fp32" else precision
-    plans = cache / f"engines-{precision}"
-    source = cache / ("int8-trt" if precision == "int8" else precision)
-    if not source.is_dir():
-        if precision == "int8":
-            raise VrfamError(f"no INT8 graphs for TensorRT; run `vrfam-rt calibrate --target trt "
-                             f"--out {cache}` first")
-        export_bundle(bundle, cache, (precision,))
-    build_engines(source, plans, target=target)
-    return open_backend("trt", engine_dir=plans, device=device if device != "cpu" else "cuda")
+    return open_runtime(bundle, backend, precision, device, threads, _cache_root(),
+                        cuda_graphs=cuda_graphs, say=lambda msg: click.echo(msg, err=True))
 
 
 @main.command()
@@ -521,10 +492,10 @@ def edit(inputs, attrs, alpha_sweep, backend, precision, bundle_path, config, se
     bundle = _bundle_from(bundle_path, config, seed)
     edits = parse_edits(list(attrs), bundle.attributes, alpha_sweep, force)
     files = expand_inputs(inputs)
-    runner = _runtime(bundle, backend, precision, device, threads,
-                      say=lambda msg: click.echo(msg, err=True), cuda_graphs=cuda_graphs)
-    pipeline = EditPipeline(runner, bundle.config.encoder.input_size, align=not no_align,
-                            device=str(getattr(runner, "device", device)))
+    pipeline = EditPipeline.from_bundle(bundle, backend, precision, device, _cache_root(),
+                                        max_batch=batch, threads=threads, align=not no_align,
+                                        cuda_graphs=cuda_graphs,
+                                        say=lambda msg: click.echo(msg, err=True))
     failed, written, stems = [], 0, {}
     with click.progressbar(length=len(files), label="editing", file=sys.stderr) as bar:
         for start in range(0, len(files), batch):
@@ -537,7 +508,7 @@ def edit(inputs, attrs, alpha_sweep, backend, precision, bundle_path, config, se
                     failed.append(path)
                     click.echo(f"\nerror: {exc}", err=True)
             if chunk:
-                images = pipeline(torch.stack(faces), edits)
+                images = pipeline.run(torch.stack(faces), edits)
                 for i, path in enumerate(chunk):
                     stem = _unique(path.stem, stems)
                     for e in edits:
@@ -618,8 +589,7 @@ def profile(bundle_path, config, seed, backend, precision, batch, iters, top, th
     if roofline:
         _roofline(bundle, roofline, precision, batch, top, json_path)
         return
-    runner = _runtime(bundle, backend, precision, device, threads,
-                      say=lambda msg: click.echo(msg, err=True))
+    runner = _runtime(bundle, backend, precision, device, threads)
     device = str(getattr(runner, "device", device))
     flops = flops_per_image(bundle)
     stages = run_bench(bundle, [Config(backend, precision, runner)], (batch,), iters, 1, device,
@@ -651,10 +621,11 @@ def _roofline(bundle, gpu: str, precision: str, batch: int, top: int, json_path)
     """`profile --roofline`: bounds from the bundle's exported graphs (exported once)."""
     from vrfam_rt.benchmarks.roofline import roofline
     from vrfam_rt.export.lowering import export_bundle
+    from vrfam_rt.runtime import cache_dir
 
     if precision not in ("fp32", "fp16"):
         raise VrfamError(f"--roofline takes --precision fp16 or fp32, not {precision}")
-    cache = _cache_dir(bundle)
+    cache = cache_dir(bundle, _cache_root())
     if not (cache / precision).is_dir():
         click.echo(f"exporting {precision} ONNX into {cache} (once per bundle) ...", err=True)
         export_bundle(bundle, cache, (precision,))

@@ -75,8 +75,7 @@ def eval_cmd(bundle_path, method, config, seed, images, no_align, inception, bac
     if images is not None and inception is None:
         raise VrfamError("--images needs --inception FILE for FID (inception-2015-12-05.pt, "
                          "the TorchScript Inception of the StyleGAN2-ADA metrics)")
-    runner = _runtime(bundle, backend, precision, device, threads,
-                      say=lambda msg: click.echo(msg, err=True))
+    runner = _runtime(bundle, backend, precision, device, threads)
     if images is None:
         inputs, faces, judges = _synthetic(bundle, samples, size)
     else:

@@ -76,31 +76,69 @@ def parse_sweep(text: str) -> list[float]:
 
 
 class EditPipeline:
-    """Preprocess -> encode -> transform -> generate, batched, on one backend."""
+    """Preprocess -> encode -> transform -> generate, batched, on one backend.
 
-    def __init__(self, backend, input_size: int, align: bool = True, device: str = "cpu"):
+    From Python:
+
+        pipe = EditPipeline.from_bundle(None, backend="ort")      # None: the shipped default
+        [edited] = pipe("photo.jpg", {"Smiling": 1.0})            # -> list of PIL images
+    """
+
+    def __init__(self, backend, input_size: int, align: bool = True, device: str = "cpu",
+                 max_batch: int = 4):
         self.backend = backend
         self.input_size = input_size
         self.device = torch.device(device)
-        self.aligner = None
-        if align:
-            from vrfam_rt.align import FaceAligner
-            self.aligner = FaceAligner()
+        self.align = align
+        self.max_batch = max_batch
+        self._aligner = None
+        if align:                          # fails now, in one line, when dlib is missing
+            self._face_aligner()
+
+    @classmethod
+    def from_bundle(cls, bundle=None, backend: str = "eager", precision: str = "fp32",
+                    device: str = "cpu", cache_dir: str | Path | None = None,
+                    max_batch: int = 4, threads: int | None = None, align: bool = True,
+                    cuda_graphs: bool = False, say=None) -> "EditPipeline":
+        """A pipeline for a bundle (a Bundle, a bundle or suite folder, or None for the
+        shipped default) on a backend, exporting graphs or building plans into the
+        per-bundle cache under `cache_dir` (default ~/.cache/vrfam-rt) when it needs them."""
+        from vrfam_rt.bundle import Bundle
+        from vrfam_rt.runtime import open_runtime
+        from vrfam_rt.suite import resolve
+
+        if threads:
+            torch.set_num_threads(threads)
+        if not isinstance(bundle, Bundle):
+            bundle = Bundle.load(resolve(bundle))
+        runner = open_runtime(bundle, backend, precision, device, threads, cache_dir,
+                              cuda_graphs=cuda_graphs, say=say)
+        return cls(runner, bundle.config.encoder.input_size, align=align,
+                   device=str(getattr(runner, "device", device)), max_batch=max_batch)
 
     @property
     def attributes(self) -> tuple[str, ...]:
         return tuple(self.backend.attributes)
 
-    def load(self, path: Path) -> torch.Tensor:
-        """One photo -> uint8 [3,S,S] face crop (aligned unless alignment is off)."""
+    def load(self, image, align: bool | None = None) -> torch.Tensor:
+        """One photo (a path or a PIL image) -> uint8 [3,S,S] face crop, aligned unless
+        alignment is off."""
         from PIL import Image
 
-        image = read_rgb(path)
-        if self.aligner is not None:
-            image = self.aligner.align(image, self.input_size, source=str(path))
+        align = self.align if align is None else align
+        source = str(image) if isinstance(image, (str, Path)) else "the image"
+        image = read_rgb(image) if isinstance(image, (str, Path)) else image.convert("RGB")
+        if align:
+            image = self._face_aligner().align(image, self.input_size, source=source)
         else:
             image = image.resize((self.input_size, self.input_size), Image.BICUBIC)
         return to_tensor(image)
+
+    def _face_aligner(self):
+        if self._aligner is None:
+            from vrfam_rt.align import FaceAligner
+            self._aligner = FaceAligner()
+        return self._aligner
 
     def alphas(self, edit: Edit, batch: int) -> torch.Tensor:
         row = torch.zeros(len(self.attributes))
@@ -108,7 +146,7 @@ class EditPipeline:
             row[self.attributes.index(attr)] = alpha
         return row.expand(batch, -1).to(self.device)
 
-    def __call__(self, faces: torch.Tensor, edits: list[Edit]) -> dict[str, torch.Tensor]:
+    def run(self, faces: torch.Tensor, edits: list[Edit]) -> dict[str, torch.Tensor]:
         """uint8 faces [B,3,S,S] -> {"input", "reconstruction", edit name: image [B,3,R,R]}."""
         image = normalise(faces.to(self.device), self.input_size)
         with torch.inference_mode():
@@ -117,4 +155,23 @@ class EditPipeline:
             for edit in edits:
                 edited = self.backend.transformer(wplus, self.alphas(edit, len(faces)))
                 out[edit.name] = self.backend.generator(edited)
+        return out
+
+    def __call__(self, images, edits: dict[str, float] | None = None,
+                 align: bool | None = None) -> list:
+        """Photos (a path, a PIL image, or a list of them) -> one PIL image each: the
+        edit {attribute: alpha, ...} applied one attribute after another, or the
+        reconstruction when no edit is given."""
+        from vrfam_rt.images import to_pil
+
+        single = not isinstance(images, (list, tuple))
+        images = [images] if single else list(images)
+        edit = parse_edits([f"{name}={alpha}" for name, alpha in edits.items()],
+                           self.attributes)[0] if edits else None
+        out = []
+        for start in range(0, len(images), self.max_batch):
+            faces = torch.stack([self.load(x, align) for x in images[start:start + self.max_batch]])
+            result = self.run(faces, [edit] if edit else [])
+            key = edit.name if edit else "reconstruction"
+            out += [to_pil(image) for image in result[key]]
         return out
