@@ -130,20 +130,20 @@ def autocast_fp16(model):
             if node.op_type == "Cast" and attr.name == "to" and attr.i == TensorProto.FLOAT:
                 attr.i = TensorProto.FLOAT16
     casts_in, casts_out = [], []
-    for value in graph.input:
-        if value.type.tensor_type.elem_type == TensorProto.FLOAT:
+    for values, entering in ((graph.input, True), (graph.output, False)):
+        for value in values:
+            if value.type.tensor_type.elem_type != TensorProto.FLOAT:
+                continue
             inner = f"{value.name}_fp16"
             for node in graph.node:
-                node.input[:] = [inner if name == value.name else name for name in node.input]
-            casts_in.append(helper.make_node("Cast", [value.name], [inner], to=TensorProto.FLOAT16,
-                                             name=f"{value.name}_to_fp16"))
-    for value in graph.output:
-        if value.type.tensor_type.elem_type == TensorProto.FLOAT:
-            inner = f"{value.name}_fp16"
-            for node in graph.node:
-                node.output[:] = [inner if name == value.name else name for name in node.output]
-            casts_out.append(helper.make_node("Cast", [inner], [value.name], to=TensorProto.FLOAT,
-                                              name=f"{value.name}_to_fp32"))
+                names = node.input if entering else node.output
+                names[:] = [inner if name == value.name else name for name in names]
+            if entering:
+                casts_in.append(helper.make_node("Cast", [value.name], [inner],
+                                                 to=TensorProto.FLOAT16, name=f"{inner}_cast"))
+            else:
+                casts_out.append(helper.make_node("Cast", [inner], [value.name],
+                                                  to=TensorProto.FLOAT, name=f"{inner}_cast"))
     nodes = casts_in + list(graph.node) + casts_out
     del graph.node[:]
     graph.node.extend(nodes)

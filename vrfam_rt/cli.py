@@ -620,16 +620,13 @@ def profile(bundle_path, config, seed, backend, precision, batch, iters, top, th
 def _roofline(bundle, gpu: str, precision: str, batch: int, top: int, json_path) -> None:
     """`profile --roofline`: bounds from the bundle's exported graphs (exported once)."""
     from vrfam_rt.benchmarks.roofline import roofline
-    from vrfam_rt.export.lowering import export_bundle
-    from vrfam_rt.runtime import cache_dir
+    from vrfam_rt.runtime import cache_dir, exported
 
     if precision not in ("fp32", "fp16"):
         raise VrfamError(f"--roofline takes --precision fp16 or fp32, not {precision}")
-    cache = cache_dir(bundle, _cache_root())
-    if not (cache / precision).is_dir():
-        click.echo(f"exporting {precision} ONNX into {cache} (once per bundle) ...", err=True)
-        export_bundle(bundle, cache, (precision,))
-    report = roofline(cache / precision, gpu, batch)
+    graphs = exported(bundle, cache_dir(bundle, _cache_root()), precision,
+                      say=lambda msg: click.echo(msg, err=True))
+    report = roofline(graphs, gpu, batch)
     click.echo(f"roofline lower bounds on {report['gpu']}, {precision}, batch {batch} "
                "(from the ONNX graphs; not a measurement)")
     click.echo(_table(report["stages"], [

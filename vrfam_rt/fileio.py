@@ -43,10 +43,6 @@ def write_text_atomic(path: Path, text: str) -> None:
         tmp.write_text(text)
 
 
-def write_bytes_atomic(path: Path, data: bytes) -> None:
-    with atomic_file(path) as tmp:
-        tmp.write_bytes(data)
-
 
 @contextlib.contextmanager
 def staged_dir(target: Path):

@@ -28,13 +28,22 @@ def cache_dir(bundle, root: str | Path | None = None) -> Path:
     return Path(root or default_cache_root()) / bundle.digest[:16]
 
 
+def exported(bundle, cache: Path, precision: str, say: Callable[[str], None]) -> Path:
+    """`cache/<precision>`, the bundle's ONNX graphs of that precision, exported once."""
+    from vrfam_rt.export.lowering import export_bundle
+
+    if not (cache / precision).is_dir():
+        say(f"exporting {precision} ONNX into {cache} (once per bundle) ...")
+        export_bundle(bundle, cache, (precision,))
+    return cache / precision
+
+
 def open_runtime(bundle, backend: str = "eager", precision: str = "fp32", device: str = "cpu",
                  threads: int | None = None, cache_root: str | Path | None = None,
                  cuda_graphs: bool = False, say: Callable[[str], None] | None = None):
     """A backend (vrfam_rt.backends.Backend) running `bundle`, its graphs made on demand."""
     from vrfam_rt.backends import open_backend
     from vrfam_rt.backends.ort import OrtBackend
-    from vrfam_rt.export.lowering import export_bundle
 
     say = say or (lambda message: None)
     if backend not in BACKENDS:
@@ -53,26 +62,22 @@ def open_runtime(bundle, backend: str = "eager", precision: str = "fp32", device
             if not (cache / "int8-cpu").is_dir():
                 raise VrfamError(f"no INT8 graphs for this bundle; run `vrfam-rt calibrate "
                                  f"--target cpu --samples 64 --out {cache}` first")
-            if not (cache / "fp32").is_dir():
-                export_bundle(bundle, cache, ("fp32",))
-            return OrtBackend(cache / "int8-cpu", device, threads, fallback=cache / "fp32")
-        if not (cache / precision).is_dir():
-            say(f"exporting {precision} ONNX into {cache} (once per bundle) ...")
-            export_bundle(bundle, cache, (precision,))
-        return OrtBackend(cache / precision, device, threads)
+            return OrtBackend(cache / "int8-cpu", device, threads,
+                              fallback=exported(bundle, cache, "fp32", say))
+        return OrtBackend(exported(bundle, cache, precision, say), device, threads)
     from vrfam_rt.engines.build import build_engines, choose_target
     target = choose_target("auto")
     precision = "fp16" if precision == "fp32" else precision
     if precision not in ("fp16", "int8"):
         raise VrfamError(f"the trt backend runs fp16 or int8 plans, not {precision}")
     plans = cache / f"engines-{precision}"
-    source = cache / ("int8-trt" if precision == "int8" else precision)
-    if not source.is_dir():
-        if precision == "int8":
+    if precision == "int8":
+        source = cache / "int8-trt"
+        if not source.is_dir():
             raise VrfamError(f"no INT8 graphs for TensorRT; run `vrfam-rt calibrate --target trt "
                              f"--samples 64 --out {cache}` first")
-        say(f"exporting {precision} ONNX into {cache} (once per bundle) ...")
-        export_bundle(bundle, cache, (precision,))
+    else:
+        source = exported(bundle, cache, precision, say)
     say(f"plans for {target.describe()} in {plans} ...")
     build_engines(source, plans, target=target)
     return open_backend("trt", engine_dir=plans, device=device if device != "cpu" else "cuda")

@@ -14,11 +14,11 @@ import torch
 
 from vrfam_rt.backends import Backend
 from vrfam_rt.engines.build import import_tensorrt
-from vrfam_rt.engines.cache import Target
+from vrfam_rt.engines.cache import Target, write_atomic
 from vrfam_rt.engines import rtx
 from vrfam_rt.engines.rtx import import_tensorrt_rtx
 from vrfam_rt.errors import MissingDependency, VrfamError
-from vrfam_rt.fileio import sha256_file, write_bytes_atomic
+from vrfam_rt.fileio import sha256_bytes
 
 
 class TrtBackend(Backend):
@@ -47,10 +47,10 @@ class TrtBackend(Backend):
         """A stage's plan bytes, refused in one line when they are not what was built."""
         entry = self._entry(stage, "build it with `vrfam-rt build-engines`")
         plan = self.folder / entry["plan"]
-        if not plan.is_file() or sha256_file(plan) != entry["sha256"]:
+        data = plan.read_bytes() if plan.is_file() else b""
+        if sha256_bytes(data) != entry["sha256"]:
             raise VrfamError(f"{plan} is missing or corrupt (sha256 mismatch); rebuild with "
                              "`vrfam-rt build-engines`")
-        data = plan.read_bytes()
         if self.flavour == "rtx":         # the header check works without a GPU
             _, diagnostics = self.runtime.get_engine_validity(data)
             flags = self.trt.EngineInvalidityDiagnostics
@@ -81,7 +81,7 @@ class TrtBackend(Backend):
 
     def _context(self, stage: str):
         if stage not in self._engines:
-            engine = self.runtime.deserialize_cuda_engine(self._plans[stage])
+            engine = self.runtime.deserialize_cuda_engine(self._plans.pop(stage))
             if engine is None:
                 raise VrfamError(f"TensorRT could not load {self.folder / stage}.plan; rebuild it")
             entry = self.manifest["files"][stage]
@@ -113,7 +113,7 @@ class TrtBackend(Backend):
         cache, path, seen = self._runtime_caches[stage]
         if batch not in seen:
             seen.add(batch)
-            write_bytes_atomic(path, bytes(cache.serialize()))
+            write_atomic(path, bytes(cache.serialize()))
 
     def run(self, stage: str, *inputs: torch.Tensor) -> torch.Tensor:
         engine, context, entry = self._context(stage)
