@@ -17,9 +17,10 @@ import torch
 
 from vrfam_rt.bundle import Bundle
 from vrfam_rt.errors import VrfamError
-from vrfam_rt.export.lowering import COMPONENTS, example_inputs, policy_module
+from vrfam_rt.contract import STAGE_NAMES, example_inputs
+from vrfam_rt.export.lowering import policy_module
 
-STAGES = (*COMPONENTS, "total")
+STAGES = (*STAGE_NAMES, "total")
 
 
 @dataclass
@@ -38,11 +39,12 @@ def flops_per_image(bundle: Bundle) -> dict[str, int]:
     from torch.utils.flop_counter import FlopCounterMode
 
     counts = {}
-    for stage in COMPONENTS:
-        module = policy_module(bundle, stage, "fp32").to("meta").requires_grad_(False)
+    for stage in STAGE_NAMES:
+        module = policy_module(bundle, stage, "fp32")
         inputs = [x.to("meta") for x in example_inputs(bundle, stage, 1)]
-        with FlopCounterMode(display=False) as counter:
-            module(*inputs)
+        weights = {name: t.to("meta") for name, t in module.state_dict().items()}
+        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+            torch.func.functional_call(module, weights, tuple(inputs))
         counts[stage] = int(counter.get_total_flops())
     counts["total"] = sum(counts.values())
     return counts

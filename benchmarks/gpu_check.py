@@ -74,9 +74,8 @@ def gpu_check(out: Path, config: str = "ffhq-1024", device: str = "cuda", batche
     if device.startswith("cuda"):
         runners["eager fp16-nhwc"] = EagerBackend(bundle, device=device, precision="fp16",
                                                   channels_last=True)
-        fused = EagerBackend(bundle, device=device, precision="fp16")
-        fused._module("generator").set_fused(True)
-        runners["eager fp16-fused"] = fused
+        runners["eager fp16-fused"] = EagerBackend(bundle, device=device, precision="fp16",
+                                                   generator_form={"fused": True})
         runners["eager bf16"] = EagerBackend(bundle, device=device, precision="bf16")
         runners["eager fp32-graphs"] = EagerBackend(bundle, device=device, cuda_graphs=True)
         runners["eager fp16-graphs"] = EagerBackend(bundle, device=device, precision="fp16",

@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from vrfam_rt.bundle import Bundle
-from vrfam_rt.export.lowering import COMPONENTS, example_inputs
+from vrfam_rt.contract import STAGE_NAMES, example_inputs
 
 # Published dense peaks in GFLOP/s (FP32, and FP16 tensor cores with FP32 accumulation).
 DEVICE_PEAKS = {
@@ -51,7 +51,7 @@ def eager_layers(bundle: Bundle, runner, batch: int = 1) -> list[dict]:
     timings: dict[tuple[str, str], float] = defaultdict(float)
     cuda = runner.device.type == "cuda"
     hooks = []
-    for stage in COMPONENTS:
+    for stage in STAGE_NAMES:
         for name, layer in blocks(runner._module(stage)):
             def pre(mod, args, key=(stage, name)):
                 if cuda:
@@ -93,7 +93,7 @@ def ort_layers(bundle: Bundle, runner, batch: int = 1) -> list[dict]:
     image, alphas = _stage_inputs(bundle, batch)
     inputs = {"encoder": (image,), "transformer": (runner.encoder(image), alphas),
               "generator": (runner.encoder(image),)}
-    for stage in COMPONENTS:
+    for stage in STAGE_NAMES:
         if stage not in runner.manifest["files"]:
             continue
         options = runner.ort.SessionOptions()
@@ -134,7 +134,7 @@ def trt_layers(bundle: Bundle, runner, batch: int = 1) -> list[dict]:
     image, alphas = _stage_inputs(bundle, batch)
     image, alphas = image.cuda(), alphas.cuda()
     _edit(runner, image, alphas)
-    for stage in COMPONENTS:
+    for stage in STAGE_NAMES:
         runner._context(stage)[1].profiler = Collect(stage)
     _edit(runner, image, alphas)
     torch.cuda.synchronize()
@@ -149,7 +149,7 @@ def _edit(runner, image, alphas):
 def top_layers(rows: list[dict], count: int = 10) -> list[dict]:
     """The `count` slowest layers of each stage with their share of the stage time."""
     out = []
-    for stage in COMPONENTS:
+    for stage in STAGE_NAMES:
         mine = sorted((r for r in rows if r["stage"] == stage), key=lambda r: -r["ms"])
         total = sum(r["ms"] for r in mine) or 1.0
         out += [r | {"share": r["ms"] / total} for r in mine[:count]]

@@ -13,7 +13,6 @@ Latency is the median ONNX Runtime CPU time of one batch-1 call, INT8 vs FP32.
 """
 from __future__ import annotations
 
-import json
 import shutil
 import statistics
 import time
@@ -29,7 +28,8 @@ from vrfam_rt.calibration.quantize import autocast_fp16, check_symmetric_int8, q
 from vrfam_rt.errors import VrfamError
 from vrfam_rt.export.compat import check_trt_compatible
 from vrfam_rt.export.fp16 import psnr
-from vrfam_rt.export.lowering import export_bundle, library_versions, read_manifest
+from vrfam_rt import manifests
+from vrfam_rt.export.lowering import export_bundle, library_versions
 from vrfam_rt.fileio import sha256_file, staged_dir
 
 CALIBRATED = ("encoder", "generator")
@@ -65,7 +65,7 @@ def calibrate(bundle: Bundle, out: Path, components=("encoder",), target: str = 
         say("FP32 reference graphs")
         export_bundle(bundle, tmp / "reference", ("fp32",), components)
         fp32_dir = tmp / "reference" / "fp32"
-        reference = read_manifest(fp32_dir)
+        reference = manifests.read(fp32_dir, "export")
         files = {}
         for component in components:
             say(f"quantizing {component}")
@@ -82,19 +82,18 @@ def calibrate(bundle: Bundle, out: Path, components=("encoder",), target: str = 
             files[component] = {"file": path.name, "sha256": {path.name: sha256_file(path)},
                                 "bytes": path.stat().st_size, "inputs": spec["inputs"],
                                 "outputs": spec["outputs"]}
-        manifest = {"format": "vrfam-rt-onnx", "format_version": 1,
+        manifest = manifests.write(tmp, "export", {
                     "bundle_digest": bundle.digest, "config": bundle.config.to_dict(),
                     "precision": "int8", "target": target, "method": method,
                     "high_precision_dtype": "float16" if target == "trt" else "float32",
                     "calibration": source, "opset": reference["opset"],
                     "max_batch": reference["max_batch"], "io_dtype": "float32",
                     "versions": library_versions(), "attributes": list(bundle.attributes),
-                    "files": files}
-        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+                    "files": files})
         say("measuring INT8 vs FP32")
         manifest["metrics"] = int8_report(bundle, fp32_dir, tmp, eval_images, eval_wplus)
         manifest["metrics"]["eval_samples"] = eval_count
-        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+        manifests.write(tmp, "export", manifest)
         shutil.rmtree(tmp / "reference")
     return manifest
 

@@ -9,20 +9,18 @@ or without a GPU. Plans are cached by `engines.cache`.
 """
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
-from vrfam_rt.engines.cache import Target, cached_entry, engine_key, locked, store
+from vrfam_rt import manifests
+from vrfam_rt.engines.cache import cached_entry, engine_key, locked, store
 from vrfam_rt.engines.profiles import batch_profile
-from vrfam_rt.environment import import_library
+from vrfam_rt.environment import TENSORRT_HINT, import_tensorrt, import_tensorrt_rtx
 from vrfam_rt.errors import MissingDependency, VrfamError
 from vrfam_rt.fileio import sha256_bytes, sha256_file
-
-INSTALL_HINT = ("install TensorRT on a machine with an NVIDIA GPU: pip install 'vrfam-rt[trt]' "
-                "(TensorRT 10.x: pip install tensorrt-cu12)")
+from vrfam_rt.manifests import Target
 
 
 @dataclass(frozen=True)
@@ -39,17 +37,12 @@ class BuildOptions:
             raise VrfamError(f"--workspace {self.workspace_gib} GiB must be positive")
 
 
-def import_tensorrt():
-    """The tensorrt module, or MissingDependency naming what to install."""
-    return import_library("tensorrt", "TensorRT", INSTALL_HINT)
-
-
 def detect_target() -> Target:
     """TensorRT version and GPU of this machine (needs TensorRT and CUDA)."""
     trt = import_tensorrt()
     import torch
     if not torch.cuda.is_available():
-        raise MissingDependency(f"TensorRT needs an NVIDIA GPU and torch sees none; {INSTALL_HINT}")
+        raise MissingDependency(f"TensorRT needs an NVIDIA GPU and torch sees none; {TENSORRT_HINT}")
     props = torch.cuda.get_device_properties(torch.cuda.current_device())
     return Target("tensorrt", trt.__version__, (f"{props.major}.{props.minor}",), props.name)
 
@@ -59,7 +52,7 @@ def rtx_target(compute_capabilities=None) -> Target:
     Ampere-and-later RTX part); needs TensorRT-RTX, no GPU."""
     from vrfam_rt.engines import rtx
     targets = rtx.check_targets(compute_capabilities or rtx.DEFAULT_TARGETS)
-    return Target("rtx", rtx.version(), targets)
+    return Target("rtx", import_tensorrt_rtx().__version__, targets)
 
 
 def choose_target(flavour: str = "auto", compute_capabilities=()) -> Target:
@@ -154,8 +147,7 @@ def build_engines(onnx_dir: Path, out: Path, max_batch: int = 8, opt_batch: int 
     else:
         timing_cache = Path(timing_cache) if timing_cache else out / "timing.cache"
         builder = builder or build_plan
-    header = {"format": "vrfam-rt-engines", "format_version": 2,
-              "onnx_dir": str(onnx_dir), "precision": export_manifest["precision"],
+    header = {"onnx_dir": str(onnx_dir), "precision": export_manifest["precision"],
               "bundle_digest": export_manifest["bundle_digest"],
               "attributes": export_manifest["attributes"], "io_dtype": "float32",
               "flavour": target.flavour, "version": target.version, "gpu": target.gpu,
@@ -186,7 +178,7 @@ def build_engines(onnx_dir: Path, out: Path, max_batch: int = 8, opt_batch: int 
                      "inputs": spec["inputs"], "outputs": spec["outputs"],
                      "build_seconds": round(time.perf_counter() - start, 1)}
             store(out, component, plan, entry, header)
-    return json.loads((out / "manifest.json").read_text())
+    return manifests.read(out, "engines")
 
 
 def onnx_digest(onnx_dir: Path, spec: dict) -> str:
@@ -196,11 +188,7 @@ def onnx_digest(onnx_dir: Path, spec: dict) -> str:
 
 
 def _read_export_manifest(onnx_dir: Path) -> dict:
-    path = onnx_dir / "manifest.json"
-    if not path.is_file():
-        raise VrfamError(f"{onnx_dir} holds no manifest.json; point --onnx at one precision "
-                         "folder of `vrfam-rt export` (e.g. onnx/fp16)")
-    manifest = json.loads(path.read_text())
+    manifest = manifests.read(onnx_dir, "export")
     for spec in manifest["files"].values():
         if not (onnx_dir / spec["file"]).is_file():
             raise VrfamError(f"{onnx_dir / spec['file']} is missing; re-run vrfam-rt export")

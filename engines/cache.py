@@ -14,30 +14,12 @@ import contextlib
 import fcntl
 import hashlib
 import json
-import os
-import tempfile
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
-from vrfam_rt.fileio import sha256_bytes, sha256_file
-
-MANIFEST = "manifest.json"
-
-
-@dataclass(frozen=True)
-class Target:
-    """What a plan is bound to: the TensorRT flavour and version, and the GPUs it runs on."""
-
-    flavour: str                            # "tensorrt" (10/11, local GPU) or "rtx" (TensorRT-RTX)
-    version: str                            # of that flavour
-    compute_capabilities: tuple[str, ...]   # tensorrt: the building GPU's; rtx: the targets
-    gpu: str | None = None                  # tensorrt: the building GPU's name; rtx: None
-
-    def describe(self) -> str:
-        name = "TensorRT" if self.flavour == "tensorrt" else "TensorRT-RTX"
-        where = f"{self.gpu} (sm {self.compute_capabilities[0]})" if self.gpu else \
-            f"sm {', '.join(self.compute_capabilities)}"
-        return f"{name} {self.version} for {where}"
+from vrfam_rt import manifests
+from vrfam_rt.fileio import sha256_bytes, sha256_file, write_bytes_atomic
+from vrfam_rt.manifests import Target
 
 
 def engine_key(onnx_sha256: str, target: Target, profile: dict, options: dict) -> str:
@@ -58,34 +40,9 @@ def locked(folder: Path):
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write bytes to a temporary sibling, fsync, then rename over `path`."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-
-
-def read_manifest(folder: Path) -> dict:
-    path = folder / MANIFEST
-    if not path.is_file():
-        return {}
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError:
-        return {}          # an unreadable manifest only means nothing is cached
-
-
 def cached_entry(folder: Path, component: str, key: str) -> dict | None:
     """The manifest entry of a reusable plan for `key`, or None (missing, stale, corrupt)."""
-    entry = read_manifest(folder).get("files", {}).get(component)
+    entry = manifests.read(folder, "engines", missing_ok=True).get("files", {}).get(component)
     if not entry or entry.get("key") != key:
         return None
     plan = folder / entry["plan"]
@@ -97,9 +54,9 @@ def cached_entry(folder: Path, component: str, key: str) -> dict | None:
 def store(folder: Path, component: str, plan: bytes, entry: dict, header: dict) -> dict:
     """Write the plan and merge its entry into the manifest (caller holds the lock)."""
     name = f"{component}.plan"
-    write_atomic(folder / name, plan)
+    write_bytes_atomic(folder / name, plan, durable=True)
     entry = entry | {"plan": name, "sha256": sha256_bytes(plan), "bytes": len(plan)}
-    manifest = read_manifest(folder) | header
+    manifest = manifests.read(folder, "engines", missing_ok=True) | header
     manifest["files"] = manifest.get("files", {}) | {component: entry}
-    write_atomic(folder / MANIFEST, (json.dumps(manifest, indent=2) + "\n").encode())
+    manifests.write(folder, "engines", manifest)
     return entry

@@ -11,25 +11,13 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from vrfam_rt.environment import import_library
+from vrfam_rt.environment import import_tensorrt_rtx, quiet_logger
 from vrfam_rt.errors import VrfamError
 
 # The compute capabilities TensorRT-RTX 1.7 builds for (its ComputeCapability enum).
 COMPUTE_CAPABILITIES = ("7.5", "8.0", "8.6", "8.9", "12.0", "12.1")
 # Default targets: Turing (the RTX 2080 Ti) and every Ampere-and-later RTX part.
 DEFAULT_TARGETS = COMPUTE_CAPABILITIES
-INSTALL_HINT = "pip install 'vrfam-rt[rtx]' (TensorRT-RTX: pip install tensorrt-rtx-cu12)"
-
-
-def import_tensorrt_rtx():
-    """The tensorrt_rtx module, or MissingDependency naming what to install."""
-    return import_library("tensorrt_rtx", "TensorRT-RTX", INSTALL_HINT)
-
-
-def version() -> str:
-    return import_tensorrt_rtx().__version__
-
-
 def check_targets(targets) -> tuple[str, ...]:
     """Sorted, unique compute capabilities, each one TensorRT-RTX builds for."""
     bad = [t for t in targets if t not in COMPUTE_CAPABILITIES]
@@ -41,33 +29,11 @@ def check_targets(targets) -> tuple[str, ...]:
     return tuple(sorted(set(targets), key=lambda t: tuple(map(int, t.split(".")))))
 
 
-_LOGGER = None
-
-
-def logger(trt):
-    """One quiet logger per process (TensorRT-RTX keeps the first one registered): it
-    prints nothing and keeps the errors since the last call for one-line messages (its
-    header checks on a machine without a GPU log fatal-looking lines about the driver)."""
-    global _LOGGER
-    if _LOGGER is None:
-        class Logger(trt.ILogger):
-            def __init__(self):
-                trt.ILogger.__init__(self)
-                self.errors = []
-
-            def log(self, severity, msg):
-                if int(severity) <= int(trt.ILogger.Severity.ERROR):
-                    self.errors.append(msg)
-        _LOGGER = Logger()
-    _LOGGER.errors.clear()
-    return _LOGGER
-
-
 def build_plan_rtx(onnx_path: Path, profile: dict, options, targets: tuple[str, ...]) -> bytes:
     """Serialized TensorRT-RTX engine of one ONNX file for the compute capabilities
     `targets`, with the batch profile `profile` ({input: {min, opt, max}})."""
     trt = import_tensorrt_rtx()
-    log = logger(trt)
+    log = quiet_logger(trt)
     builder = trt.Builder(log)
     network = builder.create_network(1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED))
     parser = trt.OnnxParser(network, log)

@@ -8,14 +8,14 @@ if anything, pessimistic.)
 """
 from __future__ import annotations
 
-import copy
 import math
 
 import torch
 from torch.overrides import TorchFunctionMode
 
 from vrfam_rt.bundle import Bundle
-from vrfam_rt.export.lowering import example_inputs, policy_module
+from vrfam_rt.contract import example_inputs
+from vrfam_rt.export.lowering import policy_module
 
 
 def _round(value):
@@ -35,13 +35,9 @@ class Float16Rounding(TorchFunctionMode):
 
 def emulate_fp16(module: torch.nn.Module, *inputs: torch.Tensor) -> torch.Tensor:
     """Run `module` as a float16 network would: float16 weights, inputs and activations."""
-    module = copy.deepcopy(module)
-    with torch.no_grad():
-        for tensor in module.state_dict().values():
-            if tensor.is_floating_point():
-                tensor.copy_(tensor.half().float())
-        with Float16Rounding():
-            return module(*(_round(x) for x in inputs))
+    state = {name: _round(tensor) for name, tensor in module.state_dict().items()}
+    with torch.no_grad(), Float16Rounding():
+        return torch.func.functional_call(module, state, tuple(_round(x) for x in inputs))
 
 
 def psnr(reference: torch.Tensor, other: torch.Tensor) -> float:

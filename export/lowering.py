@@ -1,11 +1,6 @@
-"""Lowering a bundle to the ONNX files of the contract (shared/ARCHITECTURE.md).
+"""Lowering a bundle to the ONNX files of the contract (vrfam_rt.contract).
 
-| file               | inputs                              | outputs                    |
-| encoder.onnx       | image [B,3,S,S]                     | wplus [B,L,D]              |
-| transformer.onnx   | wplus [B,L,D], alphas [B,K]         | wplus_edited [B,L,D]       |
-| generator.onnx     | wplus [B,L,D]                       | image [B,3,R,R]            |
-
-Graph I/O is float32 in every precision; the precision lives inside the graph (an
+One `<stage>.onnx` per stage with the contract's I/O names and shapes. Graph I/O is float32 in every precision; the precision lives inside the graph (an
 FP16 graph casts its inputs once and computes in float16). B is dynamic in
 [1, max_batch]. The generator is exported in its non-fused, constant-noise form.
 """
@@ -13,80 +8,66 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import json
 import logging
 import time
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 import torch
 from torch import nn
 
-from vrfam_rt import __version__
+from vrfam_rt import manifests
 from vrfam_rt.bundle import Bundle
+from vrfam_rt.contract import STAGE_NAMES, STAGES, example_inputs
 from vrfam_rt.errors import MissingDependency, VrfamError
 from vrfam_rt.fileio import sha256_file, staged_dir
+from vrfam_rt.version import __version__
 
-COMPONENTS = ("encoder", "transformer", "generator")
+COMPONENTS = STAGE_NAMES
 PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16}
 DEFAULT_OPSET = 18
 FP16_CONV_CLAMP = 256.0        # activation clamp of the FP16 generator (StyleGAN2-ADA)
 EXTERNAL_DATA_BYTES = 2_000_000_000  # weights past this go to a .data file (protobuf: 2 GiB)
-MANIFEST = "manifest.json"
 
 
-@dataclass(frozen=True)
-class Stage:
-    inputs: tuple[str, ...]
-    outputs: tuple[str, ...]
+def graph_form(component: str, precision: str) -> dict:
+    """The call arguments of a stage in its exported form: the generator non-fused
+    (constant weights, what ONNX and TensorRT want) and, for FP16, clamped."""
+    if component != "generator":
+        return {}
+    return {"fused": False, "conv_clamp": FP16_CONV_CLAMP if precision == "fp16" else None}
 
 
-STAGES = {
-    "encoder": Stage(("image",), ("wplus",)),
-    "transformer": Stage(("wplus", "alphas"), ("wplus_edited",)),
-    "generator": Stage(("wplus",), ("image",)),
-}
+class InForm(nn.Module):
+    """A network called with fixed keyword arguments (its form); shares its weights."""
+
+    def __init__(self, module: nn.Module, form: dict):
+        super().__init__()
+        self.module, self.form = module, dict(form)
+
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        return self.module(*inputs, **self.form)
 
 
 class StageGraph(nn.Module):
-    """A bundle network with the contract's float32 I/O around a compute dtype."""
+    """A network with the contract's float32 I/O around a compute dtype: the float32
+    network itself, or a converted copy for another dtype (the bundle's stays float32)."""
 
     def __init__(self, module: nn.Module, dtype: torch.dtype):
         super().__init__()
-        self.module = module.to(dtype)
+        is_float32 = all(p.dtype == torch.float32 for p in module.parameters())
+        self.module = module if dtype == torch.float32 and is_float32 else \
+            copy.deepcopy(module).to(dtype)
         self.dtype = dtype
 
     def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
         return self.module(*(x.to(self.dtype) for x in inputs)).float()
 
 
-def example_inputs(bundle: Bundle, component: str, batch: int = 2) -> tuple[torch.Tensor, ...]:
-    """Seeded inputs of the contract's shapes: images in [-1,1], W+ near the mean latent."""
-    g = torch.Generator().manual_seed(batch)
-    config = bundle.config
-    n_latent, dim = config.generator.n_latent, config.generator.style_dim
-    if component == "encoder":
-        size = config.encoder.input_size
-        return (torch.rand(batch, 3, size, size, generator=g) * 2 - 1,)
-    wplus = torch.randn(batch, n_latent, dim, generator=g)
-    if component == "transformer":
-        alphas = (torch.rand(batch, len(bundle.attributes), generator=g) * 3 - 1.5)
-        return wplus, alphas
-    return (wplus,)
-
-
 def policy_module(bundle: Bundle, component: str, precision: str) -> nn.Module:
-    """A float32 copy of a bundle network in the form its `precision` graph takes.
-
-    The generator is non-fused (constant weights) and, for FP16, clamps activations.
-    """
-    module = copy.deepcopy(bundle.modules[component]).float().eval()
-    if component == "generator":
-        module.set_fused(False)
-        module.set_conv_clamp(FP16_CONV_CLAMP if precision == "fp16" else None)
-    return module
+    """A bundle network in the form its `precision` graph takes (float32, shared weights)."""
+    return InForm(bundle.component(component), graph_form(component, precision)).eval()
 
 
 def stage_module(bundle: Bundle, component: str, precision: str) -> StageGraph:
@@ -232,7 +213,7 @@ def export_bundle(bundle: Bundle, out: Path, precisions=("fp32",), components=CO
     check_export(bundle, out, precisions, components, max_batch, overwrite)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    manifests = {}
+    written = {}
     for precision in precisions:
         with staged_dir(out / precision) as tmp:
             files = {}
@@ -243,8 +224,7 @@ def export_bundle(bundle: Bundle, out: Path, precisions=("fp32",), components=CO
                                          tmp / f"{component}.onnx", opset, max_batch)
                 check_trt_compatible(tmp / entry["file"], str(out / precision / entry["file"]))
                 files[component] = entry
-            manifest = {
-                "format": "vrfam-rt-onnx", "format_version": 1,
+            manifest = manifests.write(tmp, "export", {
                 "bundle_digest": bundle.digest,
                 "bundle": str(bundle.path) if bundle.path else None,
                 "config": bundle.config.to_dict(),
@@ -253,17 +233,6 @@ def export_bundle(bundle: Bundle, out: Path, precisions=("fp32",), components=CO
                 "versions": library_versions(),
                 "attributes": list(bundle.attributes),
                 "files": files,
-            }
-            (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
-        manifests[precision] = manifest
-    return manifests
-
-
-def read_manifest(folder: Path) -> dict:
-    path = Path(folder) / MANIFEST
-    if not path.is_file():
-        raise VrfamError(f"{folder} holds no {MANIFEST}; export one with `vrfam-rt export`")
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise VrfamError(f"{path} is not valid JSON ({exc})") from None
+            })
+        written[precision] = manifest
+    return written

@@ -7,7 +7,7 @@ import torch
 
 from vrfam_rt.backends.ort import OrtBackend
 from vrfam_rt.bundle import Bundle
-from vrfam_rt.export.lowering import example_inputs
+from vrfam_rt.contract import example_inputs
 
 # FP32 graphs must match eager: images to 1e-4 absolute, W+ to 1e-4 of max|W+|.
 FP32_TOLERANCE = {"encoder": ("max_rel", 1e-4), "transformer": ("max_rel", 1e-4),

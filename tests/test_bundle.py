@@ -114,7 +114,7 @@ def test_a_shape_difference_is_named(tiny, tmp_path):
 
 
 def test_not_a_bundle_and_wrong_version(tmp_path, tiny):
-    with pytest.raises(VrfamError, match="is not a bundle"):
+    with pytest.raises(VrfamError, match="holds no bundle.json"):
         Bundle.load(tmp_path)
     path = tiny.save(tmp_path / "b")
     manifest = json.loads((path / "bundle.json").read_text())

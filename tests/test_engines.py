@@ -14,7 +14,9 @@ from click.testing import CliRunner
 from vrfam_rt.backends import open_backend
 from vrfam_rt.cli import main
 from vrfam_rt.engines.build import BuildOptions, build_engines
-from vrfam_rt.engines.cache import Target, engine_key
+from vrfam_rt.engines.cache import engine_key
+from vrfam_rt import manifests
+from vrfam_rt.manifests import Target
 from vrfam_rt.engines.profiles import batch_profile
 from vrfam_rt.environment import tensorrt_status
 from vrfam_rt.errors import MissingDependency, VrfamError
@@ -42,9 +44,9 @@ def onnx_dir(tmp_path):
         files[component] = {"file": f"{component}.onnx",
                             "sha256": {f"{component}.onnx": sha256_file(folder / f"{component}.onnx")},
                             "inputs": spec(inputs), "outputs": spec(outputs)}
-    manifest = {"precision": "fp16", "bundle_digest": "abc", "attributes": ["Smiling"],
-                "max_batch": 16, "files": files}
-    (folder / "manifest.json").write_text(json.dumps(manifest))
+    manifests.write(folder, "export", {"precision": "fp16", "bundle_digest": "abc",
+                                       "attributes": ["Smiling"], "max_batch": 16,
+                                       "files": files})
     return folder
 
 

@@ -10,7 +10,8 @@ from click.testing import CliRunner
 from vrfam_rt.backends import open_backend
 from vrfam_rt.cli import main
 from vrfam_rt.engines.build import build_engines, rtx_target
-from vrfam_rt.engines.rtx import DEFAULT_TARGETS, import_tensorrt_rtx
+from vrfam_rt.engines.rtx import DEFAULT_TARGETS
+from vrfam_rt.environment import import_tensorrt_rtx
 from vrfam_rt.errors import MissingDependency, VrfamError
 from vrfam_rt.fileio import sha256_file
 

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from vrfam_rt import __version__
+from vrfam_rt.version import __version__
 from vrfam_rt.errors import VrfamError
 from vrfam_rt.fileio import atomic_file, write_text_atomic
 

@@ -1,7 +1,7 @@
 """vrfam-rt: fast facial attribute editing with VR-FAM on StyleGAN2."""
 from pathlib import Path as _Path
 
-__version__ = "0.1.0"
+from vrfam_rt.version import __version__  # noqa: F401
 
 # In a source checkout that is not installed (PYTHONPATH=.), the stage folders beside
 # this package (training/, export/, ...) are its subpackages, as setup.cfg maps them.

@@ -15,14 +15,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from vrfam_rt import __version__, models
+from vrfam_rt import manifests, models
+from vrfam_rt.version import __version__
 from vrfam_rt.config import ModelConfig, as_config
 from vrfam_rt.errors import VrfamError
 from vrfam_rt.fileio import sha256_bytes, sha256_file, staged_dir
 
-FORMAT = "vrfam-rt-bundle"
-FORMAT_VERSION = 1
-MANIFEST = "bundle.json"
+MANIFEST = manifests.FORMATS["bundle"].file
 COMPONENTS = ("generator", "encoder", "classifier", "transformer", "identity", "discriminator")
 HOW_TO_GET = {
     "generator": "import a StyleGAN2 checkpoint with `vrfam-rt import --stylegan2 FILE`",
@@ -169,7 +168,7 @@ class Bundle:
         if share is not None:
             share = Path(share)
             shared = {e["sha256"]: os.path.relpath(share / e["file"], path)
-                      for e in read_manifest(share)["files"].values()}
+                      for e in manifests.read(share, "bundle")["files"].values()}
         with staged_dir(path) as tmp:
             files, hashes = {}, {}
             for name, module in self.modules.items():
@@ -183,7 +182,6 @@ class Bundle:
                                "keys": len(module.state_dict()),
                                "parameters": sum(p.numel() for p in module.parameters())}
             manifest = {
-                "format": FORMAT, "format_version": FORMAT_VERSION,
                 "created_by": f"vrfam-rt {__version__}",
                 "config": self.config.to_dict(),
                 "attributes": list(self.attributes),
@@ -193,7 +191,7 @@ class Bundle:
                 "files": files,
                 "provenance": self.provenance,
             }
-            (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+            manifests.write(tmp, "bundle", manifest)
         self._hashes = hashes
         self.path = path
         return path
@@ -205,7 +203,7 @@ class Bundle:
         from safetensors.torch import load_file
 
         path = Path(path)
-        manifest = read_manifest(path)
+        manifest = manifests.read(path, "bundle")
         config = ModelConfig.from_dict(manifest["config"])
         methods = manifest.get("transformer", {}).get("methods")
         modules = {}
@@ -232,19 +230,3 @@ class Bundle:
         bundle._hashes = {n: e["sha256"] for n, e in manifest["files"].items()}
         bundle.path = path
         return bundle
-
-
-def read_manifest(path: Path) -> dict[str, Any]:
-    file = path / MANIFEST
-    if not file.is_file():
-        raise VrfamError(f"{path} is not a bundle: {MANIFEST} not found")
-    try:
-        manifest = json.loads(file.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise VrfamError(f"{file} is not valid JSON ({exc}); re-create the bundle") from None
-    if manifest.get("format") != FORMAT:
-        raise VrfamError(f"{file} is not a vrfam-rt bundle manifest")
-    if manifest.get("format_version") != FORMAT_VERSION:
-        raise VrfamError(f"{file} has format version {manifest.get('format_version')}; this "
-                         f"vrfam-rt reads version {FORMAT_VERSION}")
-    return manifest

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from vrfam_rt import __version__
+from vrfam_rt.version import __version__
 from vrfam_rt.engines.rtx import COMPUTE_CAPABILITIES as RTX_TARGETS
 from vrfam_rt.errors import VrfamError
 

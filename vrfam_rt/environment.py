@@ -6,7 +6,7 @@ import importlib
 import importlib.metadata
 import platform
 
-from vrfam_rt import __version__
+from vrfam_rt.version import __version__
 
 LIBRARIES = ("torch", "numpy", "safetensors", "onnx", "onnxruntime", "tensorrt", "tensorrt-rtx-cu12",
              "polygraphy")
@@ -20,6 +20,43 @@ def import_library(module: str, product: str, hint: str):
     except Exception as exc:  # ImportError, or OSError from a stub or a missing .so
         raise MissingDependency(f"{product} is not importable here ({type(exc).__name__}); "
                                 f"{hint}") from None
+
+
+TENSORRT_HINT = ("install TensorRT on a machine with an NVIDIA GPU: pip install 'vrfam-rt[trt]' "
+                 "(TensorRT 10.x: pip install tensorrt-cu12)")
+TENSORRT_RTX_HINT = "pip install 'vrfam-rt[rtx]' (TensorRT-RTX: pip install tensorrt-rtx-cu12)"
+
+
+def import_tensorrt():
+    """The tensorrt module (TensorRT 10/11), or MissingDependency naming what to install."""
+    return import_library("tensorrt", "TensorRT", TENSORRT_HINT)
+
+
+def import_tensorrt_rtx():
+    """The tensorrt_rtx module, or MissingDependency naming what to install."""
+    return import_library("tensorrt_rtx", "TensorRT-RTX", TENSORRT_RTX_HINT)
+
+
+_LOGGER = None
+
+
+def quiet_logger(trt):
+    """One quiet logger per process (TensorRT-RTX keeps the first one registered): it
+    prints nothing and keeps the errors since the last call for one-line messages (its
+    header checks on a machine without a GPU log fatal-looking lines about the driver)."""
+    global _LOGGER
+    if _LOGGER is None:
+        class Logger(trt.ILogger):
+            def __init__(self):
+                trt.ILogger.__init__(self)
+                self.errors = []
+
+            def log(self, severity, msg):
+                if int(severity) <= int(trt.ILogger.Severity.ERROR):
+                    self.errors.append(msg)
+        _LOGGER = Logger()
+    _LOGGER.errors.clear()
+    return _LOGGER
 
 
 def keep_freed_memory() -> bool:

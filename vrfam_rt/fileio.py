@@ -1,13 +1,24 @@
-"""File helpers: hashing, and files and directories that appear whole or not at all."""
+"""File helpers: hashing, and files and folders that appear whole or not at all.
+
+Every output a user or a later run trusts (JSON reports, manifests, weights, plans,
+images) is written through `atomic_file` or `staged_dir`: the data goes to a fresh
+temporary sibling (a name unique per call, from mkstemp/mkdtemp) that is renamed onto
+the target only once it is complete, so an interrupted run leaves the old file or
+folder as it was and never a half-written one.
+"""
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Any, Iterator
 
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
 
 def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
@@ -21,31 +32,56 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _discard(path: Path) -> None:
+    """Remove a temporary file or folder; a failure here must not hide the first error."""
+    with contextlib.suppress(OSError):
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+
+
 @contextlib.contextmanager
-def atomic_file(path: Path):
+def atomic_file(path: str | os.PathLike, durable: bool = False) -> Iterator[Path]:
     """Yield a temporary sibling path to write; on success it is renamed onto `path`.
 
-    On any failure the temporary file is removed and an existing `path` is untouched.
+    On any failure (an interrupt included) the temporary file is removed and an
+    existing `path` is untouched. `durable` also fsyncs the data before the rename.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp = Path(name)
     try:
         yield tmp
+        if durable:
+            with open(tmp, "rb+") as f:
+                os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_UMASK)     # mkstemp's 0600 would follow the file into place
         os.replace(tmp, path)
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        _discard(tmp)
         raise
 
 
-def write_text_atomic(path: Path, text: str) -> None:
+def write_bytes_atomic(path: str | os.PathLike, data: bytes, durable: bool = False) -> None:
+    with atomic_file(path, durable) as tmp:
+        tmp.write_bytes(data)
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> None:
     with atomic_file(path) as tmp:
         tmp.write_text(text)
 
 
+def write_json_atomic(path: str | os.PathLike, obj: Any) -> None:
+    """JSON with two-space indents and a final newline (non-JSON values as str)."""
+    write_text_atomic(path, json.dumps(obj, indent=2, default=str) + "\n")
+
 
 @contextlib.contextmanager
-def staged_dir(target: Path):
+def staged_dir(target: str | os.PathLike) -> Iterator[Path]:
     """Yield an empty sibling directory; on success it replaces `target` in one rename.
 
     On any failure (an interrupt included) the staging directory is removed and an
@@ -61,9 +97,9 @@ def staged_dir(target: Path):
             old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old.", dir=target.parent))
             os.replace(target, old / target.name)
             os.replace(tmp, target)
-            shutil.rmtree(old, ignore_errors=True)
+            _discard(old)
         else:
             os.replace(tmp, target)
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        _discard(tmp)
         raise

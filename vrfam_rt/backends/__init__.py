@@ -1,63 +1,27 @@
 """Runtime backends: one small interface, so the pipeline does not know which one runs.
 
-Every backend offers `encoder(image)`, `transformer(wplus, alphas)` and
-`generator(wplus)` on torch tensors of the ONNX contract's shapes (float32 I/O), plus
-`attributes`, `name`, `precision` and `device`.
+Every backend is a `StageBackend` (backends/base.py): `encoder(image)`,
+`transformer(wplus, alphas)` and `generator(wplus)` on torch tensors of the ONNX
+contract's shapes (float32 I/O), plus `attributes`, `name`, `precision` and `device`.
+Run-time code only: nothing here imports the build-time packages (export, engines,
+calibration, training); `vrfam_rt.runtime` makes what a backend needs.
 """
 from __future__ import annotations
 
 from pathlib import Path
 
+from vrfam_rt.backends.base import Backend, StageBackend
 from vrfam_rt.errors import VrfamError
+
+__all__ = ["BACKENDS", "Backend", "StageBackend", "open_backend"]
 
 BACKENDS = ("eager", "ort", "trt")
 
 
-class Backend:
-    """The stage calls every backend offers; subclasses implement `run(stage, *inputs)`."""
-
-    name: str
-    precision: str
-    attributes: tuple[str, ...]
-
-    def _read_folder(self, folder: str | Path, made_by: str) -> None:
-        """Take `folder`'s manifest.json (precision, attribute order, files)."""
-        import json
-
-        self.folder = Path(folder)
-        path = self.folder / "manifest.json"
-        if not path.is_file():
-            raise VrfamError(f"{self.folder} holds no manifest.json; {made_by}")
-        try:
-            self.manifest = json.loads(path.read_text())
-        except json.JSONDecodeError as exc:
-            raise VrfamError(f"{path} is not valid JSON ({exc}); {made_by}") from None
-        self.precision = self.manifest["precision"]
-        self.attributes = tuple(self.manifest["attributes"])
-
-    def _entry(self, stage: str, how: str) -> dict:
-        """The manifest entry of a stage's file; a missing one names how to make it."""
-        entry = self.manifest["files"].get(stage)
-        if entry is None:
-            raise VrfamError(f"{self.folder} has no {stage} file; {how}")
-        return entry
-
-    def run(self, stage: str, *inputs):
-        raise NotImplementedError
-
-    def encoder(self, image):                 # [B,3,S,S] -> W+ [B,L,D]
-        return self.run("encoder", image)
-
-    def transformer(self, wplus, alphas):     # [B,L,D], [B,K] -> [B,L,D]
-        return self.run("transformer", wplus, alphas)
-
-    def generator(self, wplus):               # [B,L,D] -> image [B,3,R,R]
-        return self.run("generator", wplus)
-
-
 def open_backend(name: str, *, bundle=None, onnx_dir: str | Path | None = None,
                  engine_dir: str | Path | None = None, device: str = "cpu",
-                 precision: str = "fp32", threads: int | None = None, cuda_graphs: bool = False):
+                 precision: str = "fp32", threads: int | None = None,
+                 cuda_graphs: bool = False) -> StageBackend:
     """A backend by name: `eager` runs a bundle, `ort` an export folder, `trt` plans."""
     if name == "eager":
         from vrfam_rt.backends.eager import EagerBackend

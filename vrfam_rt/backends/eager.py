@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 import copy
+import functools
 
 import torch
 
-from vrfam_rt.backends import Backend
+from vrfam_rt.backends.base import Backend
 from vrfam_rt.errors import VrfamError
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -15,9 +16,13 @@ class EagerBackend(Backend):
     name = "eager"
 
     def __init__(self, bundle, device: str = "cpu", precision: str = "fp32",
-                 channels_last: bool | None = None, cuda_graphs: bool = False):
+                 channels_last: bool | None = None, cuda_graphs: bool = False,
+                 generator_form: dict | None = None):
         """`channels_last` defaults to on for the CPU (oneDNN's convolutions then skip
-        their layout reorders) and off for CUDA (slower there, see the H200 gpu-check)."""
+        their layout reorders) and off for CUDA (slower there, see the H200 gpu-check).
+        `generator_form`: the generator's call arguments (models.stylegan2.Generator:
+        fused, folded, conv_clamp); by default folded on the CPU, where its 1024^2
+        layers are bound by memory traffic, and the plain non-fused form elsewhere."""
         if precision not in DTYPES:
             raise VrfamError(f"the eager backend runs {sorted(DTYPES)}, not {precision!r}")
         if precision == "fp16" and not str(device).startswith("cuda"):
@@ -36,20 +41,18 @@ class EagerBackend(Backend):
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True    # shapes are fixed per batch size
         self.attributes = tuple(bundle.attributes)
+        self.generator_form = {"folded": self.device.type == "cpu"} if generator_form is None \
+            else dict(generator_form)
         self._modules: dict[str, torch.nn.Module] = {}
 
     def _module(self, stage: str) -> torch.nn.Module:
         """The stage's network on this device, dtype and layout. The bundle's own module
-        runs only where nothing changes; otherwise a copy does (the folded generator,
-        channels-last weights), so other users of the bundle see it as it was."""
+        runs where its weights can stay as they are; another dtype, device or layout
+        takes a converted copy, so other users of the bundle see it as it was."""
         if stage not in self._modules:
             module = self.bundle.component(stage)
-            fold = stage == "generator" and self.device.type == "cpu"
-            if (self.dtype != torch.float32 or self.device.type != "cpu" or fold
-                    or self.channels_last):
+            if self.dtype != torch.float32 or self.device.type != "cpu" or self.channels_last:
                 module = copy.deepcopy(module).to(self.device, self.dtype)
-            if fold:
-                module.set_folded(True)
             if self.channels_last:                    # 4-D weights only (modconv's are 5-D)
                 for tensor in [*module.parameters(), *module.buffers()]:
                     if tensor.dim() == 4:
@@ -59,6 +62,8 @@ class EagerBackend(Backend):
 
     def run(self, stage: str, *inputs: torch.Tensor) -> torch.Tensor:
         module = self._module(stage)
+        if stage == "generator" and self.generator_form:
+            module = functools.partial(module, **self.generator_form)
         inputs = [x.to(self.device, self.dtype) for x in inputs]
         if self.channels_last:
             inputs = [x.contiguous(memory_format=torch.channels_last) if x.dim() == 4 else x
@@ -68,7 +73,7 @@ class EagerBackend(Backend):
                 return self._replay(stage, module, inputs)
             return module(*inputs).float().contiguous()
 
-    def _replay(self, stage: str, module: torch.nn.Module, inputs: list[torch.Tensor]):
+    def _replay(self, stage: str, module, inputs: list[torch.Tensor]):
         """Run a stage as a CUDA graph captured once per input shape: at batch 1 the
         stages are bound by kernel launches, which a replay issues all at once."""
         key = (stage, *(tuple(x.shape) for x in inputs))

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from vrfam_rt.backends import Backend
+from vrfam_rt.backends.base import Backend
 from vrfam_rt.errors import MissingDependency
 
 
@@ -27,8 +27,7 @@ class OrtBackend(Backend):
             raise MissingDependency("the ort backend needs onnxruntime: pip install onnxruntime"
                                     ) from None
         self.ort = onnxruntime
-        self._read_folder(folder, "point at one precision folder of `vrfam-rt export` "
-                                  "(e.g. DIR/fp32)")
+        self._read_folder(folder, "export")
         self.device = torch.device(device)
         if self.device.type == "cuda":
             if "CUDAExecutionProvider" not in onnxruntime.get_available_providers():

@@ -12,27 +12,25 @@ from pathlib import Path
 
 import torch
 
-from vrfam_rt.backends import Backend
-from vrfam_rt.engines.build import import_tensorrt
-from vrfam_rt.engines.cache import Target, write_atomic
-from vrfam_rt.engines import rtx
-from vrfam_rt.engines.rtx import import_tensorrt_rtx
+from vrfam_rt.backends.base import Backend
+from vrfam_rt.environment import import_tensorrt, import_tensorrt_rtx, quiet_logger
 from vrfam_rt.errors import MissingDependency, VrfamError
-from vrfam_rt.fileio import sha256_bytes
+from vrfam_rt.fileio import sha256_bytes, write_bytes_atomic
+from vrfam_rt.manifests import Target
 
 
 class TrtBackend(Backend):
     name = "trt"
 
     def __init__(self, folder: str | Path, device: str = "cuda"):
-        self._read_folder(folder, "build plans with `vrfam-rt build-engines`")
+        self._read_folder(folder, "engines")
         self.flavour = self.manifest.get("flavour", "tensorrt")
         if self.flavour == "tensorrt":
             self.trt = import_tensorrt()
             self.logger = self.trt.Logger(self.trt.Logger.WARNING)
         else:
             self.trt = import_tensorrt_rtx()
-            self.logger = rtx.logger(self.trt)
+            self.logger = quiet_logger(self.trt)
         self.runtime = self.trt.Runtime(self.logger)
         self._plans = {stage: self._checked_plan(stage) for stage in self.manifest["files"]}
         if not torch.cuda.is_available():
@@ -113,7 +111,7 @@ class TrtBackend(Backend):
         cache, path, seen = self._runtime_caches[stage]
         if batch not in seen:
             seen.add(batch)
-            write_atomic(path, bytes(cache.serialize()))
+            write_bytes_atomic(path, bytes(cache.serialize()))
 
     def run(self, stage: str, *inputs: torch.Tensor) -> torch.Tensor:
         engine, context, entry = self._context(stage)

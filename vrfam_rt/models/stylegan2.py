@@ -118,15 +118,14 @@ class ModulatedConv2d(nn.Module):
         self.padding = kernel_size // 2
         self.demodulate = demodulate
         self.upsample = upsample
-        self.fused = False
         if upsample:
             p = len(blur_kernel) - 2 - (kernel_size - 1)
             self.blur = Blur(blur_kernel, pad=((p + 1) // 2 + 1, p // 2 + 1), gain=4.0)
 
-    def forward(self, x: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, style: torch.Tensor, fused: bool = False) -> torch.Tensor:
         # x [B,I,H,W], style [B,D] -> [B,O,H',W'] (H' = 2H when upsampling)
         s = self.modulation(style)                                   # [B,I]
-        out = self._fused(x, s) if self.fused else self._nonfused(x, s)
+        out = self._fused(x, s) if fused else self._nonfused(x, s)
         return self.blur(out) if self.upsample else out
 
     def _fused(self, x: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
@@ -174,11 +173,10 @@ class FusedLeakyReLU(nn.Module):
     def __init__(self, channels: int):
         super().__init__()
         self.bias = nn.Parameter(torch.zeros(channels))
-        self.clamp: float | None = None
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, clamp: float | None = None) -> torch.Tensor:
         out = fused_leaky_relu(x, self.bias)
-        return out if self.clamp is None else out.clamp(-self.clamp, self.clamp)
+        return out if clamp is None else out.clamp(-clamp, clamp)
 
 
 class StyledConv(nn.Module):
@@ -192,14 +190,14 @@ class StyledConv(nn.Module):
         self.noise = NoiseInjection()
         self.activate = FusedLeakyReLU(out_ch)
 
-    def forward(self, x, style, noise):
-        if self.folded and not torch.is_grad_enabled():
-            return self._folded(x, style, noise)
-        return self.activate(self.noise(self.conv(x, style), noise))
+    def forward(self, x, style, noise, fused: bool = False, folded: bool = False,
+                clamp: float | None = None):
+        if folded and not torch.is_grad_enabled():
+            return self._folded(x, style, noise, clamp)
+        return self.activate(self.noise(self.conv(x, style, fused), noise), clamp)
 
-    folded = False
-
-    def _folded(self, x: torch.Tensor, style: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+    def _folded(self, x: torch.Tensor, style: torch.Tensor, noise: torch.Tensor,
+                clamp: float | None) -> torch.Tensor:
         """The same layer for inference with every per-channel factor inside the weights.
 
         Per sample, the style, demodulation and the sqrt(2) gain of the activation scale
@@ -226,7 +224,6 @@ class StyledConv(nn.Module):
         out = outs[0] if len(outs) == 1 else torch.cat(outs)
         out.add_(noise, alpha=float(self.noise.weight) * LRELU_GAIN)
         F.leaky_relu_(out, LRELU_SLOPE)
-        clamp = self.activate.clamp
         return out if clamp is None else out.clamp_(-clamp, clamp)
 
 
@@ -243,12 +240,12 @@ class ToRGB(nn.Module):
             self.upsample = Upsample(blur_kernel)
         self.conv = ModulatedConv2d(in_ch, 3, 1, style_dim, demodulate=False)
         self.bias = nn.Parameter(torch.zeros(1, 3, 1, 1))
-        self.clamp: float | None = None
 
-    def forward(self, x, style, skip=None):  # x [B,C,H,W], skip [B,3,H/2,W/2] -> [B,3,H,W]
-        out = self.conv(x, style) + self.bias
-        if self.clamp is not None:
-            out = out.clamp(-self.clamp, self.clamp)
+    def forward(self, x, style, skip=None, fused: bool = False, clamp: float | None = None):
+        # x [B,C,H,W], skip [B,3,H/2,W/2] -> [B,3,H,W]
+        out = self.conv(x, style, fused) + self.bias
+        if clamp is not None:
+            out = out.clamp(-clamp, clamp)
         out = out.float()
         if skip is not None:
             out = out + self.upsample(skip)
@@ -301,28 +298,6 @@ class Generator(nn.Module):
     def n_latent(self) -> int:
         return self.config.n_latent
 
-    def set_fused(self, fused: bool) -> "Generator":
-        """Choose the grouped (reference) or the non-fused modulated convolution."""
-        for module in self.modules():
-            if isinstance(module, ModulatedConv2d):
-                module.fused = fused
-        return self
-
-    def set_folded(self, folded: bool) -> "Generator":
-        """Inference without autograd: fold per-channel factors into per-sample weights
-        (see StyledConv._folded). Training and export keep the unfolded layers."""
-        for module in self.modules():
-            if isinstance(module, StyledConv):
-                module.folded = folded
-        return self
-
-    def set_conv_clamp(self, clamp: float | None) -> "Generator":
-        """Clamp every activation and ToRGB output to [-clamp, clamp] (256 for FP16), or not."""
-        for module in self.modules():
-            if isinstance(module, (FusedLeakyReLU, ToRGB)):
-                module.clamp = clamp
-        return self
-
     def mapping(self, z: torch.Tensor) -> torch.Tensor:  # z [B,D] -> w [B,D]
         return self.style(z)
 
@@ -333,15 +308,28 @@ class Generator(nn.Module):
         z = torch.randn(n, self.config.style_dim, generator=gen)
         return self.mapping(z.to(self.input.input.device)).mean(0, keepdim=True)
 
-    def forward(self, wplus: torch.Tensor) -> torch.Tensor:
-        """W+ [B,L,D] -> image [B,3,size,size], about [-1,1]."""
+    def forward(self, wplus: torch.Tensor, fused: bool = False, folded: bool = False,
+                conv_clamp: float | None = None) -> torch.Tensor:
+        """W+ [B,L,D] -> image [B,3,size,size], about [-1,1].
+
+        How it computes, as arguments (the same weights serve every form):
+        fused: the grouped modulated convolution of the reference (per-sample weights);
+            off, the non-fused form whose weights are constants (what ONNX, TensorRT and
+            FP16 want).
+        folded: inference without autograd folds the per-channel factors into
+            per-sample weights (StyledConv._folded); ignored while autograd records.
+        conv_clamp: clamp every activation and ToRGB output to [-conv_clamp, conv_clamp]
+            (256 for FP16, as StyleGAN2-ADA does), or not.
+        """
         batch, n_latent, dim = wplus.shape
         assert (n_latent, dim) == (self.n_latent, self.config.style_dim), wplus.shape
         noise = [getattr(self.noises, f"noise_{i}") for i in range(self.num_layers)]
-        out = self.conv1(self.input(batch), wplus[:, 0], noise[0])
-        skip = self.to_rgb1(out, wplus[:, 1])
+        conv = {"fused": fused, "folded": folded, "clamp": conv_clamp}
+        rgb = {"fused": fused, "clamp": conv_clamp}
+        out = self.conv1(self.input(batch), wplus[:, 0], noise[0], **conv)
+        skip = self.to_rgb1(out, wplus[:, 1], **rgb)
         for k, to_rgb in enumerate(self.to_rgbs):
-            out = self.convs[2 * k](out, wplus[:, 2 * k + 1], noise[2 * k + 1])
-            out = self.convs[2 * k + 1](out, wplus[:, 2 * k + 2], noise[2 * k + 2])
-            skip = to_rgb(out, wplus[:, 2 * k + 3], skip)
+            out = self.convs[2 * k](out, wplus[:, 2 * k + 1], noise[2 * k + 1], **conv)
+            out = self.convs[2 * k + 1](out, wplus[:, 2 * k + 2], noise[2 * k + 2], **conv)
+            skip = to_rgb(out, wplus[:, 2 * k + 3], skip, **rgb)
         return skip

@@ -1,0 +1,61 @@
+"""The ONNX I/O contract every stage keeps (shared/ARCHITECTURE.md), in one place.
+
+| stage       | inputs                          | outputs               |
+| encoder     | image [B,3,S,S] in [-1,1]       | wplus [B,L,D]         |
+| transformer | wplus [B,L,D], alphas [B,K]     | wplus_edited [B,L,D]  |
+| generator   | wplus [B,L,D]                   | image [B,3,R,R]       |
+
+S is the encoder's input size, L the number of W+ codes, D the style dimension,
+K the bundle's attribute count (in its order), R the generator's resolution. Graph
+I/O is float32 in every precision; B is dynamic in [1, max_batch]. Export, engines,
+backends, calibration and benchmarks all take the names and shapes from here.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+STAGE_NAMES = ("encoder", "transformer", "generator")
+IO_DTYPE = torch.float32
+ALPHA_RANGE = (-1.5, 1.5)
+
+
+@dataclass(frozen=True)
+class Stage:
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+
+
+STAGES = {
+    "encoder": Stage(("image",), ("wplus",)),
+    "transformer": Stage(("wplus", "alphas"), ("wplus_edited",)),
+    "generator": Stage(("wplus",), ("image",)),
+}
+
+
+def shapes(config, n_attributes: int, batch: int | str = "B") -> dict[str, dict[str, tuple]]:
+    """Each stage's input and output shapes for a model config: {stage: {name: shape}}."""
+    g = config.generator
+    size, res = config.encoder.input_size, g.size
+    wplus = (batch, g.n_latent, g.style_dim)
+    return {
+        "encoder": {"image": (batch, 3, size, size), "wplus": wplus},
+        "transformer": {"wplus": wplus, "alphas": (batch, n_attributes),
+                        "wplus_edited": wplus},
+        "generator": {"wplus": wplus, "image": (batch, 3, res, res)},
+    }
+
+
+def example_inputs(bundle, stage: str, batch: int = 2) -> tuple[torch.Tensor, ...]:
+    """Seeded inputs of the contract's shapes: images in [-1,1], W+ near N(0,1), alphas
+    uniform over the alpha range."""
+    g = torch.Generator().manual_seed(batch)
+    shape = shapes(bundle.config, len(bundle.attributes), batch)[stage]
+    if stage == "encoder":
+        return (torch.rand(shape["image"], generator=g) * 2 - 1,)
+    wplus = torch.randn(shape["wplus"], generator=g)
+    if stage == "transformer":
+        low, high = ALPHA_RANGE
+        return wplus, torch.rand(shape["alphas"], generator=g) * (high - low) + low
+    return (wplus,)
