@@ -17,6 +17,7 @@ import torch
 
 from vrfam_rt.bundle import Bundle
 from vrfam_rt.errors import VrfamError
+from vrfam_rt.images import save_png
 from vrfam_rt.contract import STAGE_NAMES, example_inputs
 from vrfam_rt.export.lowering import policy_module
 
@@ -159,26 +160,16 @@ def plot_png(rows: list[dict], path) -> None:
         draw.text((10, y + 4), label, fill="black")
         draw.rectangle([200, y, 200 + max(width, 1), y + 18], fill=(70, 110, 190))
         draw.text((208 + width, y + 4), f"{r['p50_ms']:.1f}", fill="black")
-    img.save(path)
+    save_png(img, path)
 
 
-def ort_configs(bundle: Bundle, precisions, root: Path | None, scratch: Path, device: str,
-                threads: int | None, say=print) -> list[Config]:
-    """ONNX Runtime configurations over `root/<precision>` (int8: `root/int8-cpu`, whose
-    uncalibrated stages run from `root/fp32`). Without `root`, FP32/FP16 graphs are
-    exported into `scratch` first."""
+def ort_configs(bundle: Bundle, precisions, root: Path, device: str,
+                threads: int | None) -> list[Config]:
+    """ONNX Runtime configurations over an export root's `root/<precision>` folders
+    (int8: `root/int8-cpu`, whose uncalibrated stages run from `root/fp32`)."""
     from vrfam_rt.backends.ort import OrtBackend
-    from vrfam_rt.export.lowering import export_bundle
 
-    if root is None and "int8" in precisions:
-        raise VrfamError("ort int8 needs --onnx DIR holding int8-cpu/ from `vrfam-rt calibrate "
-                         "--target cpu --out DIR`")
-    root = Path(root) if root else scratch
-    needed = {"fp32" if p == "int8" else p for p in precisions}
-    missing = sorted(p for p in needed if not (root / p).is_dir())
-    if missing:
-        say(f"exporting {', '.join(missing)} ONNX to {root} for the ort backend ...")
-        export_bundle(bundle, root, tuple(missing))
+    root = Path(root)
     configs = []
     for precision in precisions:
         folder = root / ("int8-cpu" if precision == "int8" else precision)

@@ -11,6 +11,8 @@ import json
 import sys
 from pathlib import Path
 
+from vrfam_rt.tables import render
+
 SUMMARY = (("distortion L2", "distortion_l2", ".4f"), ("perception FID", "perception_fid", ".2f"),
            ("editability FID", "editability_fid", ".2f"), ("W+ variance", "wplus_variance", ".3f"),
            ("identity", "identity_similarity", ".3f"), ("target acc", "target_accuracy", ".3f"),
@@ -19,19 +21,9 @@ PER_EDIT = (("target", "target_accuracy", ".3f"), ("non-target", "non_target_acc
             ("identity", "identity_similarity", ".3f"))
 
 
-def _row(cells) -> str:
-    return "| " + " | ".join(cells) + " |"
-
-
-def _cell(value, fmt: str) -> str:
-    return "" if value is None else format(value, fmt)
-
-
 def summary_table(reports: dict[str, dict]) -> str:
-    lines = [_row(["", *(h for h, _, _ in SUMMARY)]), _row(["---"] * (len(SUMMARY) + 1))]
-    for name, report in reports.items():
-        lines.append(_row([name, *(_cell(report.get(k), f) for _, k, f in SUMMARY)]))
-    return "\n".join(lines)
+    rows = [{"name": name} | report for name, report in reports.items()]
+    return render(rows, (("", "name", ""), *SUMMARY), markdown=True)
 
 
 def per_edit_table(reports: dict[str, dict]) -> str:
@@ -40,15 +32,16 @@ def per_edit_table(reports: dict[str, dict]) -> str:
     names = list(reports)
     index = {name: {(e["attribute"], e["alpha"]): e for e in r["per_edit"]}
              for name, r in reports.items()}
-    header = ["attribute", "alpha"] + [f"{h}: {n}" for h, _, _ in PER_EDIT for n in names]
-    lines = [_row(header), _row(["---"] * len(header))]
+    columns = [("attribute", "attribute", ""), ("alpha", "alpha", "+.1f")]
+    columns += [(f"{h}: {n}", f"{score}: {n}", fmt) for h, score, fmt in PER_EDIT for n in names]
+    rows = []
     for edit in reports[names[0]]["per_edit"]:
         key = (edit["attribute"], edit["alpha"])
-        cells = [key[0], format(key[1], "+.1f")]
-        for _, score, fmt in PER_EDIT:
-            cells += [_cell(index[n].get(key, {}).get(score), fmt) for n in names]
-        lines.append(_row(cells))
-    return "\n".join(lines)
+        row = {"attribute": key[0], "alpha": key[1]}
+        for _, score, _ in PER_EDIT:
+            row |= {f"{score}: {n}": index[n].get(key, {}).get(score) for n in names}
+        rows.append(row)
+    return render(rows, columns, markdown=True)
 
 
 def load(specs: list[str]) -> dict[str, dict]:

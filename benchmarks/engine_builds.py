@@ -18,6 +18,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from vrfam_rt.fileio import write_json_atomic, write_text_atomic
+from vrfam_rt.tables import render
+
 CHILD = """
 import sys
 from pathlib import Path
@@ -49,13 +52,15 @@ def build_one(onnx_dir: Path, component: str, targets: tuple[str, ...]) -> dict:
             "plan_mb": round(entry["bytes"] / 1e6, 1)}
 
 
+COLUMNS = (("component", "component", ""), ("precision", "precision", ""),
+           ("targets (sm)", "targets_text", ""), ("build s", "build_s", ""),
+           ("process wall s", "wall_s", ""), ("peak RSS GiB", "peak_rss_gib", ""),
+           ("plan MB", "plan_mb", ""))
+
+
 def markdown(rows: list[dict]) -> str:
-    lines = ["| component | precision | targets (sm) | build s | process wall s | peak RSS GiB "
-             "| plan MB |", "|---|---|---|---|---|---|---|"]
-    for r in rows:
-        lines.append(f"| {r['component']} | {r['precision']} | {', '.join(r['targets'])} | "
-                     f"{r['build_s']} | {r['wall_s']} | {r['peak_rss_gib']} | {r['plan_mb']} |")
-    return "\n".join(lines) + "\n"
+    rows = [r | {"targets_text": ", ".join(r["targets"])} for r in rows]
+    return render(rows, COLUMNS, markdown=True) + "\n"
 
 
 def main(argv=None) -> None:
@@ -79,9 +84,9 @@ def main(argv=None) -> None:
     record = {"machine": {"cpu": platform.processor() or platform.machine(),
                           "cores": os.cpu_count()}, "rows": rows}
     if args.json:
-        args.json.write_text(json.dumps(record, indent=2) + "\n")
+        write_json_atomic(args.json, record)
     if args.md:
-        args.md.write_text(table)
+        write_text_atomic(args.md, table)
 
 
 if __name__ == "__main__":

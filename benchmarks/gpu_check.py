@@ -17,7 +17,6 @@ Writes `gpu-check.json` and `gpu-check.txt` into the output folder.
 from __future__ import annotations
 
 import importlib.util
-import json
 import subprocess
 import sys
 import time
@@ -28,6 +27,7 @@ import torch
 
 from vrfam_rt.bundle import Bundle
 from vrfam_rt.export.fp16 import psnr
+from vrfam_rt.fileio import write_json_atomic, write_text_atomic
 
 
 def _edit(runner, image, alphas):
@@ -146,7 +146,7 @@ def _edit_cli(out: Path, config: str, device: str, precision: str) -> dict:
 
 
 def _write(out: Path, report: dict) -> dict:
-    (out / "gpu-check.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
+    write_json_atomic(out / "gpu-check.json", report)
     lines = [f"gpu-check {report['config']} on {report['device']}"]
     for name, s in report["steps"].items():
         lines.append(f"  {name:<20} {s['status']}" + (f" ({s['seconds']} s)" if "seconds" in s else ""))
@@ -163,5 +163,5 @@ def _write(out: Path, report: dict) -> dict:
     if report.get("edit_cli"):
         e = report["edit_cli"]
         lines.append(f"  edit CLI exit {e['exit_code']} in {e['seconds']} s: {', '.join(e['written'])}")
-    (out / "gpu-check.txt").write_text("\n".join(lines) + "\n")
+    write_text_atomic(out / "gpu-check.txt", "\n".join(lines) + "\n")
     return report

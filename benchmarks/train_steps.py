@@ -98,9 +98,10 @@ def main(config, work, steps, identity_batch, threads, device, only, json_path):
         click.echo(f"| {config} | {name} | {rows[-1].get('median_step_s', 'failed')} | "
                    f"{rows[-1].get('first_step_s', rows[-1].get('error'))} |")
     if json_path:
-        json_path.write_text(json.dumps({"config": config, "device": device,
-                                         "threads": threads or torch.get_num_threads(),
-                                         "rows": rows}, indent=2) + "\n")
+        from vrfam_rt.fileio import write_json_atomic
+        write_json_atomic(json_path, {"config": config, "device": device,
+                                      "threads": threads or torch.get_num_threads(),
+                                      "rows": rows})
 
 
 if __name__ == "__main__":

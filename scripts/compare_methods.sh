@@ -29,9 +29,10 @@ echo "== vrfam, ort fp32"
 CACHE=$("$PY" - "${SUITE:-}" <<'PYTHON'
 import sys
 from vrfam_rt.bundle import Bundle
-from vrfam_rt.cli import _cache_dir
+from vrfam_rt.cli.common import cache_root
+from vrfam_rt.runtime import cache_dir
 from vrfam_rt.suite import member
-print(_cache_dir(Bundle.load(member(sys.argv[1] or None, "vrfam"))))
+print(cache_dir(Bundle.load(member(sys.argv[1] or None, "vrfam")), cache_root()))
 PYTHON
 )
 BUNDLE=$("$PY" -c "import sys; from vrfam_rt.suite import member; print(member(sys.argv[1] or None))" "${SUITE:-}")

@@ -11,6 +11,13 @@ ROUND_TRIP_DIFFS: dict[str, float] = {}
 
 
 @pytest.fixture(autouse=True)
+def private_cache(tmp_path_factory, monkeypatch):
+    """Commands that export or build on demand write into a cache of the test session's,
+    never into the user's ~/.cache (a test that checks the cache sets its own)."""
+    monkeypatch.setenv("VRFAM_RT_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+
+
+@pytest.fixture(autouse=True)
 def seeded():
     """Every test starts from the same global RNG state, so a random input drawn without an
     explicit generator is the same whichever tests ran before it."""

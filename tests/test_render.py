@@ -212,7 +212,7 @@ def test_saved_oracles_load_back_and_stay_under_two_megabytes(tmp_path):
 def test_shipped_oracles_still_read_the_renders_and_their_flips():
     """Guards the weights in vrfam_rt/assets/oracle: a renderer change that breaks them
     fails here (retrain with the command in their oracle.json)."""
-    from vrfam_rt.synth_cli import format_report
+    from vrfam_rt.cli.synth import format_report
     from vrfam_rt.training.oracle import (evaluate_attributes, evaluate_flips, evaluate_identity,
                                           load_oracles)
 

@@ -9,7 +9,8 @@ from click.testing import CliRunner
 from vrfam_rt import Bundle
 from vrfam_rt.cli import main
 from vrfam_rt.errors import VrfamError
-from vrfam_rt.suite import METHODS, default_suite, member, write_suite
+from vrfam_rt.suite import METHODS, default_suite, member
+from vrfam_rt.training.suite import write_suite
 
 
 def test_a_bundle_saved_with_share_names_the_identical_files_and_loads_the_same(tmp_path, tiny):

@@ -22,11 +22,11 @@ import dataclasses
 import torch
 import torch.nn.functional as F
 
-from vrfam_rt import models
 from vrfam_rt.bundle import Bundle
 from vrfam_rt.errors import VrfamError
 from vrfam_rt.training.core import RunOptions, Ranks, Task, step_generator
 from vrfam_rt.training.data import LatentDataset, sample_w
+from vrfam_rt.training.transformer import with_fresh_edits
 
 SVM_C = 1.0
 TRAIN_SPLIT = 0.7
@@ -161,17 +161,8 @@ class BoundaryTask(Task):
 
     @torch.no_grad()
     def bundle(self) -> Bundle:
-        source, config = self.source, self.source.config
-        attributes = tuple(config.transformer.attributes)
-        attributes += tuple(a for a in self.attrs if a not in attributes)
-        methods = dict(source.transformer_methods) | {a: "linear" for a in self.attrs}
-        config = config.replace(transformer=dataclasses.replace(config.transformer,
-                                                                attributes=attributes))
-        transformer = models.build(config, "transformer", transformer_methods=methods)
-        if "transformer" in source.modules:
-            kept = {k: v for k, v in source.transformer.state_dict().items()
-                    if not k.startswith(tuple(f"transforms.{a}." for a in self.attrs))}
-            transformer.load_state_dict(kept, strict=False)
+        source = self.source
+        config, transformer = with_fresh_edits(source, {a: "linear" for a in self.attrs})
         for attr, n in self.edits().items():
             for layer in transformer.transforms[attr].dense:
                 layer.weight.zero_()

@@ -10,6 +10,7 @@ one uninterrupted single-process run.
 """
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import io
@@ -21,6 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import click
 import numpy as np
 import torch
 from torch import nn
@@ -252,29 +254,6 @@ class CsvLog:
             f.write(",".join(cells) + "\n")
 
 
-class ProgressBar:
-    """One stderr line: name, step/total, a bar, the loss terms; redrawn at most 10x a second."""
-
-    def __init__(self, name: str, total: int, enabled: bool):
-        self.name, self.total, self.enabled = name, total, enabled
-        self.last = 0.0
-
-    def update(self, step: int, values: dict[str, float]) -> None:
-        now = time.monotonic()
-        if not self.enabled or (now - self.last < 0.1 and step < self.total):
-            return
-        self.last = now
-        done = int(24 * step / max(self.total, 1))
-        terms = " ".join(f"{k} {v:.4g}" for k, v in values.items())
-        sys.stderr.write(f"\r{self.name} {step}/{self.total} [{'#' * done}{'.' * (24 - done)}] "
-                         f"{terms}")
-        sys.stderr.flush()
-
-    def close(self) -> None:
-        if self.enabled:
-            sys.stderr.write("\n")
-
-
 def versions() -> dict[str, str]:
     return {"vrfam-rt": __version__, "torch": torch.__version__, "numpy": np.__version__,
             "python": platform.python_version()}
@@ -318,19 +297,25 @@ def run(task: Task, options: RunOptions, ranks: Ranks,
                   "resumed_from": start, "versions": versions()}
         write_text_atomic(out / RUN, json.dumps(record, indent=2, default=str) + "\n")
         log = CsvLog(out / LOG, task.terms, start)
-    bar = ProgressBar(f"train {task.component}", options.steps, ranks.main and options.progress)
+    shown = ranks.main and options.progress
+    bar = click.progressbar(length=options.steps, label=f"train {task.component}",
+                            file=sys.stderr, item_show_func=lambda terms: terms) \
+        if shown else contextlib.nullcontext()
     durations = []
-    for step in range(start, options.steps):
-        began = time.perf_counter()
-        values = ranks.mean(task.step(step))
-        durations.append(time.perf_counter() - began)
-        if ranks.main:
-            log.append(step + 1, values)
-            bar.update(step + 1, values)
-            if (step + 1) % options.checkpoint_every == 0 or step + 1 == options.steps:
-                save_atomic({"component": task.component, "step": step + 1,
-                             "task": task.state(), "rng": rng_state()}, checkpoint)
-    bar.close()
+    with bar:
+        if shown:
+            bar.update(start)
+        for step in range(start, options.steps):
+            began = time.perf_counter()
+            values = ranks.mean(task.step(step))
+            durations.append(time.perf_counter() - began)
+            if ranks.main:
+                log.append(step + 1, values)
+                if shown:
+                    bar.update(1, " ".join(f"{k} {v:.4g}" for k, v in values.items()))
+                if (step + 1) % options.checkpoint_every == 0 or step + 1 == options.steps:
+                    save_atomic({"component": task.component, "step": step + 1,
+                                 "task": task.state(), "rng": rng_state()}, checkpoint)
     bundle_dir, result = out / BUNDLE, {}
     if ranks.main:
         result = task.summary()

@@ -6,7 +6,6 @@
   FFHQ-aligned on first use and cached under `<folder>/.vrfam-cache/aligned-<S>/`.
 - `LatentDataset`: W+ codes [N,L,D] with labels [N,A], written by encoding an image
   folder with a bundle's encoder (cached beside the images, keyed by the encoder's hash).
-- `generator_batch`: images rendered by the frozen generator from seeded W codes.
 """
 from __future__ import annotations
 
@@ -175,15 +174,6 @@ def sample_w(generator, batch: int, gen: torch.Generator) -> torch.Tensor:
     """W codes [B,D] = mapping(z), z ~ N(0,1) drawn from `gen` on the CPU."""
     z = torch.randn(batch, generator.config.style_dim, generator=gen)
     return generator.mapping(z.to(generator.input.input.device))
-
-
-@torch.no_grad()
-def generator_batch(generator, batch: int, size: int,
-                    gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """(images [B,3,size,size] in about [-1,1], their W+ codes [B,L,D]) from seeded W codes."""
-    w = sample_w(generator, batch, gen)
-    wplus = w[:, None].expand(-1, generator.n_latent, -1)
-    return resize(generator(wplus), size), wplus
 
 
 def resize(images: torch.Tensor, size: int) -> torch.Tensor:

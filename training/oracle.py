@@ -11,7 +11,6 @@ render is seen twice; evaluation uses a fixed held-out seed no training run uses
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 from pathlib import Path
 from typing import Callable
@@ -21,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from vrfam_rt.errors import VrfamError
+from vrfam_rt.fileio import atomic_file, write_json_atomic
 from vrfam_rt.training.render import ATTRIBUTES, IDENTITY_FIELDS, render, sample_params
 
 EVAL_SEED = 2**40          # held-out renders; training seeds are seed * 2**20 + step
@@ -259,14 +259,15 @@ def save_oracles(out: Path, attributes: AttributeOracle, identity: IdentityEmbed
     out.mkdir(parents=True, exist_ok=True)
     for key, model in (("attributes", attributes), ("identity", identity)):
         _write_weights(model, out / WEIGHTS[key])
-    (out / REPORT).write_text(json.dumps(report, indent=2) + "\n")
+    write_json_atomic(out / REPORT, report)
 
 
 def _write_weights(model: nn.Module, path: Path) -> None:
     from safetensors.torch import save_file
 
     state = {k: v.contiguous() for k, v in model.state_dict().items()}
-    save_file(state, str(path), metadata={"format": "vrfam-rt-oracle"})
+    with atomic_file(path) as tmp:
+        save_file(state, str(tmp), metadata={"format": "vrfam-rt-oracle"})
 
 
 def _read_weights(model: nn.Module, path: Path, hint: str) -> nn.Module:
@@ -310,7 +311,7 @@ def train_judge(config: TrainConfig, out: Path, command: str, log=None) -> dict:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     _write_weights(judge, out / JUDGE)
-    (out / JUDGE_REPORT).write_text(json.dumps(report, indent=2) + "\n")
+    write_json_atomic(out / JUDGE_REPORT, report)
     return report
 
 

@@ -25,6 +25,7 @@ from pathlib import Path
 import torch
 
 from vrfam_rt.errors import VrfamError
+from vrfam_rt.fileio import write_text_atomic
 
 ATTRIBUTES = ("Smiling", "Eyeglasses", "Male", "Young", "Bangs", "Black_Hair", "Blond_Hair",
               "Mouth_Slightly_Open", "Pale_Skin")
@@ -487,7 +488,7 @@ def write_attr_file(path: Path, files: list[str], attributes: torch.Tensor,
     rows = [str(len(files)), " ".join(names)]
     for file, row in zip(files, attributes.tolist(), strict=True):
         rows.append(" ".join([file] + [" 1" if v > 0.5 else "-1" for v in row]))
-    Path(path).write_text("\n".join(rows) + "\n")
+    write_text_atomic(path, "\n".join(rows) + "\n")
 
 
 def read_attr_file(path: Path) -> tuple[list[str], tuple[str, ...], torch.Tensor]:

@@ -83,20 +83,9 @@ class TransformerTask(Task):
     @staticmethod
     def _transformer(bundle: Bundle, attr: str, method: str | None):
         """A FusedTransformer with `attr` (fresh f) beside the bundle's other attributes."""
-        config = bundle.config
-        attributes = tuple(config.transformer.attributes)
         methods = dict(bundle.transformer_methods)
-        methods[attr] = method or methods.get(attr, config.transformer.method)
-        if attr not in attributes:
-            attributes += (attr,)
-        config = config.replace(transformer=dataclasses.replace(config.transformer,
-                                                                attributes=attributes))
-        transformer = models.build(config, "transformer", transformer_methods=methods)
-        if "transformer" in bundle.modules:
-            kept = {k: v for k, v in bundle.transformer.state_dict().items()
-                    if not k.startswith(f"transforms.{attr}.")}
-            transformer.load_state_dict(kept, strict=False)
-        return config, transformer
+        return with_fresh_edits(bundle, {attr: method or methods.get(
+            attr, bundle.config.transformer.method)})
 
     @torch.no_grad()
     def _correlation(self, names: tuple[str, ...]) -> torch.Tensor:
@@ -154,3 +143,21 @@ class TransformerTask(Task):
     def bundle(self) -> Bundle:
         modules = dict(self.source.modules) | {"transformer": self.transformer.cpu()}
         return Bundle(self.config, modules, self.source.provenance)
+
+
+def with_fresh_edits(bundle: Bundle, fresh: dict[str, str]):
+    """(config, FusedTransformer): the bundle's transformer with freshly initialised edits
+    for the attributes of `fresh` ({attribute: method}; added after the bundle's own, or
+    replacing them) and every other attribute's edit kept as trained."""
+    config = bundle.config
+    attributes = tuple(config.transformer.attributes)
+    attributes += tuple(a for a in fresh if a not in attributes)
+    methods = dict(bundle.transformer_methods) | fresh
+    config = config.replace(transformer=dataclasses.replace(config.transformer,
+                                                            attributes=attributes))
+    transformer = models.build(config, "transformer", transformer_methods=methods)
+    if "transformer" in bundle.modules:
+        kept = {k: v for k, v in bundle.transformer.state_dict().items()
+                if not k.startswith(tuple(f"transforms.{a}." for a in fresh))}
+        transformer.load_state_dict(kept, strict=False)
+    return config, transformer

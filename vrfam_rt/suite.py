@@ -12,7 +12,6 @@ demo face (`make demo`).
 """
 from __future__ import annotations
 
-import json
 from importlib import resources
 from pathlib import Path
 
@@ -20,7 +19,6 @@ from vrfam_rt.errors import VrfamError
 
 METHODS = ("vrfam", "interfacegan", "interfacegan-conditional", "e4e-linear")
 MANIFEST = "suite.json"
-KEEP = ("generator", "encoder", "classifier", "transformer")   # what an edit needs
 BUILD_HINT = "build it with scripts/build_default_bundle.sh (INSTALL=1), or give --bundle B"
 
 
@@ -57,48 +55,3 @@ def resolve(path: Path | None, method: str | None = None) -> Path:
         raise VrfamError(f"--method picks a bundle of a model suite; {path} is a single "
                          "bundle (leave out --method)")
     return Path(path)
-
-
-def pick_example(seed: int = 7, size: int = 128, tries: int = 64):
-    """A render for the demo: the first face of `seed` that neither smiles nor wears
-    glasses, so that `edit --attr Smiling` shows a change. Returns (image [3,S,S], params)."""
-    from vrfam_rt.training.render import render, sample_params
-
-    params = sample_params(tries, seed=seed)
-    plain = (params.attribute("Smiling") == 0) & (params.attribute("Eyeglasses") == 0)
-    if not plain.any():
-        raise VrfamError(f"no plain face among {tries} renders of seed {seed}")
-    index = int(plain.nonzero()[0, 0])
-    return render(params[index:index + 1], size)[0], params[index:index + 1]
-
-
-def write_suite(out: Path, bundles: dict[str, Path], notes: dict) -> Path:
-    """Assemble a suite at `out` from one trained bundle per method (keeping only what
-    an edit needs), with the demo face; it appears whole or not at all."""
-    from vrfam_rt.bundle import Bundle
-    from vrfam_rt.fileio import staged_dir
-    from vrfam_rt.images import save_png, to_pil
-
-    if out.exists():
-        raise VrfamError(f"{out} already exists; remove it first")
-    missing = [m for m in METHODS if m not in bundles]
-    if missing:
-        raise VrfamError(f"a suite needs a bundle for every method; missing {', '.join(missing)}")
-    members = {}
-    with staged_dir(out) as tmp:
-        for method in METHODS:
-            source = Bundle.load(bundles[method])
-            keep = {k: v for k, v in source.modules.items() if k in KEEP}
-            slim = Bundle(source.config, keep, {k: source.provenance.get(k) for k in keep})
-            share = tmp / METHODS[0] if method != METHODS[0] else None
-            slim.save(tmp / method, share=share)
-            members[method] = {"source": str(bundles[method]),
-                               "methods": slim.transformer_methods}
-        face, params = pick_example()
-        save_png(to_pil(face), tmp / "faces" / "example.png")
-        manifest = {"format": "vrfam-rt-suite", "methods": members,
-                    "example_face": {"file": "faces/example.png", "render_seed": 7,
-                                     "attributes": params.attributes[0].tolist()},
-                    **notes}
-        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
-    return out

@@ -2,17 +2,17 @@
 on real photos."""
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
 import click
 
+from vrfam_rt.cli.common import (FILE, json_option, open_runtime, runtime_options, set_threads,
+                                 table, write_json)
 from vrfam_rt.errors import VrfamError
 from vrfam_rt.suite import METHODS
 
 EVAL_SEED = 20261126      # a seed no training run draws its faces from
-FILE = click.Path(path_type=Path)
 
 
 @click.command("eval")
@@ -29,21 +29,16 @@ FILE = click.Path(path_type=Path)
 @click.option("--no-align", is_flag=True, help="--images are face crops already.")
 @click.option("--inception", type=FILE, help="TorchScript Inception for FID "
               "(inception-2015-12-05.pt of the StyleGAN2-ADA metrics).")
-@click.option("--backend", default="eager", show_default=True,
-              type=click.Choice(["eager", "ort", "trt"]))
-@click.option("--precision", default="fp32", show_default=True,
-              type=click.Choice(["fp32", "fp16", "bf16", "int8"]))
-@click.option("--device", default="cpu", show_default=True)
+@runtime_options()
 @click.option("--samples", default=256, show_default=True, type=click.IntRange(2),
               help="Faces to encode and edit (synthetic, or the first of --images).")
 @click.option("--attr", "attrs", multiple=True, help="Attributes to edit (default: all).")
 @click.option("--alpha", "alphas", multiple=True, type=float,
               default=(-1.5, -1.0, 1.0, 1.5), show_default=True)
 @click.option("--batch", default=64, show_default=True, type=click.IntRange(1))
-@click.option("--threads", type=click.IntRange(1))
-@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path))
+@json_option()
 def eval_cmd(bundle_path, method, config, seed, images, no_align, inception, backend, precision,
-             device, samples, attrs, alphas, batch, threads, json_path):
+             device, threads, samples, attrs, alphas, batch, json_path):
     """Distortion, perception and editability FID, identity similarity and target /
     non-target attribute accuracy of a bundle's edits (the paper's Table 1 protocol).
 
@@ -61,10 +56,8 @@ def eval_cmd(bundle_path, method, config, seed, images, no_align, inception, bac
     import torch
 
     from vrfam_rt.benchmarks.evaluate import table1
-    from vrfam_rt.cli import _runtime, _table
 
-    if threads:
-        torch.set_num_threads(threads)
+    set_threads(threads)
     bundle, label = _resolve(bundle_path, method, config, seed)
     names = tuple(bundle.attributes)
     for name in attrs:
@@ -75,7 +68,7 @@ def eval_cmd(bundle_path, method, config, seed, images, no_align, inception, bac
     if images is not None and inception is None:
         raise VrfamError("--images needs --inception FILE for FID (inception-2015-12-05.pt, "
                          "the TorchScript Inception of the StyleGAN2-ADA metrics)")
-    runner = _runtime(bundle, backend, precision, device, threads)
+    runner = open_runtime(bundle, backend, precision, device, threads)
     if images is None:
         inputs, faces, judges = _synthetic(bundle, samples, size)
     else:
@@ -116,10 +109,8 @@ def eval_cmd(bundle_path, method, config, seed, images, no_align, inception, bac
                    "precision": precision, "samples": len(inputs), "faces": faces})
     if judges.dlib is not None:
         report["dlib_fallback_boxes"] = judges.dlib.fallbacks
-    _print(report, _table)
-    if json_path:
-        from vrfam_rt.fileio import write_text_atomic
-        write_text_atomic(json_path, json.dumps(report, indent=2) + "\n")
+    _print(report)
+    write_json(json_path, report)
 
 
 def _resolve(bundle_path, method, config, seed):
@@ -199,7 +190,7 @@ def _photos(bundle, runner, folder, samples, size, align):
     return inputs, f"{len(files)} photos from {folder}" + (", aligned" if align else ""), judges
 
 
-def _print(report, table):
+def _print(report):
     head = (f"{report['bundle']} ({report['method']}) on {report['backend']} "
             f"{report['precision']}, {report['samples']} {report['faces']}")
     click.echo(head)
@@ -218,3 +209,6 @@ def _print(report, table):
         if key in report["per_edit"][0]:
             columns.append((header, key, ".3f"))
     click.echo(table(report["per_edit"], columns))
+
+
+COMMANDS = (eval_cmd,)

@@ -8,15 +8,14 @@ Heavy libraries are imported inside the commands.
 from __future__ import annotations
 
 import functools
-import os
 from pathlib import Path
 
 import click
 
-from vrfam_rt.errors import MissingDependency, VrfamError
+from vrfam_rt.cli.common import FILE, environment, say, set_threads, write_json
 from vrfam_rt.config import config_names
+from vrfam_rt.errors import MissingDependency, VrfamError
 
-FILE = click.Path(path_type=Path)
 GENERATOR = "generator"
 SYNTH = "synth"
 
@@ -101,9 +100,8 @@ def _start(ctx: click.Context, p: dict):
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise MissingDependency(f"--device {device}: no CUDA device is usable here; "
                                 "use --device cpu")
-    if p["threads"]:
-        torch.set_num_threads(p["threads"])
-    ranks = init_ranks(device, dict(os.environ))
+    set_threads(p["threads"])
+    ranks = init_ranks(device, environment())
     seed_everything(p["seed"])
     bundle = Bundle.load(p["bundle_path"]) if p["bundle_path"] else Bundle.random(p["config"],
                                                                                   seed=p["seed"])
@@ -225,6 +223,7 @@ def boundaries(ctx, **p):
     """
     from safetensors.torch import save_file
 
+    from vrfam_rt.fileio import atomic_file
     from vrfam_rt.training.boundaries import BoundaryTask
 
     bundle, options, ranks = _start(ctx, p)
@@ -232,8 +231,8 @@ def boundaries(ctx, **p):
                         p["conditions"], p["samples"], p["ratio"], p["distance"], options, ranks)
     _finish(task, options, ranks, p)
     if ranks.main:
-        save_file({a: n[None].contiguous() for a, n in task.boundaries().items()},
-                  Path(p["out"]) / "boundaries.safetensors")
+        with atomic_file(Path(p["out"]) / "boundaries.safetensors") as tmp:
+            save_file({a: n[None].contiguous() for a, n in task.boundaries().items()}, tmp)
 
 
 @train.command()
@@ -331,10 +330,13 @@ def generator(ctx, **p):
         judge = load_judge(p["oracle_dir"])
     except VrfamError as exc:      # an oracle folder without a judge: agreement by the oracle
         judge = None
-        click.echo(f"note: {exc}", err=True)
+        say(f"note: {exc}")
     weights = DistillLoss(p["lambda_l1"], p["lambda_multiscale"], p["lambda_feature"])
     task = GeneratorTask(bundle, oracle, weights, p["eval_samples"], options, ranks,
                          lr_final=p["lr_final"], judge=judge)
     _finish(task, options, ranks, p)
     if ranks.main:
-        (Path(p["out"]) / "metrics.json").write_text(json.dumps(task.metrics, indent=2) + "\n")
+        write_json(Path(p["out"]) / "metrics.json", task.metrics)
+
+
+COMMANDS = (train,)

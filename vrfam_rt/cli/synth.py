@@ -11,9 +11,9 @@ from pathlib import Path
 
 import click
 
+from vrfam_rt.cli.common import FILE, OUT_FILE, table, write_json
 from vrfam_rt.errors import VrfamError
 
-FILE = click.Path(path_type=Path)
 ATTR_FILE = "list_attr_celeba.txt"
 IDENTITY_FILE = "identity_synth.txt"
 PARAMS_FILE = "params.safetensors"
@@ -168,7 +168,7 @@ def train_oracle(out, steps, batch, seed, force, judge):
 @synth.command("eval-oracle")
 @click.option("--weights", type=FILE, help="Folder of oracle weights [default: the shipped "
               "vrfam_rt/assets/oracle].")
-@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path),
+@click.option("--json", "json_path", type=OUT_FILE,
               help="Also write the measurements as JSON to this file.")
 def eval_oracle(weights, json_path):
     """Measure oracle weights on held-out renders, including ground-truth attribute flips.
@@ -179,8 +179,7 @@ def eval_oracle(weights, json_path):
 
     report = evaluate_oracles(*load_oracles(weights))
     click.echo(format_report(report))
-    if json_path:
-        json_path.write_text(json.dumps(report, indent=2) + "\n")
+    write_json(json_path, report)
 
 
 
@@ -189,9 +188,9 @@ def eval_oracle(weights, json_path):
               help="Bundle whose generator was distilled from the renderer.")
 @click.option("--n", default=2000, show_default=True, type=click.IntRange(1),
               help="Held-out samples.")
-@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path),
+@click.option("--json", "json_path", type=OUT_FILE,
               help="Also write the measurements as JSON to this file.")
-@click.option("--sheet", type=click.Path(dir_okay=False, path_type=Path),
+@click.option("--sheet", type=OUT_FILE,
               help="Also write a PNG: 8 renders above the generator's samples of the same z.")
 def eval_generator(bundle_path, n, json_path, sheet):
     """Oracle agreement of a generator trained by `vrfam-rt train generator`: the shipped
@@ -201,7 +200,6 @@ def eval_generator(bundle_path, n, json_path, sheet):
     Example: vrfam-rt synth eval-generator --bundle runs/generator/bundle --sheet g.png
     """
     from vrfam_rt.bundle import Bundle
-    from vrfam_rt.cli import _table
     from vrfam_rt.images import save_png, to_pil
     from vrfam_rt.training.generator import comparison_images, oracle_agreement
     from vrfam_rt.training.oracle import load_judge, load_oracles
@@ -217,11 +215,10 @@ def eval_generator(bundle_path, n, json_path, sheet):
     click.echo(f"oracle agreement on {n} held-out samples (pixel L1 to the renders "
                f"{report['pixel_l1']:.4f}); judge: the second oracle, which took no part "
                "in training")
-    click.echo(_table(rows, [("attribute", "attribute", ""), ("generated", "agreement", ".3f"),
+    click.echo(table(rows, [("attribute", "attribute", ""), ("generated", "agreement", ".3f"),
                              ("judge", "judge", ".3f"),
                              ("rendered", "render_accuracy", ".3f")]))
-    if json_path:
-        json_path.write_text(json.dumps(report, indent=2) + "\n")
+    write_json(json_path, report)
     if sheet:
         save_png(to_pil(contact_sheet(comparison_images(generator), columns=8)), sheet)
 
@@ -245,7 +242,7 @@ def suite(out, vrfam, interfacegan, conditional, e4e, times):
     --interfacegan runs/ifg/bundle --interfacegan-conditional runs/ifgc/bundle
     --e4e-linear runs/e4e/bundle
     """
-    from vrfam_rt.suite import write_suite
+    from vrfam_rt.training.suite import write_suite
 
     notes = {}
     if times:
@@ -265,7 +262,6 @@ def _trained(section: dict) -> str:
 
 def format_report(report: dict) -> str:
     """Tables of an oracle report: per-attribute accuracy, identity verification, flips."""
-    from vrfam_rt.cli import _table
 
     a, i, f = report["attributes"], report["identity"], report["flips"]
     rows = [{"attribute": name, **v} for name, v in a["attributes"].items()]
@@ -273,20 +269,23 @@ def format_report(report: dict) -> str:
     flips = [{"attribute": name, **v} for name, v in f["attributes"].items()]
     return "\n".join([
         f"attribute oracle: {a['n']} held-out renders{_trained(a)}",
-        _table(rows, [("attribute", "attribute", ""), ("accuracy", "accuracy", ".3f"),
+        table(rows, [("attribute", "attribute", ""), ("accuracy", "accuracy", ".3f"),
                       ("majority baseline", "majority", ".3f"),
                       ("positive rate", "positive_rate", ".3f")]),
         "",
         f"identity embedding: {i['people']} held-out people x 2 views{_trained(i)}",
-        _table([i], [("verification acc", "verification_accuracy", ".3f"),
+        table([i], [("verification acc", "verification_accuracy", ".3f"),
                      ("threshold", "threshold", ".3f"), ("ROC AUC", "roc_auc", ".4f"),
                      ("rank-1", "rank1_identification", ".3f"),
                      ("cos same", "mean_cosine_same", ".3f"),
                      ("cos different", "mean_cosine_different", ".3f")]),
         "",
         f"ground-truth flips: {f['n']} held-out faces, one attribute flipped at a time",
-        _table(flips, [("flipped", "attribute", ""),
+        table(flips, [("flipped", "attribute", ""),
                        ("oracle reads flip", "flipped_accuracy", ".3f"),
                        ("oracle reads others", "others_accuracy", ".3f"),
                        ("cos to original", "mean_cosine", ".3f"),
                        ("same person", "same_person_rate", ".3f")])])
+
+
+COMMANDS = (synth,)

@@ -1,0 +1,143 @@
+"""The layout keeps its promises: a one-way import graph, private names stay private,
+run-time code reaches build-time code only through the runtime's build-on-demand step."""
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+# vrfam_rt's subpackages that live beside it (setup.cfg's package_dir)
+PACKAGES = {"vrfam_rt": "vrfam_rt", "vrfam_rt.training": "training",
+            "vrfam_rt.export": "export", "vrfam_rt.engines": "engines",
+            "vrfam_rt.calibration": "calibration", "vrfam_rt.benchmarks": "benchmarks"}
+BUILD_TIME = ("vrfam_rt.export", "vrfam_rt.engines", "vrfam_rt.calibration",
+              "vrfam_rt.training")
+RUN_TIME = ("vrfam_rt.backends", "vrfam_rt.pipeline", "vrfam_rt.images", "vrfam_rt.align")
+
+
+def modules() -> dict[str, Path]:
+    found = {}
+    for package, folder in PACKAGES.items():
+        for path in (ROOT / folder).rglob("*.py"):
+            parts = [p for p in path.relative_to(ROOT / folder).with_suffix("").parts
+                     if p != "__init__"]
+            found[".".join([package, *parts])] = path
+    return found
+
+
+MODULES = modules()
+
+
+def imports(path: Path):
+    """(imported module, names taken from it) for every import statement in the file,
+    at module level or inside functions: a deferred import is still a dependency."""
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                yield alias.name, ()
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            submodules = [a.name for a in node.names if f"{node.module}.{a.name}" in MODULES]
+            for name in submodules:
+                yield f"{node.module}.{name}", ()
+            names = tuple(a.name for a in node.names if a.name not in submodules)
+            if names:
+                yield node.module, names
+
+
+def graph() -> dict[str, set[str]]:
+    edges = {name: set() for name in MODULES}
+    for name, path in MODULES.items():
+        for target, _ in imports(path):
+            if target in MODULES and target != name:
+                edges[name].add(target)
+    return edges
+
+
+def cycles(edges: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components of more than one module (Tarjan)."""
+    index, low, stack, on_stack, found = {}, {}, [], set(), []
+
+    def visit(v):
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in sorted(edges[v]):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for v in sorted(edges):
+        if v not in index:
+            visit(v)
+    return found
+
+
+def test_the_walk_sees_the_whole_package():
+    assert {"vrfam_rt.cli", "vrfam_rt.cli.common", "vrfam_rt.runtime", "vrfam_rt.contract",
+            "vrfam_rt.export.lowering", "vrfam_rt.engines.build",
+            "vrfam_rt.backends.trt"} <= set(MODULES)
+    assert "vrfam_rt.runtime" in graph()["vrfam_rt.pipeline"]
+
+
+def test_the_import_graph_has_no_cycles():
+    assert cycles(graph()) == []
+
+
+def test_the_cycle_finder_finds_a_cycle():
+    assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+
+
+def test_no_module_takes_another_modules_private_names():
+    taken = [(name, target, n) for name, path in MODULES.items()
+             for target, names in imports(path) if target.startswith("vrfam_rt")
+             for n in names if n.startswith("_") and not n.startswith("__")]
+    assert taken == []
+
+
+def _reaches(start: str, edges, stop=()) -> set[str]:
+    seen, todo = set(), [start]
+    while todo:
+        for w in edges[todo.pop()]:
+            if w not in seen and w not in stop:
+                seen.add(w)
+                todo.append(w)
+    return seen
+
+
+@pytest.mark.parametrize("module", RUN_TIME)
+def test_run_time_code_reaches_build_time_code_only_through_the_runtime(module):
+    edges = graph()
+    starts = [m for m in MODULES if m == module or m.startswith(module + ".")]
+    reached = set().union(*(_reaches(m, edges, stop={"vrfam_rt.runtime"}) for m in starts))
+    assert sorted(m for m in reached if m.startswith(BUILD_TIME)) == []
+
+
+def test_backends_import_nothing_from_engines():
+    for name, path in MODULES.items():
+        if name.startswith("vrfam_rt.backends"):
+            assert not [t for t, _ in imports(path) if t.startswith("vrfam_rt.engines")], name
+
+
+def test_cli_modules_stand_on_common_not_on_each_other():
+    for name, path in MODULES.items():
+        if name.startswith("vrfam_rt.cli.") and name != "vrfam_rt.cli.common":
+            others = {t for t, _ in imports(path) if t.startswith("vrfam_rt.cli")}
+            assert others <= {"vrfam_rt.cli.common"}, (name, others)
+
+
+def test_the_environment_is_read_at_the_cli_edge_only():
+    for name, path in MODULES.items():
+        if not name.startswith("vrfam_rt.cli"):
+            assert "os.environ" not in path.read_text(), name

@@ -1,0 +1,56 @@
+"""The `vrfam-rt` command line: one module per command group, registered here.
+
+| module     | commands                                  | stands on                        |
+| info.py    | info, import                              | environment, checkpoints         |
+| build.py   | export, build-engines, calibrate          | export/, engines/, calibration/  |
+| edit.py    | edit                                      | pipeline (EditPipeline)          |
+| measure.py | bench, profile, gpu-check                 | runtime, benchmarks/             |
+| evaluate.py| eval                                      | runtime, benchmarks/evaluate     |
+| synth.py   | synth render/sheet/train-oracle/...       | training/render, training/oracle |
+| train.py   | train classifier/transformer/...          | training/                        |
+| common.py  | the shared options, bundle_from, open_runtime, the environment |   |
+
+Heavy libraries are imported inside the commands, so `--help` stays fast. Modules
+import only `common` and the library, never each other.
+"""
+from __future__ import annotations
+
+import sys
+
+import click
+
+from vrfam_rt.cli import build, edit, evaluate, info, measure, synth, train
+from vrfam_rt.errors import VrfamError
+from vrfam_rt.version import __version__
+
+
+class Group(click.Group):
+    """Turns VrfamError into one line on stderr and the error's exit code."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except VrfamError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(exc.exit_code)
+
+
+@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="vrfam-rt")
+def main():
+    """Fast facial attribute editing with VR-FAM on StyleGAN2."""
+
+
+for _module in (info, build, edit, measure, evaluate, synth, train):
+    for _command in _module.COMMANDS:
+        main.add_command(_command)
+
+
+def run() -> None:
+    """The process entry point (`vrfam-rt`, `python -m vrfam_rt`): process-wide settings,
+    then the command line. Callers that invoke `main` inside their own process (tests,
+    click's CliRunner) keep their process's settings."""
+    from vrfam_rt.environment import keep_freed_memory
+
+    keep_freed_memory()
+    main(prog_name="vrfam-rt")

@@ -1,0 +1,75 @@
+"""`vrfam-rt info` (what this machine offers) and `vrfam-rt import` (public checkpoints)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from vrfam_rt.cli.common import FILE, json_option, write_json
+from vrfam_rt.errors import VrfamError
+
+
+@click.command()
+@json_option("Also write the facts as JSON to this file.")
+def info(json_path):
+    """Versions, the backends usable here, and the devices.
+
+    Example: vrfam-rt info --json info.json
+    """
+    from vrfam_rt import environment
+
+    facts = environment.describe()
+    for section in ("versions", "backends", "devices"):
+        click.echo(f"{section}:")
+        width = max(len(k) for k in facts[section]) if facts[section] else 0
+        for key, value in facts[section].items():
+            click.echo(f"  {key:<{width}}  {value}")
+    write_json(json_path, facts)
+
+
+
+
+def _attr_file(ctx, param, values):
+    pairs = {}
+    for value in values:
+        attr, sep, file = value.partition("=")
+        if not sep or not attr or not file:
+            raise click.BadParameter(f"{value!r} is not ATTR=FILE (e.g. Smiling=tnet_31.pth.tar)")
+        if attr in pairs:
+            raise click.BadParameter(f"attribute {attr} is given twice")
+        pairs[attr] = Path(file)
+    return pairs
+
+
+@click.command("import")
+@click.option("--stylegan2", type=FILE, help="rosinality StyleGAN2 checkpoint (needs 'g_ema').")
+@click.option("--e4e", type=FILE, help="e4e encoder checkpoint (its decoder serves as generator "
+              "when --stylegan2 is not given).")
+@click.option("--psp", type=FILE, help="pSp encoder checkpoint (same layout, pSp forward).")
+@click.option("--classifier", type=FILE, help="latent classifier (latent_classifier_epoch_20.pth).")
+@click.option("--transformer", "transformers", multiple=True, callback=_attr_file,
+              metavar="ATTR=FILE", help="released latent transformer for a CelebA attribute, "
+              "e.g. Smiling=tnet_31.pth.tar; repeatable.")
+@click.option("--arcface", type=FILE, help="IR-SE50 ArcFace weights (model_ir_se50.pth).")
+@click.option("--out", required=True, type=FILE, help="Bundle directory to write.")
+@click.option("--force", is_flag=True, help="Replace an existing bundle at --out.")
+def import_(stylegan2, e4e, psp, classifier, transformers, arcface, out, force):
+    """Public checkpoints -> a bundle.
+
+    Example: vrfam-rt import --e4e e4e_ffhq_encode.pt --transformer Smiling=tnet_31.pth.tar
+    --classifier latent_classifier_epoch_20.pth --out bundles/ffhq
+    """
+    from vrfam_rt.checkpoints import import_bundle
+
+    if out.exists() and not force:
+        raise VrfamError(f"{out} already exists; choose another --out or pass --force")
+    bundle = import_bundle(stylegan2=stylegan2, e4e=e4e, psp=psp, classifier=classifier,
+                           transformers=transformers, arcface=arcface)
+    bundle.save(out, overwrite=force)
+    g = bundle.config.generator
+    click.echo(f"wrote {out}: generator {g.size}px ({g.n_latent}x{g.style_dim} W+), "
+               f"components {', '.join(bundle.modules)}"
+               + (f", attributes {', '.join(bundle.attributes)}" if bundle.attributes else ""))
+
+
+COMMANDS = (info, import_)
