@@ -3,8 +3,9 @@
 Steps (each one recorded, none fatal to the next; the report is rewritten after each
 step, so a run cut short still leaves what it measured):
 1. versions, backends and devices (`vrfam-rt info`);
-2. a random-weight bundle of the config, exported to ONNX when the exporter (onnx +
-   onnxscript) is importable (FP32, and FP16 too when TensorRT is there to build it);
+2. a random-weight bundle of the config; its ONNX Runtime and TensorRT runners come
+   from vrfam_rt.runtime.open_runtime (as `vrfam-rt edit` gets them), exported and
+   built into `<out>/cache` when the exporter (onnx + onnxscript) is importable;
 3. FP16 TensorRT plans when TensorRT is importable;
 4. every runner against eager FP32: PSNR of the edited image;
 5. the benchmark: eager FP32, FP16 (also channels-last, and with the fused generator),
@@ -26,20 +27,16 @@ from pathlib import Path
 import torch
 
 from vrfam_rt.bundle import Bundle
-from vrfam_rt.export.fp16 import psnr
+from vrfam_rt.export.parity import psnr
 from vrfam_rt.fileio import write_json_atomic, write_text_atomic
-
-
-def _edit(runner, image, alphas):
-    return runner.generator(runner.transformer(runner.encoder(image), alphas))
 
 
 def gpu_check(out: Path, config: str = "ffhq-1024", device: str = "cuda", batches=(1, 8),
               iters: int = 5, warmup: int = 2, say=print, export: bool = True) -> dict:
     from vrfam_rt.backends.eager import EagerBackend
-    from vrfam_rt.backends.ort import OrtBackend
     from vrfam_rt.benchmarks.bench import Config, run_bench
     from vrfam_rt.environment import describe, tensorrt_status
+    from vrfam_rt.runtime import open_runtime
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -80,25 +77,27 @@ def gpu_check(out: Path, config: str = "ffhq-1024", device: str = "cuda", batche
         runners["eager fp32-graphs"] = EagerBackend(bundle, device=device, cuda_graphs=True)
         runners["eager fp16-graphs"] = EagerBackend(bundle, device=device, precision="fp16",
                                                     cuda_graphs=True)
-    precisions = ("fp32", "fp16") if trt_ok else ("fp32",)
+    # The ONNX and TensorRT runners come from the runtime, as `vrfam-rt edit` gets them:
+    # graphs exported and plans built on demand, into a cache under the output folder
+    # (a rerun on the same machine reuses them).
+    cache = out / "cache"
     if exporter:
-        from vrfam_rt.export.lowering import export_bundle
-        exported = step("export " + "+".join(precisions), lambda: export_bundle(
-            bundle, out / "onnx", precisions, overwrite=True))
-        if exported:
-            runners["ort fp32"] = OrtBackend(out / "onnx" / "fp32")
+        ort = step("export fp32 + ort", lambda: open_runtime(
+            bundle, "ort", "fp32", cache_root=cache, say=say))
+        if ort:
+            runners["ort fp32"] = ort
     else:
         steps["export"] = {"status": "skipped: " + ("onnx/onnxscript not importable" if export
                                                     else "--no-export")}
-    if trt_ok and "ort fp32" in runners:
-        from vrfam_rt.backends.trt import TrtBackend
-        from vrfam_rt.engines.build import build_engines
-        built = step("build fp16 engines", lambda: build_engines(
-            out / "onnx" / "fp16", out / "engines", max_batch=max(batches)))
-        if built:
-            runners["trt fp16"] = TrtBackend(out / "engines")
+    if trt_ok and exporter:
+        plans = step("build fp16 engines", lambda: open_runtime(
+            bundle, "trt", "fp16", device=device, cache_root=cache, say=say,
+            max_batch=max(batches)))
+        if plans:
+            runners["trt fp16"] = plans
     else:
-        steps["build fp16 engines"] = {"status": f"skipped: {trt_reason}"}
+        steps["build fp16 engines"] = {"status": "skipped: " + (
+            trt_reason if not trt_ok else "no exporter")}
 
     def parity():
         gen = torch.Generator().manual_seed(1)
@@ -106,8 +105,8 @@ def gpu_check(out: Path, config: str = "ffhq-1024", device: str = "cuda", batche
         image = (torch.rand(1, 3, size, size, generator=gen) * 2 - 1).to(device)
         alphas = torch.zeros(1, len(bundle.attributes), device=device)
         alphas[:, 0] = 1.0
-        reference = _edit(runners["eager fp32"], image, alphas).cpu()
-        return {name: psnr(reference, _edit(r, image, alphas).cpu())
+        reference = runners["eager fp32"].edit(image, alphas).cpu()
+        return {name: psnr(reference, r.edit(image, alphas).cpu())
                 for name, r in runners.items() if name != "eager fp32"}
     report["psnr_vs_eager_fp32_db"] = step("parity", parity)
 

@@ -65,9 +65,9 @@ def eager_layers(bundle: Bundle, runner, batch: int = 1) -> list[dict]:
             hooks += [layer.register_forward_pre_hook(pre), layer.register_forward_hook(post)]
     image, alphas = _stage_inputs(bundle, batch)
     try:
-        _edit(runner, image, alphas)                         # warm-up
+        runner.edit(image, alphas)                         # warm-up
         timings.clear()
-        _edit(runner, image, alphas)
+        runner.edit(image, alphas)
     finally:
         for h in hooks:
             h.remove()
@@ -133,17 +133,12 @@ def trt_layers(bundle: Bundle, runner, batch: int = 1) -> list[dict]:
 
     image, alphas = _stage_inputs(bundle, batch)
     image, alphas = image.cuda(), alphas.cuda()
-    _edit(runner, image, alphas)
+    runner.edit(image, alphas)
     for stage in STAGE_NAMES:
         runner._context(stage)[1].profiler = Collect(stage)
-    _edit(runner, image, alphas)
+    runner.edit(image, alphas)
     torch.cuda.synchronize()
     return rows
-
-
-def _edit(runner, image, alphas):
-    wplus = runner.encoder(image)
-    return runner.generator(runner.transformer(wplus, alphas))
 
 
 def top_layers(rows: list[dict], count: int = 10) -> list[dict]:

@@ -27,7 +27,7 @@ from vrfam_rt.calibration.data import folder_images, generator_samples
 from vrfam_rt.calibration.quantize import autocast_fp16, check_symmetric_int8, quantize_onnx
 from vrfam_rt.errors import VrfamError
 from vrfam_rt.export.compat import check_trt_compatible
-from vrfam_rt.export.fp16 import psnr
+from vrfam_rt.export.parity import psnr
 from vrfam_rt import manifests
 from vrfam_rt.export.lowering import export_bundle, library_versions
 from vrfam_rt.fileio import sha256_file, staged_dir

@@ -8,14 +8,14 @@ if anything, pessimistic.)
 """
 from __future__ import annotations
 
-import math
+import functools
 
 import torch
 from torch.overrides import TorchFunctionMode
 
 from vrfam_rt.bundle import Bundle
-from vrfam_rt.contract import example_inputs
 from vrfam_rt.export.lowering import policy_module
+from vrfam_rt.export.parity import against_eager
 
 
 def _round(value):
@@ -40,13 +40,6 @@ def emulate_fp16(module: torch.nn.Module, *inputs: torch.Tensor) -> torch.Tensor
         return torch.func.functional_call(module, state, tuple(_round(x) for x in inputs))
 
 
-def psnr(reference: torch.Tensor, other: torch.Tensor) -> float:
-    """PSNR in dB with the reference's value range as peak (2 for images in [-1,1])."""
-    mse = (reference - other).double().pow(2).mean().item()
-    peak = (reference.max() - reference.min()).item()
-    return math.inf if mse == 0 else 10 * math.log10(peak**2 / mse)
-
-
 def fp16_report(bundle: Bundle, components=("encoder", "transformer", "generator"),
                 batch: int = 2) -> dict[str, dict]:
     """Emulated FP16 vs the FP32 network, per component, on seeded contract inputs.
@@ -54,19 +47,6 @@ def fp16_report(bundle: Bundle, components=("encoder", "transformer", "generator
     generator: PSNR of the image; encoder / transformer: W+ error relative to max|W+|
     (max_rel) and in L2 (rel_l2). `finite` is False if any inf/NaN appeared.
     """
-    report = {}
-    for component in components:
-        inputs = example_inputs(bundle, component, batch)
-        with torch.no_grad():
-            reference = bundle.modules[component](*inputs)
-        emulated = emulate_fp16(policy_module(bundle, component, "fp16"), *inputs)
-        finite = bool(torch.isfinite(emulated).all())
-        diff = (emulated - reference).abs()
-        row = {"finite": finite,
-               "max_abs": diff.max().item(),
-               "max_rel": (diff.max() / reference.abs().max()).item(),
-               "rel_l2": ((emulated - reference).norm() / reference.norm()).item()}
-        if component == "generator":
-            row["psnr_db"] = psnr(reference, emulated) if finite else -math.inf
-        report[component] = row
-    return report
+    return {component: against_eager(bundle, component, batch, functools.partial(
+                emulate_fp16, policy_module(bundle, component, "fp16")))
+            for component in components}

@@ -1,20 +1,46 @@
 """Fixtures shared by the test modules (pytest finds them here; nobody imports this file)."""
+import json
 import random
 
 import numpy as np
 import pytest
 import torch
+from click.testing import CliRunner
 
 from vrfam_rt import Bundle
 
 ROUND_TRIP_DIFFS: dict[str, float] = {}
 
 
+def session_cache(tmp_path_factory):
+    return tmp_path_factory.getbasetemp() / "cache"
+
+
 @pytest.fixture(autouse=True)
 def private_cache(tmp_path_factory, monkeypatch):
     """Commands that export or build on demand write into a cache of the test session's,
     never into the user's ~/.cache (a test that checks the cache sets its own)."""
-    monkeypatch.setenv("VRFAM_RT_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+    monkeypatch.setenv("VRFAM_RT_CACHE", str(session_cache(tmp_path_factory)))
+
+
+@pytest.fixture(scope="session")
+def tiny_exports(tmp_path_factory, tiny):
+    """`vrfam-rt export --config tiny --verify` once per session, written where the
+    runtime caches the tiny bundle's graphs, so every `--config tiny --backend ort|trt`
+    command after it reuses them (an export costs ~10 s a graph on 2 cores).
+
+    Returns (folder with fp32/ and fp16/, the --json results, the command's stdout).
+    """
+    from vrfam_rt.cli import main
+    from vrfam_rt.runtime import cache_dir
+
+    out = cache_dir(tiny, session_cache(tmp_path_factory))
+    report = tmp_path_factory.mktemp("export") / "r.json"
+    force = ["--force"] if out.exists() else []      # a test exported on demand before
+    result = CliRunner().invoke(main, ["export", "--config", "tiny", "--seed", "0", "--out",
+                                       str(out), "--verify", "--json", str(report), *force])
+    assert result.exit_code == 0, result.output
+    return out, json.loads(report.read_text()), result.stdout
 
 
 @pytest.fixture(autouse=True)

@@ -19,7 +19,7 @@ RUN_KEYS = {"backend", "precision", "batch", "stage", "p50_ms", "p90_ms", "p99_m
 
 
 @pytest.fixture(scope="module")
-def bench_json(tmp_path_factory):
+def bench_json(tmp_path_factory, tiny_exports):
     out = tmp_path_factory.mktemp("bench")
     result = CliRunner().invoke(main, [
         "bench", "--config", "tiny", "--backend", "eager", "--backend", "ort",
@@ -115,8 +115,7 @@ def test_gpu_check_dry_run_without_exporter_or_tensorrt(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("backend", ["eager", "ort"])
-def test_profile_reports_stages_layers_and_peaks(backend, tmp_path, monkeypatch):
-    monkeypatch.setenv("VRFAM_RT_CACHE", str(tmp_path / "cache"))
+def test_profile_reports_stages_layers_and_peaks(backend, tmp_path, monkeypatch, tiny_exports):
     (tmp_path / "cwd").mkdir()
     monkeypatch.chdir(tmp_path / "cwd")
     result = CliRunner().invoke(main, ["profile", "--config", "tiny", "--backend", backend,

@@ -14,7 +14,7 @@ from vrfam_rt.calibration.data import generator_samples
 from vrfam_rt.calibration.quantize import check_symmetric_int8, zero_points
 from vrfam_rt.cli import main
 from vrfam_rt.errors import VrfamError
-from vrfam_rt.export.fp16 import psnr
+from vrfam_rt.export.parity import psnr
 
 
 @pytest.fixture(scope="module")

@@ -231,7 +231,7 @@ def test_fp16_plans_render_the_eager_picture(tmp_path):
     import torch
 
     from vrfam_rt import Bundle
-    from vrfam_rt.export.fp16 import psnr
+    from vrfam_rt.export.parity import psnr
     from vrfam_rt.export.lowering import export_bundle
 
     bundle = Bundle.random("tiny", seed=0)

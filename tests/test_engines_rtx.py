@@ -25,14 +25,9 @@ COMPONENTS = ["encoder", "transformer", "generator"]
 
 
 @pytest.fixture(scope="module")
-def exported(tmp_path_factory, tiny):
-    """The tiny bundle exported once, fp16 and fp32 (export works on a copy of nothing
-    shared: export_bundle leaves the bundle's modules as it found them)."""
-    from vrfam_rt.export.lowering import export_bundle
-
-    out = tmp_path_factory.mktemp("onnx")
-    export_bundle(tiny, out, ("fp16", "fp32"))
-    return out
+def exported(tiny_exports):
+    """The tiny bundle's fp16/ and fp32/ graphs, exported once per session (conftest)."""
+    return tiny_exports[0]
 
 
 def built(progress_log):
@@ -176,8 +171,7 @@ def test_the_build_benchmark_records_each_plan_from_its_own_process(exported, tm
     ["edit", "vrfam_rt/assets/default/faces/example.png", "--attr", "Smiling", "--no-align"],
     ["bench", "--iters", "1", "--warmup", "0"]])
 def test_the_trt_backend_without_a_gpu_builds_the_plans_then_stops_in_one_line(
-        command, tmp_path, monkeypatch):
-    monkeypatch.setenv("VRFAM_RT_CACHE", str(tmp_path / "cache"))
+        command, tmp_path, exported):
     args = [*command, "--config", "tiny", "--backend", "trt"]
     if command[0] == "edit":
         args += ["--out", str(tmp_path / "edits")]
@@ -185,6 +179,6 @@ def test_the_trt_backend_without_a_gpu_builds_the_plans_then_stops_in_one_line(
     assert result.exit_code == 2, result.output
     lines = result.stderr.strip().splitlines()
     assert lines[-1].startswith("error: the plans in") and "needs an NVIDIA GPU" in lines[-1]
-    plans = list((tmp_path / "cache").glob("*/engines-fp16/manifest.json"))
-    assert len(plans) == 1 and json.loads(plans[0].read_text())["flavour"] == "rtx"
+    plans = json.loads((exported / "engines-fp16" / "manifest.json").read_text())
+    assert plans["flavour"] == "rtx" and set(plans["files"]) == set(COMPONENTS)
     assert not (tmp_path / "edits").exists()

@@ -12,7 +12,8 @@ from vrfam_rt.backends import open_backend
 from vrfam_rt.cli import main
 from vrfam_rt.errors import VrfamError
 from vrfam_rt.export.compat import check_model
-from vrfam_rt.export.fp16 import Float16Rounding, emulate_fp16, psnr
+from vrfam_rt.export.fp16 import Float16Rounding, emulate_fp16
+from vrfam_rt.export.parity import psnr
 from vrfam_rt.export.lowering import StageGraph, policy_module
 
 CONTRACT = {"encoder": (["image"], ["wplus"]), "transformer": (["wplus", "alphas"], ["wplus_edited"]),
@@ -20,13 +21,9 @@ CONTRACT = {"encoder": (["image"], ["wplus"]), "transformer": (["wplus", "alphas
 
 
 @pytest.fixture(scope="module")
-def exported(tmp_path_factory):
-    """`vrfam-rt export --config tiny --verify` once: (out dir, JSON results, CLI output)."""
-    out = tmp_path_factory.mktemp("onnx")
-    result = CliRunner().invoke(main, ["export", "--config", "tiny", "--seed", "0", "--out",
-                                       str(out), "--verify", "--json", str(out / "r.json")])
-    assert result.exit_code == 0, result.output
-    return out, json.loads((out / "r.json").read_text()), result.stdout
+def exported(tiny_exports):
+    """`vrfam-rt export --config tiny --verify` (conftest): (out dir, JSON results, output)."""
+    return tiny_exports
 
 
 @pytest.fixture(scope="module")

@@ -39,8 +39,7 @@ def test_conv_and_gemm_flops_and_bytes_of_a_hand_built_graph(tmp_path):
     assert bound_ms(1e12, 0, gpu, "fp32") == pytest.approx(1e3 * 1e12 / 13.45e12)
 
 
-def test_the_cli_bounds_every_stage_and_counts_the_eager_flops(tmp_path, monkeypatch, tiny):
-    monkeypatch.setenv("VRFAM_RT_CACHE", str(tmp_path / "cache"))
+def test_the_cli_bounds_every_stage_and_counts_the_eager_flops(tmp_path, tiny, tiny_exports):
     result = CliRunner().invoke(main, ["profile", "--config", "tiny", "--roofline",
                                        "rtx-2080-ti", "--precision", "fp16", "--top", "2",
                                        "--json", str(tmp_path / "r.json")])

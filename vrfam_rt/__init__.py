@@ -19,28 +19,21 @@ split between build time (making graphs and plans) and run time (running them):
 | vrfam_rt.cli            | vrfam_rt/cli/        | the `vrfam-rt` command line             |
 
 The stage folders sit at the top of the checkout (the design card's layout) and are
-subpackages of vrfam_rt: setup.cfg maps them (package_dir) for installs, and from a
-checkout that is not installed (PYTHONPATH=.) the path below adds them, so
-`python -m vrfam_rt` and `import vrfam_rt.export.lowering` work either way. (Static
-checkers do not follow package_dir: mypy and pyright see these modules by their folder
-names only.) Run-time code reaches
-build-time code only through vrfam_rt.runtime (tests/test_structure.py checks it).
+subpackages of vrfam_rt: setup.cfg maps them (package_dir) for installs and wheels, and
+in a checkout a relative symlink per folder (vrfam_rt/export -> ../export, ...) puts
+them where every tool looks, so `python -m vrfam_rt` with PYTHONPATH=., mypy, pyright
+and editors resolve `vrfam_rt.export.lowering` to export/lowering.py without knowing
+about package_dir (grep -r and git see each file once: neither follows the links).
+Run-time code reaches build-time code only through vrfam_rt.runtime
+(tests/test_structure.py checks it).
 
     from vrfam_rt import EditPipeline
     pipe = EditPipeline.from_bundle(None, backend="ort")
     [edited] = pipe("face.png", {"Smiling": 1.0})
 """
-from pathlib import Path as _Path
-
 from vrfam_rt.version import __version__
 
 __all__ = ["Bundle", "EditPipeline", "__version__"]
-
-# In a source checkout that is not installed (PYTHONPATH=.), the stage folders beside
-# this package (training/, export/, ...) are its subpackages, as setup.cfg maps them.
-_root = _Path(__file__).resolve().parent.parent
-if (_root / "setup.cfg").is_file() and (_root / "training" / "__init__.py").is_file():
-    __path__.append(str(_root))
 
 
 def __getattr__(name):

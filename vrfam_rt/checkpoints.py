@@ -135,6 +135,12 @@ def _bare_state(ckpt: dict[str, Any], path: Path, what: str) -> State:
     return _tensors(ckpt, path, what)
 
 
+def _read_bare(file: str | Path, what: str) -> tuple[State, Path]:
+    """A checkpoint holding one network's state dict (bare or under 'state_dict')."""
+    path = Path(file)
+    return _bare_state(read_checkpoint(path), path, what), path
+
+
 def classifier_config(state: State, path: Path) -> ClassifierConfig:
     n = _count(state, r"fcs\.(\d+)\.weight")
     if n < 1:
@@ -231,22 +237,19 @@ def import_bundle(stylegan2: Path | None = None, e4e: Path | None = None, psp: P
         states["encoder"] = (state, enc_path)
         source("encoder", enc_path, f"{mode} encoder")
     if classifier:
-        c_path = Path(classifier)
-        c_state = _bare_state(read_checkpoint(c_path), c_path, "latent classifier")
+        c_state, c_path = _read_bare(classifier, "latent classifier")
         config = config.replace(classifier=classifier_config(c_state, c_path))
         states["classifier"] = (c_state, c_path)
         source("classifier", c_path, "latent-transformer LCNet")
     if transformers:
         t_state = {}
         for attr, file in transformers.items():
-            t_file = Path(file)
-            state = _bare_state(read_checkpoint(t_file), t_file, "latent transformer")
+            state, t_file = _read_bare(file, "latent transformer")
             t_state |= {f"transforms.{attr}.{k}": v for k, v in state.items()}
             source(f"transformer.{attr}", t_file, "latent-transformer F_mapping")
         states["transformer"] = (t_state, Path(next(iter(transformers.values()))))
     if arcface:
-        a_path = Path(arcface)
-        a_state = _bare_state(read_checkpoint(a_path), a_path, "ArcFace")
+        a_state, a_path = _read_bare(arcface, "ArcFace")
         config = config.replace(identity=identity_config(a_state, a_path))
         states["identity"] = (a_state, a_path)
         optional["identity"] = ("num_batches_tracked",)

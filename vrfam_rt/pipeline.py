@@ -112,7 +112,7 @@ class EditPipeline:
         if not isinstance(bundle, Bundle):
             bundle = Bundle.load(resolve(bundle))
         runner = open_runtime(bundle, backend, precision, device, threads, cache_dir,
-                              cuda_graphs=cuda_graphs, say=say)
+                              cuda_graphs=cuda_graphs, say=say, max_batch=max_batch)
         return cls(runner, bundle.config.encoder.input_size, align=align,
                    device=str(getattr(runner, "device", device)), max_batch=max_batch)
 

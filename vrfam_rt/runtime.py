@@ -40,8 +40,12 @@ def exported(bundle, cache: Path, precision: str, say: Callable[[str], None]) ->
 
 def open_runtime(bundle, backend: str = "eager", precision: str = "fp32", device: str = "cpu",
                  threads: int | None = None, cache_root: str | Path | None = None,
-                 cuda_graphs: bool = False, say: Callable[[str], None] | None = None):
-    """A backend (vrfam_rt.backends.Backend) running `bundle`, its graphs made on demand."""
+                 cuda_graphs: bool = False, say: Callable[[str], None] | None = None,
+                 max_batch: int = 8):
+    """A backend (vrfam_rt.backends.Backend) running `bundle`, its graphs made on demand.
+
+    `max_batch` bounds the batch TensorRT plans accept (their optimisation profile); the
+    ONNX graphs take any batch up to the export's."""
     from vrfam_rt.backends import open_backend
     from vrfam_rt.backends.ort import OrtBackend
 
@@ -60,7 +64,7 @@ def open_runtime(bundle, backend: str = "eager", precision: str = "fp32", device
             raise VrfamError("the ort backend runs fp32, fp16 or int8, not bf16")
         if precision == "int8":
             if not (cache / "int8-cpu").is_dir():
-                raise VrfamError(f"no INT8 graphs for this bundle; run `vrfam-rt calibrate "
+                raise VrfamError(f"no INT8 graphs in {cache / 'int8-cpu'}; run `vrfam-rt calibrate "
                                  f"--target cpu --samples 64 --out {cache}` first")
             return OrtBackend(cache / "int8-cpu", device, threads,
                               fallback=exported(bundle, cache, "fp32", say))
@@ -74,10 +78,10 @@ def open_runtime(bundle, backend: str = "eager", precision: str = "fp32", device
     if precision == "int8":
         source = cache / "int8-trt"
         if not source.is_dir():
-            raise VrfamError(f"no INT8 graphs for TensorRT; run `vrfam-rt calibrate --target trt "
-                             f"--samples 64 --out {cache}` first")
+            raise VrfamError(f"no INT8 graphs for TensorRT in {source}; run `vrfam-rt calibrate "
+                             f"--target trt --samples 64 --out {cache}` first")
     else:
         source = exported(bundle, cache, precision, say)
     say(f"plans for {target.describe()} in {plans} ...")
-    build_engines(source, plans, target=target)
+    build_engines(source, plans, max_batch=max_batch, target=target)
     return open_backend("trt", engine_dir=plans, device=device if device != "cpu" else "cuda")

@@ -37,6 +37,10 @@ class StageBackend(Protocol):
         """W+ [B,L,D] -> image [B,3,R,R], about [-1,1]"""
         ...
 
+    def edit(self, image: torch.Tensor, alphas: torch.Tensor) -> torch.Tensor:
+        """The three stages in turn: image [B,3,S,S], alphas [B,K] -> edited image"""
+        ...
+
 
 class Backend:
     """The stage calls every backend offers; subclasses implement `run(stage, *inputs)`."""
@@ -73,3 +77,6 @@ class Backend:
 
     def generator(self, wplus: torch.Tensor) -> torch.Tensor:
         return self.run("generator", wplus)
+
+    def edit(self, image: torch.Tensor, alphas: torch.Tensor) -> torch.Tensor:
+        return self.generator(self.transformer(self.encoder(image), alphas))
