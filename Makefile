@@ -26,8 +26,8 @@ test-fast: setup
 EXAMPLE := vrfam_rt/assets/default/faces/example.png
 
 demo: setup
-	$(VENV)/bin/vrfam-rt edit $(EXAMPLE) --attr Smiling --grid --no-align --out demo
-	@echo "demo: input | reconstruction | Smiling in demo/example_grid.png (the edit alone: demo/example_Smiling+1.0.png)"
+	@echo "demo: the bundled example face, edited: input | reconstruction | Smiling +1.0, with the judge's reading"
+	$(VENV)/bin/vrfam-rt edit $(EXAMPLE) --attr Smiling --grid --no-align --judge --out demo
 
 # On a machine with an NVIDIA GPU; installs nothing (runs from the checkout).
 gpu-check:

@@ -18,6 +18,7 @@ import torch
 from vrfam_rt.bundle import Bundle
 from vrfam_rt.errors import VrfamError
 from vrfam_rt.images import save_png
+from vrfam_rt.runtime import bundle_args
 from vrfam_rt.contract import STAGE_NAMES, example_inputs
 from vrfam_rt.export.lowering import policy_module
 
@@ -163,19 +164,23 @@ def plot_png(rows: list[dict], path) -> None:
     save_png(img, path)
 
 
-def ort_configs(bundle: Bundle, precisions, root: Path, device: str,
-                threads: int | None) -> list[Config]:
-    """ONNX Runtime configurations over an export root's `root/<precision>` folders
-    (int8: `root/int8-cpu`, whose uncalibrated stages run from `root/fp32`)."""
+def ort_configs(bundle: Bundle, precisions, folders: dict[str, Path], device: str,
+                threads: int | None, source: str = "--onnx") -> list[Config]:
+    """ONNX Runtime configurations over an export's folders ({"fp32": ..., "fp16": ...,
+    "int8-cpu": ...}; int8's uncalibrated stages run from fp32)."""
     from vrfam_rt.backends.ort import OrtBackend
 
-    root = Path(root)
     configs = []
     for precision in precisions:
-        folder = root / ("int8-cpu" if precision == "int8" else precision)
-        if not folder.is_dir():
-            raise VrfamError(f"{folder} not found; make it with `vrfam-rt calibrate --target cpu "
-                             f"--out {root}`")
-        fallback = root / "fp32" if precision == "int8" else None
-        configs.append(Config("ort", precision, OrtBackend(folder, device, threads, fallback)))
+        name = "int8-cpu" if precision == "int8" else precision
+        if name not in folders:
+            root = next(iter(folders.values())).parent
+            how = (f"calibrate {bundle_args(bundle)} --target cpu --samples 64 --out {root}"
+                   if precision == "int8" else
+                   f"export {bundle_args(bundle)} --precision {precision} --out {root}")
+            raise VrfamError(f"{source} holds no {name} graphs (it holds "
+                             f"{', '.join(folders)}); make them with `vrfam-rt {how}`")
+        fallback = folders.get("fp32") if precision == "int8" else None
+        configs.append(Config("ort", precision,
+                              OrtBackend(folders[name], device, threads, fallback)))
     return configs

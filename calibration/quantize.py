@@ -11,6 +11,8 @@ from __future__ import annotations
 import contextlib
 import copy
 import io
+import logging
+import warnings
 from pathlib import Path
 
 import torch
@@ -53,7 +55,11 @@ def quantize_onnx(fp32_path: Path, out_path: Path, inputs: dict[str, torch.Tenso
         raise VrfamError(f"unknown --method {method!r}; choose from {', '.join(METHODS)}")
     reader = type("Reader", (_Reader, CalibrationDataReader), {})(inputs)
     symmetric = target == "trt"
-    with contextlib.redirect_stdout(io.StringIO()):   # the calibrator prints its progress
+    # The calibrator prints its progress, and the quantizer logs advice to the root logger
+    # (pre-processing with its own tool, which our exported graphs do not need).
+    with contextlib.redirect_stdout(io.StringIO()), _quiet_root_logger(), \
+            warnings.catch_warnings():
+        warnings.simplefilter("ignore")
         quantize_static(
             str(fp32_path), str(out_path), reader, quant_format=QuantFormat.QDQ,
             op_types_to_quantize=QUANTIZED_OPS, per_channel=True,
@@ -64,6 +70,19 @@ def quantize_onnx(fp32_path: Path, out_path: Path, inputs: dict[str, torch.Tenso
             # TensorRT dequantizes int8 only: biases stay float for its target
             extra_options={"ActivationSymmetric": symmetric, "WeightSymmetric": True,
                            "QuantizeBias": not symmetric})
+
+
+@contextlib.contextmanager
+def _quiet_root_logger():
+    """Only errors from the root logger (and the loggers that inherit its level) for a
+    while: ONNX Runtime's quantizer logs its advice there with logging.warning."""
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        root.setLevel(level)
 
 
 def zero_points(model) -> dict[str, tuple[str, list[int]]]:

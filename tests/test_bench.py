@@ -78,10 +78,22 @@ def test_flop_counts_match_the_compute_anchors():
     assert flops["generator"] / 2e9 == pytest.approx(75.4, rel=0.01)
 
 
-def test_ort_int8_needs_a_calibrated_folder(tmp_path):
+def test_ort_int8_needs_a_calibrated_folder_and_says_how_to_make_it(tmp_path, tiny):
+    """The hint is a command that works as printed: its options parse, and name the same
+    bundle and the folder the runtime looks in."""
+    import shlex
+
+    from vrfam_rt.cli.common import bundle_from
+
     result = CliRunner().invoke(main, ["bench", "--config", "tiny", "--backend", "ort",
                                        "--precision", "int8"])
     assert result.exit_code == 1 and "int8-cpu" in result.stderr
+    hint = shlex.split(result.stderr.split("`")[1])
+    assert hint[:2] == ["vrfam-rt", "calibrate"]
+    context = main.commands["calibrate"].make_context("calibrate", hint[2:])
+    p = context.params
+    assert bundle_from(p["bundle_path"], p["config"], p["seed"], p["method"]).digest == tiny.digest
+    assert p["target"] == "cpu" and p["samples"] and f"{p['out']}/int8-cpu" in result.stderr
 
 
 def test_gpu_check_without_a_gpu_says_so(tmp_path):

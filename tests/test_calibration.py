@@ -1,5 +1,6 @@
 """INT8 calibration: Q/DQ graphs per target, their zero points, and the measured figures."""
 import json
+import logging
 
 import onnx
 import pytest
@@ -116,7 +117,9 @@ def test_int8_folder_runs_in_the_ort_backend_close_to_fp32(trt_int8, bundle):
     assert relative < INT8_WPLUS_REL_ERR and total < 0.01
 
 
-def test_calibration_from_an_image_folder_through_the_cli(tmp_path):
+def test_calibration_from_an_image_folder_through_the_cli(tmp_path, caplog, recwarn):
+    """... and no third-party advice (ONNX Runtime's quantizer logs some) reaches the user."""
+    caplog.set_level(logging.INFO)
     folder = tmp_path / "photos"
     folder.mkdir()
     for i in range(3):
@@ -128,6 +131,9 @@ def test_calibration_from_an_image_folder_through_the_cli(tmp_path):
     manifest = json.loads((tmp_path / "q" / "int8-cpu" / "manifest.json").read_text())
     assert manifest["calibration"] == {"images": str(folder), "count": 3}
     assert "speedup" in result.stdout
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
+    assert "pre-processing" not in result.output and len(recwarn) == 0, \
+        [str(w.message) for w in recwarn]
 
 
 @pytest.mark.parametrize("args,match,code", [

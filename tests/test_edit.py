@@ -1,5 +1,6 @@
 """`vrfam-rt edit`: a real photo end to end, every input format, every bad input."""
 import json
+from pathlib import Path
 
 import matplotlib.cbook
 import numpy as np
@@ -10,7 +11,7 @@ from PIL import Image
 
 from vrfam_rt.align import FaceAligner
 from vrfam_rt.cli import main
-from vrfam_rt.errors import VrfamError
+from vrfam_rt.errors import UsageError, VrfamError
 from vrfam_rt.images import read_rgb
 from vrfam_rt.pipeline import parse_edits
 
@@ -30,8 +31,29 @@ def test_a_real_photo_is_aligned_edited_and_gridded(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         "grace_hopper_Smiling+1.0_Eyeglasses-0.5.png", "grace_hopper_grid.png"]
     with Image.open(tmp_path / "grace_hopper_grid.png") as grid:
-        # input | reconstruction | the sequential edit, 64 px cells shown 4x
-        assert grid.size == (3 * 256, 256)
+        # input | reconstruction | the sequential edit, 64 px cells shown 4x, under a
+        # white band of labels
+        assert grid.size[0] == 3 * 256 and 256 + 16 <= grid.size[1] <= 256 + 64
+        band = np.asarray(grid.convert("L"))[: grid.size[1] - 256]
+        assert (band < 128).any() and (band == 255).mean() > 0.8   # dark text on white
+
+
+def test_the_demo_shows_the_judges_reading_under_the_grid_path(tmp_path):
+    """`make demo`'s command: the shipped face, whose edit the judge reads as a smile."""
+    from vrfam_rt.suite import default_suite
+
+    face = default_suite() / "faces" / "example.png"
+    result = edit(face, "--attr", "Smiling", "--grid", "--no-align", "--judge", "--out", tmp_path)
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    at = lines.index(str(tmp_path / "example_grid.png"))
+    reading = lines[at + 1].strip()
+    assert reading.startswith("judge P(Smiling): reconstruction ")
+    before, after = (float(x.split()[-1]) for x in reading.split(":", 1)[1].split(","))
+    assert before < 0.5 < after
+    refused = edit(face, "--config", "ffhq-1024", "--attr", "Smiling", "--judge", "--no-align",
+                   "--out", tmp_path / "big")
+    assert refused.exit_code == 2 and "--judge reads the procedural 64-px faces" in refused.stderr
 
 
 @pytest.mark.usefixtures("dlib")          # aligns a photo
@@ -78,7 +100,7 @@ def test_unknown_attribute_lists_the_valid_ones_and_the_closest():
     with pytest.raises(VrfamError, match=r"unknown attribute 'Smilling'; did you mean Smiling\?"):
         parse_edits(["Smilling=1"], ATTRS)
     result = CliRunner().invoke(main, ["edit", PHOTO, "--config", "tiny", "--attr", "Glasses"])
-    assert result.exit_code == 1 and "Eyeglasses" in result.stderr
+    assert result.exit_code == 2 and "Eyeglasses" in result.stderr
 
 
 def test_alpha_outside_the_trained_range_needs_force():
@@ -89,6 +111,116 @@ def test_alpha_outside_the_trained_range_needs_force():
         parse_edits(["Smiling"], ATTRS, sweep="-3:3:3")
     with pytest.raises(VrfamError, match="not START:STOP:N"):
         parse_edits(["Smiling"], ATTRS, sweep="1:2")
+
+
+def test_attribute_names_match_whatever_their_case():
+    (edit_,) = parse_edits(["smiling=0.5", "EYEGLASSES"], ATTRS)
+    assert edit_.alphas == (("Smiling", 0.5), ("Eyeglasses", 1.0))
+
+
+def test_a_sweep_names_every_strength_apart():
+    """41 strengths from -1 to 1 step by 0.05: two decimals keep the 41 names apart."""
+    edits = parse_edits(["Smiling"], ATTRS, sweep="-1:1:41")
+    names = [e.name for e in edits]
+    assert len(set(names)) == 41 and names[1] == "Smiling-0.95" and names[20] == "Smiling+0.00"
+    assert [e.name for e in parse_edits(["Male"], ATTRS, sweep="-1:1:3")] == [
+        "Male-1.0", "Male+0.0", "Male+1.0"]
+    with pytest.raises(UsageError, match="apart"):
+        parse_edits(["Male"], ATTRS, sweep="1:1:3")
+    with pytest.raises(UsageError, match="name the attribute alone"):
+        parse_edits(["Male=0.5"], ATTRS, sweep="-1:1:3")
+
+
+@pytest.mark.parametrize("args,match", [
+    (["--attr", "Smilling"], "did you mean Smiling"),
+    (["--attr", "Smiling=2"], "outside [-1.5, 1.5]"),
+    (["--attr", "Smiling=nan"], "finite"),
+    (["--attr", "Smiling", "--alpha-sweep", "1:2"], "not START:STOP:N"),
+    (["--attr", "Smiling=1", "--alpha-sweep", "-1:1:3"], "name the attribute alone"),
+    (["--attr", "Smiling", "--batch", "0"], "Invalid value for '--batch'"),
+    (["--attr", "Smiling", "--method", "pca"], "Invalid value for '--method'"),
+])
+def test_usage_errors_exit_2_in_one_line_before_any_work(tmp_path, args, match):
+    result = edit(PHOTO, "--config", "tiny", "--out", tmp_path / "out", *args)
+    assert result.exit_code == 2 and match in result.stderr, result.output
+    assert not (tmp_path / "out").exists()
+
+
+def unwritable_folder(tmp_path):
+    """A folder nothing can be created in: mode 0555, or for root (whom modes do not
+    stop) a read-only place of the system's; None where there is neither."""
+    import os
+    import tempfile
+
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    folder.chmod(0o555)
+    for candidate in (folder, Path("/sys"), Path("/proc")):
+        try:
+            with tempfile.TemporaryFile(dir=candidate):
+                pass
+        except OSError:
+            return candidate
+    return None
+
+
+def test_an_out_that_cannot_take_files_is_refused_before_the_model_runs(tmp_path, monkeypatch):
+    from vrfam_rt.pipeline import EditPipeline
+
+    def no_model(*args, **kwargs):
+        raise AssertionError("the model was opened before --out was checked")
+    monkeypatch.setattr(EditPipeline, "from_bundle", no_model)
+    (tmp_path / "file.png").write_bytes(b"")
+    cases = [(tmp_path / "file.png", "is a file; name a folder"),
+             (tmp_path / "file.png" / "sub", "is a file, so no folder can be made")]
+    readonly = unwritable_folder(tmp_path)
+    if readonly is not None:
+        cases.append((readonly / "edits", "cannot write into"))
+    for out, match in cases:
+        result = edit(PHOTO, "--config", "tiny", "--attr", "Smiling", "--out", out)
+        assert result.exit_code == 1, result.output
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and match in lines[0] and "Traceback" not in result.output
+    (tmp_path / "ro").chmod(0o755)
+
+
+@pytest.mark.usefixtures("dlib")          # aligns a photo
+def test_a_sweep_writes_as_many_files_as_it_reports(tmp_path):
+    result = edit(PHOTO, "--config", "tiny", "--attr", "smiling", "--alpha-sweep", "-1:1:41",
+                  "--out", tmp_path)
+    assert result.exit_code == 0, result.output
+    assert "wrote 41 images" in result.stdout and len(list(tmp_path.iterdir())) == 41
+
+
+@pytest.mark.usefixtures("dlib")          # aligns a photo
+def test_one_image_is_one_image_and_the_default_model_says_what_it_is(tmp_path):
+    result = edit(PHOTO, "--attr", "Smiling", "--out", tmp_path)
+    assert result.exit_code == 0, result.output
+    assert "wrote 1 image to" in result.stdout
+    assert "trained on synthetic 64-px faces" in result.stderr and "Editing photos" in result.stderr
+    tiny = edit(PHOTO, "--config", "tiny", "--attr", "Smiling", "--out", tmp_path / "t")
+    assert tiny.exit_code == 0 and "synthetic" not in tiny.stderr     # not the default model
+
+
+@pytest.mark.usefixtures("dlib")          # aligns a photo
+def test_a_108_megapixel_jpeg_decodes_reduced_and_is_aligned(tmp_path, recwarn):
+    """A phone photo past PIL's bomb limit: decoded at 1/4 (draft), no PIL warning, and
+    --max-pixels, applied to what is decoded, refuses it in our words."""
+    face = Image.open(PHOTO).convert("RGB").resize((7680, 9000), Image.BILINEAR)
+    photo = Image.new("RGB", (12000, 9000), (90, 90, 90))
+    photo.paste(face, (2160, 0))
+    photo.save(tmp_path / "phone.jpg", quality=80)
+    del face, photo
+    assert read_rgb(tmp_path / "phone.jpg").size == (3000, 2250)
+    result = edit(tmp_path / "phone.jpg", "--config", "tiny", "--attr", "Smiling",
+                  "--out", tmp_path / "out")
+    assert result.exit_code == 0, result.output
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["phone_Smiling+1.0.png"]
+    refused = edit(tmp_path / "phone.jpg", "--config", "tiny", "--attr", "Smiling",
+                   "--max-pixels", 2_000_000, "--out", tmp_path / "out2")
+    assert refused.exit_code == 1 and "3000x2250 is too large" in refused.stderr
+    assert "--max-pixels" in refused.stderr
+    assert not [w for w in recwarn if "DecompressionBomb" in type(w.message).__name__]
 
 
 def test_several_attributes_form_one_sequential_edit():

@@ -45,6 +45,9 @@ def test_a_suite_stores_shared_weights_once(suite):
     manifest = json.loads((suite / "suite.json").read_text())
     assert list(manifest["methods"]) == list(METHODS) and manifest["note"] == "test"
     assert (suite / "faces" / "example.png").is_file()
+    example = manifest["example_face"]          # chosen by the judge's reading of the edit
+    assert set(example["judge_smiling"]) == {"reconstruction", "Smiling +1.0"}
+    assert "judge" in example["chosen_by"] and example["render_seed"] == 7
     for method in METHODS[1:]:
         assert sorted(p.name for p in (suite / method).iterdir()) == [
             "bundle.json", "transformer.safetensors"]

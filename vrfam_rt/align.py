@@ -14,6 +14,7 @@ import numpy as np
 
 from vrfam_rt.errors import MissingDependency, VrfamError
 
+DETECT_SIDE = 1024     # the face detector's view of a photo, pixels on the longer side
 INSTALL_HINT = "pip install 'vrfam-rt[align]' (dlib-bin, face_recognition_models), or pass --no-align"
 
 
@@ -52,11 +53,27 @@ class FaceAligner:
         self.predictor = dlib.shape_predictor(str(predictor_path()))
 
     def landmarks(self, rgb: np.ndarray) -> np.ndarray | None:
-        """[68,2] landmarks of the largest face in an [H,W,3] uint8 image, or None."""
-        faces = self.detector(rgb, 1)
+        """[68,2] landmarks of the largest face in an [H,W,3] uint8 image, or None.
+
+        The detector (upsampling once, for small faces) sees the image shrunk to at most
+        DETECT_SIDE pixels a side, so its cost does not grow with the photo; the shape
+        predictor then places the landmarks in the full-resolution image.
+        """
+        import dlib
+        from PIL import Image
+
+        scale = max(rgb.shape[:2]) / DETECT_SIDE
+        small = rgb
+        if scale > 1:
+            size = (max(1, round(rgb.shape[1] / scale)), max(1, round(rgb.shape[0] / scale)))
+            small = np.asarray(Image.fromarray(rgb).resize(size, Image.BILINEAR))
+        faces = self.detector(small, 1)
         if not faces:
             return None
         face = max(faces, key=lambda r: r.width() * r.height())
+        if scale > 1:
+            face = dlib.rectangle(round(face.left() * scale), round(face.top() * scale),
+                                  round(face.right() * scale), round(face.bottom() * scale))
         shape = self.predictor(rgb, face)
         return np.array([[p.x, p.y] for p in shape.parts()], dtype=np.float64)
 

@@ -11,3 +11,10 @@ class MissingDependency(VrfamError):
     """An optional package or device is not available here."""
 
     exit_code = 2
+
+
+class UsageError(VrfamError):
+    """A command-line value that cannot be right (an unknown attribute, an alpha out of
+    range, a malformed option): exit code 2, as click's own usage errors."""
+
+    exit_code = 2

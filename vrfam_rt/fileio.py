@@ -20,6 +20,7 @@ from typing import Any, Iterator
 _UMASK = os.umask(0o022)
 os.umask(_UMASK)
 
+
 def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
@@ -30,6 +31,33 @@ def sha256_file(path: Path) -> str:
         for chunk in iter(lambda: f.read(1 << 22), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def writable_folder(path: str | os.PathLike, option: str = "--out") -> Path:
+    """`path` if files can be written into it (made on first write), else VrfamError.
+
+    For the checks a command runs before any model work: `path` is a file; the nearest
+    existing folder above it is a file; or nothing may be created there (no write
+    permission, a read-only file system) - found by creating and removing a file.
+    """
+    from vrfam_rt.errors import VrfamError
+
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise VrfamError(f"{option} {path} is a file; name a folder")
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise VrfamError(f"{option} {path}: {existing} is a file, so no folder can be made "
+                         "under it")
+    try:
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as exc:
+        raise VrfamError(f"{option} {path}: cannot write into {existing} "
+                         f"({exc.strerror or exc})") from None
+    return path
 
 
 def _discard(path: Path) -> None:

@@ -1,6 +1,8 @@
 """Image files in and out: safe decoding to RGB, tensors, atomic PNG writes."""
 from __future__ import annotations
 
+import contextlib
+import warnings
 from pathlib import Path
 
 import torch
@@ -8,12 +10,17 @@ import torch
 from vrfam_rt.errors import VrfamError
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}
-MAX_PIXELS = 64 * 2**20        # refuse to decode images above 64 Mpx (decompression bombs)
+MAX_PIXELS = 64 * 2**20        # decode at most 64 Mpx (decompression bombs); --max-pixels
+DRAFT_SIDE = 2048              # JPEGs decode reduced (1/2, 1/4, 1/8) down to about this
 
 
-def read_rgb(path: str | Path):
+def read_rgb(path: str | Path, max_pixels: int = MAX_PIXELS, draft: int | None = DRAFT_SIDE):
     """Decode an image file to an 8-bit RGB PIL image (EXIF orientation applied).
 
+    JPEGs are reduced while decoding (PIL's draft mode: by 1/2, 1/4 or 1/8 to no less
+    than `draft` pixels a side), so a 100-Mpx phone photo costs a few Mpx to decode;
+    the `max_pixels` limit applies to what is decoded, and over it the message is ours
+    (PIL's own decompression-bomb warning and error never reach the user).
     RGBA/LA are composited on white, palette and grayscale are expanded, 16-bit and
     32-bit integer images are scaled to 8 bits.
     """
@@ -21,10 +28,13 @@ def read_rgb(path: str | Path):
 
     path = Path(path)
     try:
-        with Image.open(path) as img:
-            if img.width * img.height > MAX_PIXELS:
+        with _without_pil_pixel_limit(), Image.open(path) as img:
+            if draft and img.format == "JPEG":
+                img.draft("RGB", (draft, draft))
+            if img.width * img.height > max_pixels:
                 raise VrfamError(f"{path}: {img.width}x{img.height} is too large to decode "
-                                 f"safely (limit {MAX_PIXELS // 2**20} Mpx); downscale it first")
+                                 f"safely (limit {max_pixels / 2**20:g} Mpx, --max-pixels); "
+                                 "downscale it first")
             img = ImageOps.exif_transpose(img)
             if img.mode in ("I;16", "I;16B", "I;16L", "I"):
                 scale = 1 / 256 if img.mode.startswith("I;16") else 1 / 2**24
@@ -37,6 +47,22 @@ def read_rgb(path: str | Path):
             return img.convert("RGB")
     except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError) as exc:
         raise VrfamError(f"{path}: not a readable image ({exc})") from None
+
+
+@contextlib.contextmanager
+def _without_pil_pixel_limit():
+    """PIL's process-wide pixel limit off (and its warning silenced) while read_rgb,
+    which enforces its own limit on the pixels it decodes, opens a file."""
+    from PIL import Image
+
+    limit = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            yield
+    finally:
+        Image.MAX_IMAGE_PIXELS = limit
 
 
 def to_tensor(image) -> torch.Tensor:

@@ -8,26 +8,37 @@ backend's device (resize and normalisation included) until the images come back.
 from __future__ import annotations
 
 import difflib
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from vrfam_rt.errors import VrfamError
-from vrfam_rt.images import normalise, read_rgb, to_tensor
+from vrfam_rt.errors import UsageError
+from vrfam_rt.images import MAX_PIXELS, normalise, read_rgb, to_tensor
 
 ALPHA_LIMIT = 1.5      # the paper's test-time range of the editing strength
 
 
 @dataclass(frozen=True)
 class Edit:
-    """Alphas per attribute, applied one after another in the bundle's attribute order."""
+    """Alphas per attribute, applied one after another in the bundle's attribute order.
+
+    `decimals` is how many digits the alphas carry in the edit's name (file names): as
+    many as a sweep needs for its names to differ.
+    """
 
     alphas: tuple[tuple[str, float], ...]
+    decimals: int = 1
 
     @property
     def name(self) -> str:
-        return "_".join(f"{attr}{alpha:+.1f}" for attr, alpha in self.alphas)
+        return "_".join(f"{attr}{alpha:+.{self.decimals}f}" for attr, alpha in self.alphas)
+
+    @property
+    def label(self) -> str:
+        """The name as a caption: 'Smiling +1.0, Eyeglasses -0.5'."""
+        return ", ".join(f"{attr} {alpha:+.{self.decimals}f}" for attr, alpha in self.alphas)
 
 
 def parse_edits(attrs: list[str], attributes: tuple[str, ...], sweep: str | None = None,
@@ -35,22 +46,30 @@ def parse_edits(attrs: list[str], attributes: tuple[str, ...], sweep: str | None
     """`NAME[=ALPHA]` options (and an optional START:STOP:N sweep) -> edits to render.
 
     Without a sweep all attributes form one sequential edit; with a sweep there is one
-    edit per sweep value, each applying every named attribute at that strength.
+    edit per sweep value, each applying every named attribute at that strength. Names
+    match the bundle's attributes whatever their case. Every mistake is a UsageError.
     """
     if not attrs:
-        raise VrfamError("give at least one --attr NAME[=ALPHA]")
+        raise UsageError("give at least one --attr NAME[=ALPHA]")
+    by_lower = {a.lower(): a for a in attributes}
     pairs = []
     for text in attrs:
-        name, _, value = text.partition("=")
-        if name not in attributes:
-            close = difflib.get_close_matches(name, attributes, n=1)
+        given, _, value = text.partition("=")
+        name = by_lower.get(given.strip().lower())
+        if name is None:
+            close = difflib.get_close_matches(given, attributes, n=1)
             hint = f"; did you mean {close[0]}?" if close else ""
-            raise VrfamError(f"--attr {text}: unknown attribute {name!r}{hint} "
+            raise UsageError(f"--attr {text}: unknown attribute {given!r}{hint} "
                              f"(this bundle edits: {', '.join(attributes)})")
+        if value and sweep:
+            raise UsageError(f"--attr {text} gives a strength and --alpha-sweep gives others; "
+                             f"name the attribute alone (--attr {name}) to sweep it")
         try:
             alpha = float(value) if value else 1.0
         except ValueError:
-            raise VrfamError(f"--attr {text}: alpha {value!r} is not a number") from None
+            raise UsageError(f"--attr {text}: alpha {value!r} is not a number") from None
+        if not math.isfinite(alpha):
+            raise UsageError(f"--attr {text}: alpha must be a finite number")
         pairs.append((name, alpha))
     alphas = [[a for _, a in pairs]]
     if sweep:
@@ -58,21 +77,31 @@ def parse_edits(attrs: list[str], attributes: tuple[str, ...], sweep: str | None
     for row in alphas:
         for (name, _), alpha in zip(pairs, row):
             if abs(alpha) > ALPHA_LIMIT and not force:
-                raise VrfamError(f"alpha {alpha:g} for {name} is outside [-{ALPHA_LIMIT}, "
+                raise UsageError(f"alpha {alpha:g} for {name} is outside [-{ALPHA_LIMIT}, "
                                  f"{ALPHA_LIMIT}], the range the transformers were trained "
                                  "for; pass --force to use it anyway")
-    return [Edit(tuple((name, alpha) for (name, _), alpha in zip(pairs, row))) for row in alphas]
+    rows = [tuple((name, alpha) for (name, _), alpha in zip(pairs, row)) for row in alphas]
+    decimals = next(d for d in range(1, 7) if len({Edit(r, d).name for r in rows}) == len(rows))
+    return [Edit(row, decimals) for row in rows]
 
 
 def parse_sweep(text: str) -> list[float]:
+    """START:STOP:N -> N distinct strengths from START to STOP (N = 1: START alone)."""
     try:
         start, stop, count = text.split(":")
         start, stop, count = float(start), float(stop), int(count)
     except ValueError:
-        raise VrfamError(f"--alpha-sweep {text!r} is not START:STOP:N (e.g. -1.5:1.5:7)") from None
-    if count < 1:
-        raise VrfamError(f"--alpha-sweep {text!r}: N must be at least 1")
-    return torch.linspace(start, stop, count).tolist() if count > 1 else [start]
+        raise UsageError(f"--alpha-sweep {text!r} is not START:STOP:N (e.g. -1.5:1.5:7)") from None
+    if count < 1 or count > 1001:
+        raise UsageError(f"--alpha-sweep {text!r}: N must lie in 1..1001")
+    if not (math.isfinite(start) and math.isfinite(stop)):
+        raise UsageError(f"--alpha-sweep {text!r}: START and STOP must be finite numbers")
+    if count > 1 and abs(stop - start) < 1e-6 * (count - 1):
+        raise UsageError(f"--alpha-sweep {text!r}: {count} strengths need START and STOP "
+                         "at least 1e-6 apart per step")
+    if count == 1:
+        return [start]
+    return [round(start + (stop - start) * i / (count - 1), 6) for i in range(count)]
 
 
 class EditPipeline:
@@ -85,8 +114,9 @@ class EditPipeline:
     """
 
     def __init__(self, backend, input_size: int, align: bool = True, device: str = "cpu",
-                 max_batch: int = 4):
+                 max_batch: int = 4, max_pixels: int = MAX_PIXELS):
         self.backend = backend
+        self.max_pixels = max_pixels
         self.input_size = input_size
         self.device = torch.device(device)
         self.align = align
@@ -99,10 +129,12 @@ class EditPipeline:
     def from_bundle(cls, bundle=None, backend: str = "eager", precision: str = "fp32",
                     device: str = "cpu", cache_dir: str | Path | None = None,
                     max_batch: int = 4, threads: int | None = None, align: bool = True,
-                    cuda_graphs: bool = False, say=None) -> "EditPipeline":
+                    cuda_graphs: bool = False, say=None, method: str | None = None,
+                    max_pixels: int = MAX_PIXELS) -> "EditPipeline":
         """A pipeline for a bundle (a Bundle, a bundle or suite folder, or None for the
-        shipped default) on a backend, exporting graphs or building plans into the
-        per-bundle cache under `cache_dir` (default ~/.cache/vrfam-rt) when it needs them."""
+        shipped default; `method` picks a suite's member, default vrfam) on a backend,
+        exporting graphs or building plans into the per-bundle cache under `cache_dir`
+        (default ~/.cache/vrfam-rt) when it needs them."""
         from vrfam_rt.bundle import Bundle
         from vrfam_rt.runtime import open_runtime
         from vrfam_rt.suite import resolve
@@ -110,11 +142,15 @@ class EditPipeline:
         if threads:
             torch.set_num_threads(threads)
         if not isinstance(bundle, Bundle):
-            bundle = Bundle.load(resolve(bundle))
+            bundle = Bundle.load(resolve(bundle, method))
+        elif method:
+            raise UsageError("method picks a bundle of a model suite; give the suite's "
+                             "folder (or None), not a Bundle")
         runner = open_runtime(bundle, backend, precision, device, threads, cache_dir,
                               cuda_graphs=cuda_graphs, say=say, max_batch=max_batch)
         return cls(runner, bundle.config.encoder.input_size, align=align,
-                   device=str(getattr(runner, "device", device)), max_batch=max_batch)
+                   device=str(getattr(runner, "device", device)), max_batch=max_batch,
+                   max_pixels=max_pixels)
 
     @property
     def attributes(self) -> tuple[str, ...]:
@@ -127,7 +163,8 @@ class EditPipeline:
 
         align = self.align if align is None else align
         source = str(image) if isinstance(image, (str, Path)) else "the image"
-        image = read_rgb(image) if isinstance(image, (str, Path)) else image.convert("RGB")
+        image = (read_rgb(image, self.max_pixels) if isinstance(image, (str, Path))
+                 else image.convert("RGB"))
         if align:
             image = self._face_aligner().align(image, self.input_size, source=source)
         else:

@@ -28,6 +28,17 @@ def cache_dir(bundle, root: str | Path | None = None) -> Path:
     return Path(root or default_cache_root()) / bundle.digest[:16]
 
 
+def bundle_args(bundle) -> str:
+    """The command-line options that name `bundle` (for hints that must work as printed):
+    --bundle DIR for a saved one, --config C --seed S for a seeded random one."""
+    if bundle.path is not None:
+        return f"--bundle {bundle.path}"
+    seeds = {p.get("seed") for p in bundle.provenance.values() if p.get("source") == "random"}
+    if len(seeds) == 1 and len(bundle.provenance) == len(bundle.modules):
+        return f"--config {bundle.config.name} --seed {seeds.pop()}"
+    return "--bundle <this bundle, saved>"
+
+
 def exported(bundle, cache: Path, precision: str, say: Callable[[str], None]) -> Path:
     """`cache/<precision>`, the bundle's ONNX graphs of that precision, exported once."""
     from vrfam_rt.export.lowering import export_bundle
@@ -65,7 +76,8 @@ def open_runtime(bundle, backend: str = "eager", precision: str = "fp32", device
         if precision == "int8":
             if not (cache / "int8-cpu").is_dir():
                 raise VrfamError(f"no INT8 graphs in {cache / 'int8-cpu'}; run `vrfam-rt calibrate "
-                                 f"--target cpu --samples 64 --out {cache}` first")
+                                 f"{bundle_args(bundle)} --target cpu --samples 64 --out "
+                                 f"{cache}` first")
             return OrtBackend(cache / "int8-cpu", device, threads,
                               fallback=exported(bundle, cache, "fp32", say))
         return OrtBackend(exported(bundle, cache, precision, say), device, threads)
@@ -79,7 +91,8 @@ def open_runtime(bundle, backend: str = "eager", precision: str = "fp32", device
         source = cache / "int8-trt"
         if not source.is_dir():
             raise VrfamError(f"no INT8 graphs for TensorRT in {source}; run `vrfam-rt calibrate "
-                             f"--target trt --samples 64 --out {cache}` first")
+                             f"{bundle_args(bundle)} --target trt --samples 64 --out {cache}` "
+                             "first")
     else:
         source = exported(bundle, cache, precision, say)
     say(f"plans for {target.describe()} in {plans} ...")

@@ -55,3 +55,54 @@ def resolve(path: Path | None, method: str | None = None) -> Path:
         raise VrfamError(f"--method picks a bundle of a model suite; {path} is a single "
                          "bundle (leave out --method)")
     return Path(path)
+
+
+PHOTO_NOTE = ("the default model is trained on synthetic 64-px faces, so a photo comes out "
+              "as a synthetic face; to edit photos, import the public FFHQ weights "
+              "(README, \"Editing photos\") and pass --bundle")
+
+
+def trained_on_synthetic_faces(bundle) -> bool:
+    """Whether the bundle's generator was trained on the procedural faces (as the
+    shipped default model's is), by its provenance."""
+    generator = bundle.provenance.get("generator", {})
+    return "--data synth" in str(generator.get("command", ""))
+
+
+def synthetic_note(bundle) -> str | None:
+    """The line to print when such a bundle has edited real photos, else None."""
+    return PHOTO_NOTE if trained_on_synthetic_faces(bundle) else None
+
+
+def describe_default() -> dict:
+    """What `vrfam-rt info` says of the shipped default model (read from the manifests,
+    no weights loaded): where it is, its methods, resolution, attributes, training data."""
+    from vrfam_rt import manifests
+
+    try:
+        path = member(None, "vrfam")
+    except VrfamError as exc:
+        return {"status": str(exc)}
+    bundle = manifests.read(path, "bundle")
+    config = bundle["config"]
+    generator = bundle.get("provenance", {}).get("generator", {})
+    suite = suite_manifest(default_suite())
+    return {
+        "path": str(path),
+        "methods": ", ".join(suite.get("methods", {})) + " (--method; default vrfam)",
+        "method": "vrfam (" + "/".join(sorted(set(bundle["transformer"]["methods"].values())))
+                  + " latent transformer, variance-reduced encoder)",
+        "resolution": f"{config['generator']['size']} px generator, "
+                      f"{config['encoder']['input_size']} px encoder input",
+        "attributes": ", ".join(bundle["attributes"]),
+        "trained on": ("procedural synthetic faces (scripts/build_default_bundle.sh); for "
+                       "photos import FFHQ weights (README, \"Editing photos\")")
+        if "--data synth" in str(generator.get("command", "")) else "see its bundle.json",
+    }
+
+
+def suite_manifest(suite: Path) -> dict:
+    """A suite folder's suite.json."""
+    import json
+
+    return json.loads((Path(suite) / MANIFEST).read_text())

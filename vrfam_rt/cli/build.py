@@ -6,8 +6,8 @@ from pathlib import Path
 
 import click
 
-from vrfam_rt.cli.common import (FILE, bundle_from, bundle_options, csv_choice, json_option,
-                                 say, table, write_json)
+from vrfam_rt.cli.common import (FILE, ONNX_HELP, bundle_from, bundle_options, json_option,
+                                 many_option, onnx_folders, say, table, write_json)
 from vrfam_rt.errors import VrfamError
 from vrfam_rt.engines.rtx import COMPUTE_CAPABILITIES as RTX_TARGETS
 
@@ -15,19 +15,20 @@ from vrfam_rt.engines.rtx import COMPUTE_CAPABILITIES as RTX_TARGETS
 @click.command()
 @bundle_options("export")
 @click.option("--out", required=True, type=FILE, help="Folder for fp32/, fp16/ ...")
-@click.option("--precision", "precisions", default="fp32,fp16", show_default=True,
-              callback=csv_choice(("fp32", "fp16")), help="Comma-separated precisions.")
-@click.option("--components", default="encoder,transformer,generator", show_default=True,
-              callback=csv_choice(("encoder", "transformer", "generator")))
+@many_option("--precision", "precisions", ("fp32", "fp16"), ("fp32", "fp16"),
+             "Precisions to export.")
+@many_option("--components", "components", ("encoder", "transformer", "generator"),
+             ("encoder", "transformer", "generator"), "Networks to export.")
 @click.option("--max-batch", default=16, show_default=True, type=click.IntRange(1, 1024),
               help="Largest batch the graphs accept (the batch axis is dynamic).")
-@click.option("--opset", default=18, show_default=True, type=click.IntRange(9, 20))
+@click.option("--opset", default=18, show_default=True, type=click.IntRange(9, 20),
+              help="ONNX opset of the graphs (TensorRT 10 parses 9 to 20).")
 @click.option("--verify", is_flag=True,
               help="Compare every graph with eager PyTorch through ONNX Runtime (batch 1 and 3) "
               "and emulate FP16 on the CPU; print both tables.")
 @json_option("Write manifests and verification results as JSON.")
 @click.option("--force", is_flag=True, help="Replace existing precision folders in --out.")
-def export(bundle_path, config, seed, out, precisions, components, max_batch, opset, verify,
+def export(bundle_path, method, config, seed, out, precisions, components, max_batch, opset, verify,
            json_path, force):
     """Bundle -> ONNX files (encoder, fused transformer, generator) per precision.
 
@@ -35,7 +36,7 @@ def export(bundle_path, config, seed, out, precisions, components, max_batch, op
     """
     from vrfam_rt.export.lowering import check_export, export_bundle
 
-    bundle = bundle_from(bundle_path, config, seed)
+    bundle = bundle_from(bundle_path, config, seed, method)
     check_export(bundle, Path(out), precisions, components, max_batch, force)
     steps = len(precisions) * len(components)
     with click.progressbar(length=steps, label="exporting", file=sys.stderr,
@@ -87,16 +88,20 @@ def _verify(bundle, out, manifests, components) -> dict:
 
 
 @click.command("build-engines")
-@click.option("--onnx", "onnx_dir", required=True, type=FILE,
-              help="One precision folder of `vrfam-rt export` (e.g. onnx/fp16).")
+@click.option("--onnx", "onnx_path", required=True, type=FILE,
+              help=f"The graphs to build: {ONNX_HELP} (an export holding several "
+              "precisions needs --precision).")
+@click.option("--precision", type=click.Choice(["fp16", "fp32", "int8-trt"]),
+              help="Which folder of an --onnx export to build [default: its only one, or "
+              "fp16].")
 @click.option("--out", required=True, type=FILE, help="Folder for the plans and manifest.")
 @click.option("--flavour", default="auto", show_default=True,
               type=click.Choice(["auto", "tensorrt", "rtx"]),
               help="tensorrt: TensorRT 10/11 on the local GPU; rtx: TensorRT-RTX, ahead of "
               "time, no GPU needed; auto: tensorrt when it and a GPU are here, else rtx.")
-@click.option("--compute-capability", "compute_capabilities", multiple=True,
-              type=click.Choice(RTX_TARGETS), help="TensorRT-RTX target GPU generation, "
-              "repeatable (7.5 = RTX 2080 Ti) [default: all of them].")
+@many_option("--compute-capability", "compute_capabilities", RTX_TARGETS, (),
+             "TensorRT-RTX target GPU generations (7.5 = RTX 2080 Ti) [default: all of "
+             "them].")
 @click.option("--max-batch", default=8, show_default=True, type=click.IntRange(1, 1024),
               help="Largest batch the plans accept.")
 @click.option("--opt-batch", type=click.IntRange(1, 1024),
@@ -108,7 +113,7 @@ def _verify(bundle, out, manifests, components) -> dict:
 @click.option("--timing-cache", type=FILE, help="Timing cache file (default: OUT/timing.cache; "
               "TensorRT only).")
 @click.option("--refittable", is_flag=True, help="Build plans whose weights can be refitted.")
-def build_engines_cmd(onnx_dir, out, flavour, compute_capabilities, max_batch, opt_batch,
+def build_engines_cmd(onnx_path, precision, out, flavour, compute_capabilities, max_batch, opt_batch,
                       workspace, opt_level, timing_cache, refittable):
     """ONNX -> TensorRT or TensorRT-RTX plans (strongly typed, dynamic batch, cached).
 
@@ -117,6 +122,16 @@ def build_engines_cmd(onnx_dir, out, flavour, compute_capabilities, max_batch, o
     """
     from vrfam_rt.engines.build import BuildOptions, build_engines, choose_target
 
+    folders = onnx_folders(onnx_path)
+    if precision is None and len(folders) > 1:
+        precision = "fp16" if "fp16" in folders else None
+        if precision is None:
+            raise click.UsageError(f"--onnx {onnx_path} holds {', '.join(folders)}; pick one "
+                                   "with --precision")
+    if precision is not None and precision not in folders:
+        raise VrfamError(f"--onnx {onnx_path} holds no {precision} graphs (it holds "
+                         f"{', '.join(folders)})")
+    onnx_dir = folders[precision] if precision else next(iter(folders.values()))
     options = BuildOptions(workspace_gib=workspace, opt_level=opt_level, refittable=refittable)
     target = choose_target(flavour, compute_capabilities)   # one line when nothing can build
     say(f"building with {target.describe()}")
@@ -140,17 +155,18 @@ def build_engines_cmd(onnx_dir, out, flavour, compute_capabilities, max_batch, o
 @click.option("--samples", type=click.IntRange(1, 100000),
               help="Calibrate on N samples of the bundle's generator instead.")
 @click.option("--out", required=True, type=FILE, help="Folder for int8-<target>/.")
-@click.option("--components", default="encoder", show_default=True,
-              callback=csv_choice(("encoder", "generator")))
-@click.option("--method", default="entropy", show_default=True,
-              type=click.Choice(["entropy", "max"]), help="Activation range calibration.")
+@many_option("--components", "components", ("encoder", "generator"), ("encoder",),
+             "Networks to quantize (the transformer stays FP32).")
+@click.option("--calibration", default="entropy", show_default=True,
+              type=click.Choice(["entropy", "max"]),
+              help="How activation ranges are chosen: entropy (KL) or max (min-max).")
 @click.option("--target", default="trt", show_default=True, type=click.Choice(["trt", "cpu"]),
               help="trt: symmetric int8 Q/DQ for engines; cpu: u8 x s8 for ONNX Runtime.")
 @click.option("--eval-samples", default=4, show_default=True, type=click.IntRange(1, 1024),
               help="Held-out generator samples for the INT8 vs FP32 figures.")
 @click.option("--force", is_flag=True, help="Replace an existing int8-<target>/ folder.")
-def calibrate(bundle_path, config, seed, images, samples, out, components, method, target,
-              eval_samples, force):
+def calibrate(bundle_path, method, config, seed, images, samples, out, components, calibration,
+              target, eval_samples, force):
     """INT8 Q/DQ ONNX from calibration images, with accuracy and CPU speed vs FP32.
 
     Example: vrfam-rt calibrate --config tiny --samples 32 --out onnx/tiny --target cpu
@@ -159,12 +175,12 @@ def calibrate(bundle_path, config, seed, images, samples, out, components, metho
 
     if (images is None) == (samples is None):
         raise click.UsageError("give exactly one of --images DIR or --samples N")
-    bundle = bundle_from(bundle_path, config, seed)
-    manifest = run_calibration(bundle, out, components, target, method, images, samples, seed,
+    bundle = bundle_from(bundle_path, config, seed, method)
+    manifest = run_calibration(bundle, out, components, target, calibration, images, samples, seed,
                                eval_samples, force,
                                progress=lambda step: say(f"{step} ..."))
     rows = [{"component": c} | r for c, r in manifest["metrics"].items() if isinstance(r, dict)]
-    click.echo(f"INT8 ({target} target, {method} calibration) vs FP32 through ONNX Runtime, "
+    click.echo(f"INT8 ({target} target, {calibration} calibration) vs FP32 through ONNX Runtime, "
                f"{eval_samples} held-out samples")
     click.echo(table(rows, [("file", "component", ""), ("W+ rel err", "wplus_rel_err", ".3f"),
                              ("PSNR dB", "image_psnr_db", ".1f"),

@@ -42,11 +42,16 @@ def _stack(*decorators):
 
 
 def bundle_options(verb: str, configs=CONFIGS, seed_help: str | None = None):
-    """--bundle B / --config C / --seed S: what `bundle_from` opens."""
+    """--bundle B / --method M / --config C / --seed S: what `bundle_from` opens."""
+    from vrfam_rt.suite import METHODS
+
     return _stack(
         click.option("--bundle", "bundle_path", type=FILE,
                      help=f"Bundle directory (or model suite) to {verb} "
-                     "[default: the shipped default bundle]."),
+                     "[default: the shipped default suite]."),
+        click.option("--method", type=click.Choice(METHODS, case_sensitive=False),
+                     help="Which bundle of the suite (its editing method), as `eval` "
+                     "picks it.  [default: vrfam]"),
         click.option("--config", type=click.Choice(configs),
                      help=f"{verb.capitalize()} a seeded random bundle of this config instead."),
         click.option("--seed", default=0, show_default=True,
@@ -61,7 +66,9 @@ def runtime_options(backend_help: str | None = None):
                      help=backend_help or "eager: PyTorch; ort: ONNX Runtime (exported once "
                      "into the cache); trt: TensorRT plans (built once into the cache)."),
         click.option("--precision", default="fp32", show_default=True,
-                     type=click.Choice(PRECISION_CHOICES)),
+                     type=click.Choice(PRECISION_CHOICES),
+                     help="eager: fp32, bf16, fp16; ort: fp32, fp16, int8 (after "
+                     "`vrfam-rt calibrate`); trt: fp16, int8."),
         device_options())
 
 
@@ -78,29 +85,80 @@ def json_option(help: str = "Also write the results as JSON to this file."):
     return click.option("--json", "json_path", type=OUT_FILE, help=help)
 
 
-def csv_choice(choices):
-    """A --option a,b,c callback: known names only, in order, without repeats."""
-    def parse(ctx, param, value):
-        items = [v.strip() for v in value.split(",") if v.strip()]
-        bad = [v for v in items if v not in choices]
-        if bad or not items:
-            raise click.BadParameter(f"{bad[0] if bad else value!r} is not one of "
-                                     f"{', '.join(choices)}")
-        return tuple(dict.fromkeys(items))
-    return parse
+def many_option(name: str, dest: str, choices=None, default=(), help: str = "",
+                convert=str, low=None, high=None, metavar: str | None = None,
+                required: bool = False):
+    """A list-valued option spelled the same way by every command: repeatable, and each
+    value may be comma-separated (`--precision fp32,fp16` = `--precision fp32 --precision
+    fp16`); known values only (in `choices`, or converted and within low..high), kept in
+    order, without repeats."""
+    def parse(ctx, param, values):
+        items = [v.strip() for value in values for v in str(value).split(",") if v.strip()]
+        if values and not items:
+            raise click.BadParameter("give at least one value")
+        out = []
+        for item in items:
+            if choices is not None and item not in choices:
+                raise click.BadParameter(f"{item!r} is not one of {', '.join(choices)}")
+            try:
+                value = convert(item)
+            except ValueError:
+                raise click.BadParameter(f"{item!r} is not a {convert.__name__}") from None
+            if (low is not None and value < low) or (high is not None and value > high):
+                raise click.BadParameter(f"{item} is not in {low}..{high}")
+            out.append(value)
+        return tuple(dict.fromkeys(out))
+
+    parse.many_option = True                     # tests/test_cli.py: one spelling everywhere
+    metavar = metavar or (",".join(choices) if choices is not None
+                          else convert.__name__.upper() + ",...")
+    shown = f"  [default: {','.join(map(str, default))}]" if default else ""
+    return click.option(name, dest, multiple=True, default=tuple(map(str, default)), type=str,
+                        callback=parse, metavar=metavar, required=required,
+                        help=(help + " " if help else "") + "Repeatable or comma-separated."
+                        + shown)
 
 
-def bundle_from(bundle_path, config, seed):
-    """--bundle B (a bundle, or a model suite's vrfam member), --config C (seeded random),
-    or neither: the shipped default bundle."""
+ONNX_HELP = ("an export: the --out folder of `vrfam-rt export` (fp32/, fp16/, and "
+             "int8-cpu/ or int8-trt/ after `vrfam-rt calibrate`), or one of its folders")
+
+
+def onnx_folders(path: Path) -> dict[str, Path]:
+    """--onnx, the same kind of value in every command: an export root or one of its
+    precision folders -> {"fp32" | "fp16" | "int8-cpu" | "int8-trt": folder}."""
+    from vrfam_rt import manifests
+    from vrfam_rt.errors import VrfamError
+
+    def key(folder: Path) -> str:
+        manifest = manifests.read(folder, "export")
+        precision = manifest["precision"]
+        return f"int8-{manifest.get('target', 'cpu')}" if precision == "int8" else precision
+
+    path = Path(path)
+    if manifests.path_of(path, "export").is_file():
+        return {key(path): path}
+    found = {key(d): d for d in sorted(path.iterdir()) if manifests.path_of(d, "export").is_file()} \
+        if path.is_dir() else {}
+    if not found:
+        raise VrfamError(f"--onnx {path} is not {ONNX_HELP} (no manifest.json); make one with "
+                         "`vrfam-rt export --out " + str(path) + "`")
+    return found
+
+
+def bundle_from(bundle_path, config, seed, method=None):
+    """--bundle B (a bundle, or a model suite's --method member, default vrfam),
+    --config C (seeded random), or neither: the shipped default suite's member."""
     from vrfam_rt.bundle import Bundle
     from vrfam_rt.suite import resolve
 
     if bundle_path and config:
         raise click.UsageError("give one of --bundle B or --config C, not both")
     if config:
+        if method:
+            raise click.UsageError("--method picks a bundle of a model suite; --config "
+                                   "makes a random one (leave out --method)")
         return Bundle.random(config, seed=seed)
-    return Bundle.load(resolve(bundle_path))
+    return Bundle.load(resolve(bundle_path, method and method.lower()))
 
 
 def set_threads(threads: int | None) -> None:

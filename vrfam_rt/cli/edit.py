@@ -6,29 +6,45 @@ from pathlib import Path
 
 import click
 
-from vrfam_rt.cli.common import (FILE, bundle_from, bundle_options, cache_root, runtime_options,
-                                 say, set_threads)
+from vrfam_rt.cli.common import (FILE, bundle_from, bundle_options, cache_root, many_option,
+                                 runtime_options, say, set_threads)
 from vrfam_rt.errors import VrfamError
+from vrfam_rt.fileio import writable_folder
+from vrfam_rt.images import DRAFT_SIDE, MAX_PIXELS
 
 
 @click.command()
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--attr", "attrs", multiple=True, metavar="NAME[=ALPHA]",
-              help="Attribute and strength (default 1.0); repeat to edit one after another.")
+@many_option("--attr", "attrs", None, (), "Attribute (any case) and strength in [-1.5, 1.5] "
+             "(default 1.0); several are applied one after another.",
+             metavar="NAME[=ALPHA],...")
 @click.option("--alpha-sweep", metavar="START:STOP:N",
-              help="Render N strengths from START to STOP for the given attributes.")
+              help="Render N strengths from START to STOP for the --attr names (given "
+              "without =ALPHA); file names carry as many digits as the sweep needs.")
 @runtime_options()
 @bundle_options("edit with")
-@click.option("--batch", default=4, show_default=True, type=click.IntRange(1, 1024))
-@click.option("--out", default="edits", show_default=True, type=FILE)
+@click.option("--batch", default=4, show_default=True, type=click.IntRange(1, 1024),
+              help="Photos per forward pass.")
+@click.option("--out", default="edits", show_default=True, type=FILE,
+              help="Folder for the PNGs (made if missing; checked before any model work).")
 @click.option("--grid", is_flag=True, help="Also write input | reconstruction | edits per input.")
 @click.option("--no-align", is_flag=True, help="Skip face alignment (inputs are face crops).")
 @click.option("--force", is_flag=True, help="Allow alphas outside [-1.5, 1.5].")
+@click.option("--max-pixels", default=MAX_PIXELS, show_default=True, type=click.IntRange(1),
+              help="Refuse photos that decode to more pixels (JPEGs decode reduced to about "
+              f"{DRAFT_SIDE} px a side first).")
+@click.option("--judge", is_flag=True,
+              help="Print the judge oracle's reading (probability) of each edited attribute in "
+              "the reconstruction and in each edit; for bundles of the procedural faces "
+              "(the judge took no part in training).")
 @click.option("--cuda-graphs", is_flag=True,
               help="Eager on CUDA: replay each stage as a CUDA graph (about 2x at batch 1).")
-def edit(inputs, attrs, alpha_sweep, backend, precision, bundle_path, config, seed, batch, out,
-         grid, no_align, force, device, cuda_graphs, threads):
+def edit(inputs, attrs, alpha_sweep, backend, precision, bundle_path, method, config, seed,
+         batch, out, grid, no_align, force, max_pixels, judge, device, cuda_graphs, threads):
     """Edit facial attributes of photos (files or folders).
+
+    Exit status: 0 when every input was edited, 1 when some failed (each named on
+    stderr), 2 for a usage error (an unknown attribute, an alpha out of range).
 
     Example: vrfam-rt edit photo.jpg --bundle bundles/ffhq --attr Smiling=1.0 --grid
     """
@@ -36,16 +52,18 @@ def edit(inputs, attrs, alpha_sweep, backend, precision, bundle_path, config, se
 
     from vrfam_rt.images import expand_inputs, save_png, to_pil
     from vrfam_rt.pipeline import EditPipeline, parse_edits
+    from vrfam_rt.suite import synthetic_note
 
     set_threads(threads)
-    bundle = bundle_from(bundle_path, config, seed)
+    writable_folder(out)
+    bundle = bundle_from(bundle_path, config, seed, method)
     edits = parse_edits(list(attrs), bundle.attributes, alpha_sweep, force)
+    reader = _judge(bundle) if judge else None
     files = expand_inputs(inputs)
     pipeline = EditPipeline.from_bundle(bundle, backend, precision, device, cache_root(),
                                         max_batch=batch, threads=threads, align=not no_align,
-                                        cuda_graphs=cuda_graphs,
-                                        say=say)
-    failed, written, stems = [], 0, {}
+                                        cuda_graphs=cuda_graphs, say=say, max_pixels=max_pixels)
+    failed, written, stems, readings = [], 0, {}, []
     with click.progressbar(length=len(files), label="editing", file=sys.stderr) as bar:
         for start in range(0, len(files), batch):
             chunk, faces = [], []
@@ -66,11 +84,50 @@ def edit(inputs, attrs, alpha_sweep, backend, precision, bundle_path, config, se
                     if grid:
                         save_png(_grid(images, i, edits), Path(out) / f"{stem}_grid.png")
                         written += 1
+                    if reader:
+                        readings.append((Path(out) / f"{stem}_grid.png" if grid else path,
+                                         reader(images, i, edits)))
             bar.update(len(files[start:start + batch]))
-    click.echo(f"wrote {written} images to {out}" + (f"; {len(failed)} of {len(files)} inputs "
-                                                     "failed" if failed else ""))
+    note = synthetic_note(bundle) if not no_align and len(failed) < len(files) else None
+    if note:
+        say(f"note: {note}")
+    click.echo(f"wrote {written} image{'' if written == 1 else 's'} to {out}"
+               + (f"; {len(failed)} of {len(files)} inputs failed" if failed else ""))
+    for where, line in readings:
+        click.echo(f"{where}\n  {line}")
     if failed:
         sys.exit(1)
+
+
+def _judge(bundle):
+    """reader(images, i, edits) -> 'judge P(Smiling): reconstruction 0.08, Smiling +1.0
+    0.97': the judge oracle's sigmoid of each edited attribute. Refused (exit 2) for
+    bundles the judge cannot read."""
+    import torch
+
+    from vrfam_rt.errors import UsageError
+    from vrfam_rt.training.oracle import load_judge
+    from vrfam_rt.training.render import ATTRIBUTES
+
+    unknown = [a for a in bundle.attributes if a not in ATTRIBUTES]
+    size = bundle.config.generator.size
+    if unknown or size != 64:
+        raise UsageError("--judge reads the procedural 64-px faces; this bundle renders "
+                         f"{size} px" + (f" and edits {unknown[0]}" if unknown else ""))
+    oracle = load_judge().eval()
+
+    def read(images, i, edits):
+        names = list(dict.fromkeys(a for e in edits for a, _ in e.alphas))
+        columns = [ATTRIBUTES.index(a) for a in names]
+        with torch.no_grad():
+            cells = [("reconstruction", images["reconstruction"][i])] + [
+                (e.label, images[e.name][i]) for e in edits]
+            probs = torch.sigmoid(oracle(torch.stack([c.cpu().float() for _, c in cells])))
+        return "; ".join(f"judge P({a}): " + ", ".join(
+            f"{label} {p[column]:.2f}" for (label, _), p in zip(cells, probs))
+            for a, column in zip(names, columns))
+
+    return read
 
 
 def _unique(stem: str, seen: dict) -> str:
@@ -80,9 +137,10 @@ def _unique(stem: str, seen: dict) -> str:
 
 def _grid(images: dict, i: int, edits):
     """input | reconstruction | each edit, side by side at the generator's resolution
-    (pixels repeated up to GRID_MIN_CELL for small generators, so the grid is viewable)."""
-    import torch
+    (pixels repeated up to GRID_MIN_CELL for small generators, so the grid is viewable),
+    each cell under a label band naming it."""
     import torch.nn.functional as F
+    from PIL import Image, ImageDraw, ImageFont
 
     from vrfam_rt.images import to_pil
 
@@ -90,11 +148,19 @@ def _grid(images: dict, i: int, edits):
     tiles = [F.interpolate(images["input"][i:i + 1].float(), size=(size, size), mode="bicubic",
                            align_corners=False)[0].cpu(),
              images["reconstruction"][i].cpu()] + [images[e.name][i].cpu() for e in edits]
-    grid = torch.cat(tiles, dim=2)
     repeat = max(1, GRID_MIN_CELL // size)
-    if repeat > 1:
-        grid = grid.repeat_interleave(repeat, dim=1).repeat_interleave(repeat, dim=2)
-    return to_pil(grid)
+    cell = size * repeat
+    labels = ["input", "reconstruction"] + [e.label for e in edits]
+    font = ImageFont.load_default(size=max(12, cell // 14))
+    band = round(font.size * 1.6)
+    grid = Image.new("RGB", (cell * len(tiles), cell + band), "white")
+    draw = ImageDraw.Draw(grid)
+    for k, (tile, label) in enumerate(zip(tiles, labels)):
+        if repeat > 1:
+            tile = tile.repeat_interleave(repeat, dim=1).repeat_interleave(repeat, dim=2)
+        grid.paste(to_pil(tile), (k * cell, band))
+        draw.text((k * cell + cell / 2, band / 2), label, fill="black", font=font, anchor="mm")
+    return grid
 
 
 GRID_MIN_CELL = 256

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import click
 
-from vrfam_rt.cli.common import (FILE, json_option, open_runtime, runtime_options, set_threads,
-                                 table, write_json)
+from vrfam_rt.cli.common import (FILE, json_option, many_option, open_runtime,
+                                 runtime_options, set_threads, table, write_json)
 from vrfam_rt.errors import VrfamError
 from vrfam_rt.suite import METHODS
 
@@ -32,10 +32,11 @@ EVAL_SEED = 20261126      # a seed no training run draws its faces from
 @runtime_options()
 @click.option("--samples", default=256, show_default=True, type=click.IntRange(2),
               help="Faces to encode and edit (synthetic, or the first of --images).")
-@click.option("--attr", "attrs", multiple=True, help="Attributes to edit (default: all).")
-@click.option("--alpha", "alphas", multiple=True, type=float,
-              default=(-1.5, -1.0, 1.0, 1.5), show_default=True)
-@click.option("--batch", default=64, show_default=True, type=click.IntRange(1))
+@many_option("--attr", "attrs", None, (), "Attributes to edit [default: all].")
+@many_option("--alpha", "alphas", None, (-1.5, -1.0, 1.0, 1.5), "Editing strengths.",
+             convert=float)
+@click.option("--batch", default=64, show_default=True, type=click.IntRange(1),
+              help="Faces per forward pass.")
 @json_option()
 def eval_cmd(bundle_path, method, config, seed, images, no_align, inception, backend, precision,
              device, threads, samples, attrs, alphas, batch, json_path):

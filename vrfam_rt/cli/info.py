@@ -12,14 +12,15 @@ from vrfam_rt.errors import VrfamError
 @click.command()
 @json_option("Also write the facts as JSON to this file.")
 def info(json_path):
-    """Versions, the backends usable here, and the devices.
+    """Versions, the backends usable here, the devices, and the shipped default model.
 
     Example: vrfam-rt info --json info.json
     """
     from vrfam_rt import environment
+    from vrfam_rt.suite import describe_default
 
-    facts = environment.describe()
-    for section in ("versions", "backends", "devices"):
+    facts = environment.describe() | {"default model": describe_default()}
+    for section in ("versions", "backends", "devices", "default model"):
         click.echo(f"{section}:")
         width = max(len(k) for k in facts[section]) if facts[section] else 0
         for key, value in facts[section].items():

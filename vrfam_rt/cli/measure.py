@@ -5,9 +5,10 @@ from pathlib import Path
 
 import click
 
-from vrfam_rt.cli.common import (FILE, OUT_FILE, bundle_from, bundle_options, cache_root,
-                                 device_options, json_option, open_runtime, runtime_options,
-                                 say, set_threads, table, write_json)
+from vrfam_rt.cli.common import (BACKEND_CHOICES, FILE, ONNX_HELP, OUT_FILE, PRECISION_CHOICES,
+                                 bundle_from, bundle_options, cache_root, device_options,
+                                 json_option, many_option, onnx_folders, open_runtime,
+                                 runtime_options, say, set_threads, table, write_json)
 from vrfam_rt.errors import VrfamError
 
 
@@ -17,26 +18,25 @@ BENCH_PRECISIONS = {"eager": ("fp32", "bf16", "fp16"), "ort": ("fp32", "fp16", "
 
 @click.command()
 @bundle_options("benchmark")
-@click.option("--backend", "backends", multiple=True, default=("eager",), show_default=True,
-              type=click.Choice(["eager", "ort", "trt"]), help="Repeatable.")
-@click.option("--precision", "precisions", multiple=True, default=("fp32",), show_default=True,
-              type=click.Choice(["fp32", "fp16", "bf16", "int8"]),
-              help="Repeatable; each backend runs the precisions it supports.")
-@click.option("--batch", "batches", multiple=True, default=(1,), show_default=True,
-              type=click.IntRange(1, 1024), help="Repeatable.")
-@click.option("--iters", default=5, show_default=True, type=click.IntRange(1))
-@click.option("--warmup", default=1, show_default=True, type=click.IntRange(0))
+@many_option("--backend", "backends", BACKEND_CHOICES, ("eager",), "Backends to time.")
+@many_option("--precision", "precisions", PRECISION_CHOICES, ("fp32",),
+             "Each backend runs the precisions it supports.")
+@many_option("--batch", "batches", None, (1,), "Batch sizes.", convert=int, low=1, high=1024)
+@click.option("--iters", default=5, show_default=True, type=click.IntRange(1),
+              help="Timed edits per configuration and batch.")
+@click.option("--warmup", default=1, show_default=True, type=click.IntRange(0),
+              help="Untimed edits before them.")
 @device_options()
-@click.option("--onnx", "onnx_root", type=FILE,
-              help="Export root with fp32/, fp16/, int8-cpu/ [default: the bundle's graphs, "
+@click.option("--onnx", "onnx_path", type=FILE,
+              help=f"Graphs for --backend ort: {ONNX_HELP} [default: the bundle's graphs, "
               "exported once into the cache].")
 @click.option("--engines", "engine_dir", type=FILE, help="Plan folder for --backend trt "
               "[default: build fp16/int8 plans of the bundle into the cache].")
 @json_option()
 @click.option("--plot", "plot_path", type=OUT_FILE,
               help="PNG of end-to-end latency by backend and batch.")
-def bench(bundle_path, config, seed, backends, precisions, batches, iters, warmup, threads,
-          device, onnx_root, engine_dir, json_path, plot_path):
+def bench(bundle_path, method, config, seed, backends, precisions, batches, iters, warmup, threads,
+          device, onnx_path, engine_dir, json_path, plot_path):
     """Latency/throughput of encoder, transformer, generator and end to end, vs eager FP32.
 
     Example: vrfam-rt bench --config tiny --backend eager --backend ort --precision fp32
@@ -51,7 +51,7 @@ def bench(bundle_path, config, seed, backends, precisions, batches, iters, warmu
     set_threads(threads)
     if "trt" in backends and device == "cpu":
         device = "cuda"                       # TensorRT runs on the GPU; so does the baseline
-    bundle = bundle_from(bundle_path, config, seed)
+    bundle = bundle_from(bundle_path, config, seed, method)
     trt = []                                  # plans first: without a GPU, stop after building
     if "trt" in backends and engine_dir:
         trt = [open_backend("trt", engine_dir=engine_dir, device="cuda")]
@@ -64,8 +64,9 @@ def bench(bundle_path, config, seed, backends, precisions, batches, iters, warmu
     flops = flops_per_image(bundle)
     if "ort" in backends:
         wanted = [p for p in precisions if p in BENCH_PRECISIONS["ort"]]
-        if onnx_root:
-            configs += ort_configs(bundle, wanted, onnx_root, device, threads)
+        if onnx_path:
+            configs += ort_configs(bundle, wanted, onnx_folders(onnx_path), device, threads,
+                                   f"--onnx {onnx_path}")
         else:                                 # the bundle's graphs, exported once into the cache
             configs += [Config("ort", p, open_runtime(bundle, "ort", p, device, threads))
                         for p in wanted]
@@ -98,12 +99,14 @@ def _device_name(device: str, facts: dict) -> str:
 @click.option("--out", default="gpu-check", show_default=True, type=FILE,
               help="Folder for gpu-check.json, gpu-check.txt, ONNX files and plans.")
 @click.option("--config", default="ffhq-1024", show_default=True,
-              type=click.Choice(["tiny", "ffhq-1024"]))
+              type=click.Choice(["tiny", "ffhq-1024"]),
+              help="Random-weight bundle to check (tiny: a quick dry run).")
 @click.option("--device", default="cuda", show_default=True,
               help="cuda on a GPU machine; cpu runs the same steps as a dry run.")
-@click.option("--batch", "batches", multiple=True, default=(1, 8), show_default=True,
-              type=click.IntRange(1, 1024))
-@click.option("--iters", default=5, show_default=True, type=click.IntRange(1))
+@many_option("--batch", "batches", None, (1, 8), "Batch sizes to time.", convert=int, low=1,
+             high=1024)
+@click.option("--iters", default=5, show_default=True, type=click.IntRange(1),
+              help="Timed edits per configuration and batch.")
 @click.option("--no-export", is_flag=True, help="Skip the ONNX export (and ORT, TensorRT).")
 def gpu_check_cmd(out, config, device, batches, iters, no_export):
     """Info, export, FP16 engines, backend parity and benchmark on an NVIDIA GPU.
@@ -128,15 +131,17 @@ def gpu_check_cmd(out, config, device, batches, iters, no_export):
 @click.command()
 @bundle_options("profile")
 @runtime_options()
-@click.option("--batch", default=1, show_default=True, type=click.IntRange(1, 1024))
-@click.option("--iters", default=3, show_default=True, type=click.IntRange(1))
+@click.option("--batch", default=1, show_default=True, type=click.IntRange(1, 1024),
+              help="Images per profiled edit.")
+@click.option("--iters", default=3, show_default=True, type=click.IntRange(1),
+              help="Profiled edits (after one warm-up).")
 @click.option("--top", default=8, show_default=True, type=click.IntRange(1),
               help="Slowest layers listed per stage.")
 @click.option("--roofline", type=click.Choice(["rtx-2080-ti", "h100", "h200"]),
               help="Run nothing: FLOPs, bytes and the roofline lower bound of every stage and "
               "layer on this GPU, from the exported ONNX (--precision fp16 or fp32).")
 @json_option()
-def profile(bundle_path, config, seed, backend, precision, batch, iters, top, threads, device,
+def profile(bundle_path, method, config, seed, backend, precision, batch, iters, top, threads, device,
             roofline, json_path):
     """Per-stage and per-layer time of one edit, with the fraction of the device's peak.
 
@@ -147,7 +152,7 @@ def profile(bundle_path, config, seed, backend, precision, batch, iters, top, th
     from vrfam_rt.benchmarks.bench import Config, flops_per_image, run_bench
 
     set_threads(threads)
-    bundle = bundle_from(bundle_path, config, seed)
+    bundle = bundle_from(bundle_path, config, seed, method)
     if roofline:
         _roofline(bundle, roofline, precision, batch, top, json_path)
         return

@@ -78,8 +78,9 @@ def render_(n, seed, size, views, out, force):
 
 
 @synth.command("sheet")
-@click.option("--seed", default=0, show_default=True)
-@click.option("--size", default=64, show_default=True, type=click.IntRange(16, 1024))
+@click.option("--seed", default=0, show_default=True, help="Same seed, same faces.")
+@click.option("--size", default=64, show_default=True, type=click.IntRange(16, 1024),
+              help="Face size in pixels.")
 @click.option("--out", required=True, type=FILE,
               help="PNG of 8x8 faces; NAME-flips.png beside it shows attribute flips.")
 def sheet(seed, size, out):
@@ -125,7 +126,8 @@ def _with_labels(grid, labels: list[str], cell: int):
               help="Training steps of each network.")
 @click.option("--batch", default=64, show_default=True, type=click.IntRange(4),
               help="Renders per step (the identity net sees batch/2 people, 2 views each).")
-@click.option("--seed", default=0, show_default=True)
+@click.option("--seed", default=0, show_default=True,
+              help="Seed of the training renders and the initial weights.")
 @click.option("--force", is_flag=True, help="Overwrite weights in --out.")
 @click.option("--judge", is_flag=True, help="Train only a second attribute oracle (use "
               "another --seed): the judge that scores models the first one helped train.")
@@ -254,6 +256,30 @@ def suite(out, vrfam, interfacegan, conditional, e4e, times):
     write_suite(out, bundles, notes)
     size = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
     click.echo(f"wrote {out} ({size / 2**20:.1f} MiB)")
+
+
+@synth.command("demo-face")
+@click.option("--suite", "suite_dir", type=FILE,
+              help="Model suite whose faces/example.png to choose [default: the shipped one].")
+@click.option("--seed", default=7, show_default=True, help="Render seed of the candidates.")
+@click.option("--tries", default=512, show_default=True, type=click.IntRange(1, 4096),
+              help="Renders to choose from (those that smile or wear glasses are skipped).")
+def demo_face(suite_dir, seed, tries):
+    """Choose the suite's demo face by the judge's reading: the plain render whose
+    Smiling +1.0 edit the judge reads as smiling most above its reconstruction.
+
+    Example: vrfam-rt synth demo-face --suite build/suite
+    """
+    from vrfam_rt.suite import default_suite, is_suite
+    from vrfam_rt.training.suite import write_example
+
+    suite_dir = Path(suite_dir) if suite_dir else default_suite()
+    if not is_suite(suite_dir):
+        raise VrfamError(f"{suite_dir} is not a model suite (no suite.json)")
+    entry = write_example(suite_dir, seed, tries)
+    readings = ", ".join(f"{k} {v:.2f}" for k, v in entry["judge_smiling"].items())
+    click.echo(f"wrote {suite_dir / entry['file']} (render {entry['render_index']} of seed "
+               f"{seed}; judge P(Smiling): {readings})")
 
 
 def _trained(section: dict) -> str:

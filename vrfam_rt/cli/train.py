@@ -12,7 +12,7 @@ from pathlib import Path
 
 import click
 
-from vrfam_rt.cli.common import FILE, environment, say, set_threads, write_json
+from vrfam_rt.cli.common import FILE, environment, many_option, say, set_threads, write_json
 from vrfam_rt.config import config_names
 from vrfam_rt.errors import MissingDependency, VrfamError
 
@@ -41,16 +41,19 @@ def core_options(lr: float, batch: int, steps: int, data_help: str):
                          "(list_attr_celeba.txt layout) labelling the images of --data DIR."),
             click.option("--no-align", is_flag=True,
                          help="Images of --data DIR are face crops already: resize only."),
-            click.option("--steps", default=steps, show_default=True, type=click.IntRange(1)),
+            click.option("--steps", default=steps, show_default=True, type=click.IntRange(1),
+                         help="Optimizer steps in all (a resumed run goes on to this)."),
             click.option("--batch", default=batch, show_default=True, type=click.IntRange(1),
                          help="Global batch (split evenly over torchrun processes)."),
-            click.option("--lr", default=lr, show_default=True, type=click.FloatRange(min=0)),
+            click.option("--lr", default=lr, show_default=True, type=click.FloatRange(min=0),
+                         help="Adam learning rate."),
             click.option("--out", required=True, type=FILE,
                          help="Run folder: checkpoint.pt, log.csv, run.json, bundle/."),
             click.option("--resume", is_flag=True, help="Continue the run in --out."),
-            click.option("--seed", default=0, show_default=True, type=int),
+            click.option("--seed", default=0, show_default=True, type=int,
+                         help="Seed of the initial weights and the data order."),
             click.option("--checkpoint-every", default=500, show_default=True,
-                         type=click.IntRange(1)),
+                         type=click.IntRange(1), help="Steps between checkpoints."),
             click.option("--device", default="auto", show_default=True,
                          help="cpu, cuda, or auto (cuda when available)."),
             click.option("--threads", type=click.IntRange(1), help="CPU threads for torch."),
@@ -168,9 +171,12 @@ def classifier(ctx, **p):
               type=click.Choice(["released", "uniform"]),
               help="released: alpha = -p if p > 0.5 else 1 - p (p = C(w)[attr]), target the "
               "flipped label; uniform: alpha ~ U(-1.5, 1.5), target = alpha > 0.")
-@click.option("--lambda-cls", default=1.0, show_default=True, type=float)
-@click.option("--lambda-attr", default=1.0, show_default=True, type=float)
-@click.option("--lambda-id", default=1.0, show_default=True, type=float)
+@click.option("--lambda-cls", default=1.0, show_default=True, type=float,
+              help="Weight of the target attribute's classification loss.")
+@click.option("--lambda-attr", default=1.0, show_default=True, type=float,
+              help="Weight of keeping the other attributes (correlation-weighted).")
+@click.option("--lambda-id", default=1.0, show_default=True, type=float,
+              help="Weight of the ArcFace identity loss on the rendered edit (needs --arcface).")
 @click.option("--lambda-latent", default=0.0, show_default=True, type=float,
               help="Latent reconstruction mean (T(w) - w)^2, as in the released "
               "latent-transformer code (weight 10 there; not in the paper). Bounds the edit "
@@ -200,10 +206,10 @@ def transformer(ctx, **p):
 @core_options(lr=1e-2, batch=1, steps=1000,
               data_help=LATENT_DATA + " (codes averaged over layers), or 'generator' (W codes "
               "scored by the bundle's classifier).")
-@click.option("--attr", "attrs_", multiple=True, required=True,
-              help="Attribute to find a boundary for; repeatable.")
-@click.option("--condition", "conditions", multiple=True,
-              help="Attribute whose direction is projected out of the others; repeatable.")
+@many_option("--attr", "attrs_", None, (), "Attributes to find a boundary for.",
+             metavar="NAME,...", required=True)
+@many_option("--condition", "conditions", None, (),
+             "Attributes whose directions are projected out of the others.", metavar="NAME,...")
 @click.option("--samples", default=20000, show_default=True, type=click.IntRange(2),
               help="--data generator: W codes to sample.")
 @click.option("--ratio", default=0.02, show_default=True, type=click.FloatRange(0, 0.5),
@@ -248,15 +254,21 @@ def boundaries(ctx, **p):
 @arcface_options
 @click.option("--init-backbone", type=FILE, help="Start the encoder's IR-SE body from these "
               "ArcFace IR-SE50 weights (model_ir_se50.pth), as e4e does.")
-@click.option("--lambda-l2", default=1.0, show_default=True, type=float)
-@click.option("--lambda-lpips", default=0.8, show_default=True, type=float)
-@click.option("--lambda-id", default=0.1, show_default=True, type=float)
-@click.option("--lambda-reg", default=2e-4, show_default=True, type=float)
+@click.option("--lambda-l2", default=1.0, show_default=True, type=float,
+              help="Weight of the pixel L2 loss.")
+@click.option("--lambda-lpips", default=0.8, show_default=True, type=float,
+              help="Weight of the perceptual loss.")
+@click.option("--lambda-id", default=0.1, show_default=True, type=float,
+              help="Weight of the ArcFace identity loss.")
+@click.option("--lambda-reg", default=2e-4, show_default=True, type=float,
+              help="Weight of the delta-norm regulariser of the W+ offsets.")
 @click.option("--lambda-adv", default=0.1, show_default=True, type=float,
               help="Latent discriminator weight (0 trains without it).")
 @click.option("--r1", default=10.0, show_default=True, type=float, help="R1 gamma.")
-@click.option("--d-reg-every", default=16, show_default=True, type=click.IntRange(1))
-@click.option("--d-lr", default=2e-5, show_default=True, type=click.FloatRange(min=0))
+@click.option("--d-reg-every", default=16, show_default=True, type=click.IntRange(1),
+              help="Lazy R1: every this many steps.")
+@click.option("--d-lr", default=2e-5, show_default=True, type=click.FloatRange(min=0),
+              help="Latent discriminator learning rate.")
 @click.option("--progressive-start", default=20000, show_default=True, type=click.IntRange(0),
               help="Steps that learn the shared code only.")
 @click.option("--progressive-every", default=2000, show_default=True, type=click.IntRange(1),
@@ -297,7 +309,8 @@ def encoder(ctx, **p):
               data_help="'synth': fresh procedural renders of params_from_noise(z) every step.")
 @click.option("--oracle", "oracle_dir", type=FILE, help="Attribute oracle folder for the "
               "feature loss and the evaluation (default: the shipped one).")
-@click.option("--lambda-l1", default=1.0, show_default=True, type=float)
+@click.option("--lambda-l1", default=1.0, show_default=True, type=float,
+              help="Weight of the L1 distance to the teacher image.")
 @click.option("--lambda-multiscale", default=1.0, show_default=True, type=float,
               help="L1 of the 2x and 4x average-pooled difference.")
 @click.option("--lambda-feature", default=1.0, show_default=True, type=float,
