@@ -75,3 +75,14 @@ def test_info_shows_the_default_model():
     assert "64 px generator" in section and "Smiling" in section
     assert "vrfam (nonlinear latent transformer" in section
     assert "synthetic faces" in section and "Editing photos" in section
+
+
+def test_help_stays_fast_the_cli_imports_no_torch():
+    """Heavy libraries load inside the commands: `vrfam-rt --help` must not pay for torch."""
+    import subprocess
+    import sys
+
+    code = "import sys, vrfam_rt.cli; print(sorted({'torch', 'onnx', 'onnxruntime'} & set(sys.modules)))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"

@@ -125,3 +125,33 @@ def test_the_encoder_body_can_start_from_arcface_weights(tmp_path, weight_files)
     encoder = weights(tmp_path / "run" / "bundle", "encoder")
     assert torch.equal(encoder["encoder.body.2.res_layer.1.weight"],
                        arcface["body.2.res_layer.1.weight"])
+
+
+def test_the_oracle_perceptual_term_sees_a_smile_that_l2_barely_does(tmp_path):
+    """The procedural faces' perceptual term: a smile is a pixel MSE of ~1e-3 (a twentieth
+    of the shipped encoder's reconstruction error), yet it weighs (on average) more than 5x
+    a change of shirt colour with 2.25x its pixel MSE, which L2 ranks above it; and the trainer takes
+    the term through the CLI in place of LPIPS."""
+    from vrfam_rt.training.generator import OraclePerceptual
+    from vrfam_rt.training.oracle import load_oracles
+    from vrfam_rt.training.render import render, sample_params
+
+    distance = OraclePerceptual(load_oracles()[0])
+    params = sample_params(8, seed=3)
+    plain = render(params.with_attributes(Smiling=0.0), 64)
+    smiling = render(params.with_attributes(Smiling=1.0), 64)
+    mse = (smiling - plain).pow(2).mean(dim=(1, 2, 3))
+    assert (mse < 3e-3).all()
+    shirt = plain.clone()
+    shirt[:, :, 48:] += 3 * mse.sqrt().view(-1, 1, 1, 1)     # bottom quarter: 2.25x the MSE
+    with torch.no_grad():
+        smile, colour = distance(smiling, plain), distance(shirt, plain)
+        assert smile.mean() > 5 * colour.mean() and (smile > 2 * colour).all()
+        assert distance(plain, plain).abs().max() < 1e-6
+    result = train("encoder", "--config", "tiny", "--data", "generator", "--steps", 2,
+                   "--oracle-perceptual", "--no-identity", "--out", tmp_path / "run")
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "run" / "run.json").read_text())["active_terms"]["lpips"]
+    refused = train("encoder", "--config", "tiny", "--data", "generator", "--steps", 2,
+                    "--oracle-perceptual", "--no-perceptual", "--out", tmp_path / "r2")
+    assert refused.exit_code == 2 and "replaces LPIPS" in refused.output

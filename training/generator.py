@@ -56,6 +56,26 @@ def oracle_features(oracle: AttributeOracle, images: torch.Tensor) -> list[torch
     return out
 
 
+class OraclePerceptual(nn.Module):
+    """A perceptual distance for the procedural faces: images [B,3,S,S] in [-1,1] (x2) ->
+    [B], the squared difference of the training attribute oracle's channel-normalised
+    features, averaged per level and summed over its four levels (LPIPS without learned
+    heads). The oracle learned to see mouths and glasses, so this term weighs a smile as
+    pixel L2 cannot; it is the first oracle's, never the judge's, which scores `eval`."""
+
+    def __init__(self, oracle: AttributeOracle):
+        super().__init__()
+        self.oracle = frozen(oracle)
+
+    def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        total = 0
+        for fa, fb in zip(oracle_features(self.oracle, a), oracle_features(self.oracle, b)):
+            fa = fa / (fa.pow(2).sum(1, keepdim=True).sqrt() + 1e-10)
+            fb = fb / (fb.pow(2).sum(1, keepdim=True).sqrt() + 1e-10)
+            total = total + (fa - fb).pow(2).sum(1).mean(dim=(1, 2))
+        return total
+
+
 def distill_terms(y: torch.Tensor, x: torch.Tensor,
                   target_features: list[torch.Tensor] | None,
                   oracle: AttributeOracle | None) -> dict[str, torch.Tensor]:

@@ -4,10 +4,12 @@ from __future__ import annotations
 import contextlib
 import warnings
 from pathlib import Path
-
-import torch
+from typing import TYPE_CHECKING
 
 from vrfam_rt.errors import VrfamError
+
+if TYPE_CHECKING:                 # torch is imported where it is used: `vrfam-rt --help`
+    import torch                  # reads this module's limits and must stay fast
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}
 MAX_PIXELS = 64 * 2**20        # decode at most 64 Mpx (decompression bombs); --max-pixels
@@ -67,12 +69,16 @@ def _without_pil_pixel_limit():
 
 def to_tensor(image) -> torch.Tensor:
     """PIL RGB -> uint8 tensor [3,H,W]."""
+    import torch
+
     data = torch.frombuffer(bytearray(image.tobytes()), dtype=torch.uint8)
     return data.view(image.height, image.width, 3).permute(2, 0, 1)
 
 
 def normalise(images: torch.Tensor, size: int) -> torch.Tensor:
     """uint8 [B,3,H,W] on any device -> float [B,3,size,size] in [-1,1] (antialiased resize)."""
+    import torch
+
     x = images.float() / 127.5 - 1.0
     if x.shape[-2:] != (size, size):
         x = torch.nn.functional.interpolate(x, size=(size, size), mode="bicubic",
@@ -87,6 +93,7 @@ def load_image(path: str | Path, size: int) -> torch.Tensor:
 
 def to_pil(image: torch.Tensor):
     """[3,H,W] float in about [-1,1] -> PIL RGB."""
+    import torch
     from PIL import Image
 
     data = ((image.detach().float().cpu().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)

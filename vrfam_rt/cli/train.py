@@ -251,6 +251,10 @@ def boundaries(ctx, **p):
 @click.option("--lpips-backbone", type=FILE, help="The LPIPS backbone in torchvision layout "
               "(features.N.weight/bias of AlexNet or VGG16) when --lpips-weights lacks it.")
 @click.option("--no-perceptual", is_flag=True, help="Train without the perceptual loss.")
+@click.option("--oracle-perceptual", is_flag=True,
+              help="Procedural faces: the perceptual loss from the shipped training attribute "
+              "oracle's features instead of LPIPS (it sees mouths that pixel L2 misses; the "
+              "judge, which scores `eval`, stays out of training).")
 @arcface_options
 @click.option("--init-backbone", type=FILE, help="Start the encoder's IR-SE body from these "
               "ArcFace IR-SE50 weights (model_ir_se50.pth), as e4e does.")
@@ -287,7 +291,16 @@ def encoder(ctx, **p):
     from vrfam_rt.training.losses import load_arcface, load_lpips, read_weights
 
     bundle, options, ranks = _start(ctx, p)
-    lpips = None if p["no_perceptual"] else load_lpips(p["lpips_weights"], p["lpips_backbone"])
+    if p["oracle_perceptual"] and (p["no_perceptual"] or p["lpips_weights"]):
+        raise click.UsageError("--oracle-perceptual replaces LPIPS; leave out --no-perceptual "
+                               "and --lpips-weights")
+    if p["oracle_perceptual"]:
+        from vrfam_rt.training.generator import OraclePerceptual
+        from vrfam_rt.training.oracle import load_oracles
+        lpips = OraclePerceptual(load_oracles()[0])
+    else:
+        lpips = None if p["no_perceptual"] else load_lpips(p["lpips_weights"],
+                                                           p["lpips_backbone"])
     arcface = None if p["no_identity"] else load_arcface(p["arcface"])
     images = None
     if p["data"] != GENERATOR:
