@@ -113,6 +113,28 @@ def test_the_cli_builds_for_a_2080_ti_without_a_gpu(exported, tmp_path):
     assert result.exit_code == 2 and "'9.0' is not one of" in result.stderr
 
 
+def test_onnx_names_an_export_or_one_of_its_folders_in_every_command(exported, tmp_path):
+    """build-engines and bench read --onnx alike: the export's root (build-engines takes
+    its fp16 graphs, or --precision's) or one precision folder."""
+    def build(*args):
+        return CliRunner().invoke(main, ["build-engines", *map(str, args), "--flavour", "rtx",
+                                         "--compute-capability", "7.5"])
+    root = build("--onnx", exported, "--out", tmp_path / "a")
+    assert root.exit_code == 0, root.output
+    assert json.loads((tmp_path / "a" / "manifest.json").read_text())["precision"] == "fp16"
+    fp32 = build("--onnx", exported, "--precision", "fp32", "--out", tmp_path / "b")
+    assert fp32.exit_code == 1 and "/fp32 is" in fp32.stderr and "Turing" in fp32.stderr
+    missing = build("--onnx", exported, "--precision", "int8-trt", "--out", tmp_path / "c")
+    assert missing.exit_code == 1 and "holds no int8-trt graphs" in missing.stderr
+    for onnx in (exported, exported / "fp32"):
+        bench = CliRunner().invoke(main, ["bench", "--config", "tiny", "--backend", "ort",
+                                          "--onnx", str(onnx), "--iters", "1", "--warmup", "0"])
+        assert bench.exit_code == 0 and "ort" in bench.stdout, bench.output
+    wrong = CliRunner().invoke(main, ["bench", "--config", "tiny", "--backend", "ort",
+                                      "--onnx", str(tmp_path), "--iters", "1"])
+    assert wrong.exit_code == 1 and "is not an export" in wrong.stderr
+
+
 @pytest.fixture(scope="module")
 def turing_plans(exported, tmp_path_factory):
     out = tmp_path_factory.mktemp("plans")

@@ -134,11 +134,18 @@ def onnx_folders(path: Path) -> dict[str, Path]:
         precision = manifest["precision"]
         return f"int8-{manifest.get('target', 'cpu')}" if precision == "int8" else precision
 
+    def export_folder(folder: Path) -> bool:        # not plans (engines manifests)
+        try:
+            manifests.read(folder, "export")
+        except VrfamError:
+            return False
+        return True
+
     path = Path(path)
     if manifests.path_of(path, "export").is_file():
         return {key(path): path}
-    found = {key(d): d for d in sorted(path.iterdir()) if manifests.path_of(d, "export").is_file()} \
-        if path.is_dir() else {}
+    found = {key(d): d for d in sorted(path.iterdir())
+             if d.is_dir() and export_folder(d)} if path.is_dir() else {}
     if not found:
         raise VrfamError(f"--onnx {path} is not {ONNX_HELP} (no manifest.json); make one with "
                          "`vrfam-rt export --out " + str(path) + "`")
