@@ -54,6 +54,14 @@ def diagnose(bundle, attr: str = "Smiling", samples: int = 512, batch: int = 64)
             return torch.cat([fn(*(t[i:i + batch] for t in tensors))
                               for i in range(0, len(tensors[0]), batch)])
 
+    def success(codes, present):
+        """Add (alpha +1) where the attribute is absent, remove (-1) where present."""
+        def edited(alpha):
+            return p(run(runner.generator, run(runner.transformer, codes,
+                                                alphas(len(codes), alpha))))
+        return {"add_success": (edited(1.0) > 0.5)[~present].float().mean().item(),
+                "remove_success": (edited(-1.0) <= 0.5)[present].float().mean().item()}
+
     params = sample_params(samples, seed=EVAL_SEED)
     has = params.attribute(attr) > 0.5
     off, on = params.with_attributes(**{attr: 0.0}), params.with_attributes(**{attr: 1.0})
@@ -69,10 +77,7 @@ def diagnose(bundle, attr: str = "Smiling", samples: int = 512, batch: int = 64)
     out["generator"] = {"share_read_with_attr": base.float().mean().item(),
                         "data_share_with_attr": has.float().mean().item()}
     if editing:
-        added = p(run(runner.generator, run(runner.transformer, wplus, alphas(samples, 1.0))))
-        removed = p(run(runner.generator, run(runner.transformer, wplus, alphas(samples, -1.0))))
-        out["transformer_in_w"] = {"add_success": (added > 0.5)[~base].float().mean().item(),
-                                   "remove_success": (removed <= 0.5)[base].float().mean().item()}
+        out["transformer_in_w"] = success(wplus, base)
 
     faces = render(params, size)
     codes = run(runner.encoder, faces)
@@ -83,10 +88,7 @@ def diagnose(bundle, attr: str = "Smiling", samples: int = 512, batch: int = 64)
                       "kept_when_absent": (~recon[~truth]).float().mean().item(),
                       "mse": (run(runner.generator, codes) - faces).pow(2).mean().item()}
     if editing:
-        added = p(run(runner.generator, run(runner.transformer, codes, alphas(samples, 1.0))))
-        removed = p(run(runner.generator, run(runner.transformer, codes, alphas(samples, -1.0))))
-        out["edit"] = {"add_success": (added > 0.5)[~truth].float().mean().item(),
-                       "remove_success": (removed <= 0.5)[truth].float().mean().item()}
+        out["edit"] = success(codes, truth)
     return out
 
 

@@ -81,6 +81,11 @@ def device_options():
                      help="CPU threads for torch and ONNX Runtime [default: all cores]."))
 
 
+def weight_option(name: str, default: float, help: str):
+    """--lambda-X W: the weight of one loss term (0 leaves it out)."""
+    return click.option(name, default=default, show_default=True, type=float, help=help)
+
+
 def json_option(help: str = "Also write the results as JSON to this file."):
     return click.option("--json", "json_path", type=OUT_FILE, help=help)
 

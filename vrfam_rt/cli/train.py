@@ -12,7 +12,8 @@ from pathlib import Path
 
 import click
 
-from vrfam_rt.cli.common import FILE, environment, many_option, say, set_threads, write_json
+from vrfam_rt.cli.common import (FILE, environment, many_option, say, set_threads,
+                                 weight_option, write_json)
 from vrfam_rt.config import config_names
 from vrfam_rt.errors import MissingDependency, VrfamError
 
@@ -171,16 +172,16 @@ def classifier(ctx, **p):
               type=click.Choice(["released", "uniform"]),
               help="released: alpha = -p if p > 0.5 else 1 - p (p = C(w)[attr]), target the "
               "flipped label; uniform: alpha ~ U(-1.5, 1.5), target = alpha > 0.")
-@click.option("--lambda-cls", default=1.0, show_default=True, type=float,
-              help="Weight of the target attribute's classification loss.")
-@click.option("--lambda-attr", default=1.0, show_default=True, type=float,
-              help="Weight of keeping the other attributes (correlation-weighted).")
-@click.option("--lambda-id", default=1.0, show_default=True, type=float,
-              help="Weight of the ArcFace identity loss on the rendered edit (needs --arcface).")
-@click.option("--lambda-latent", default=0.0, show_default=True, type=float,
-              help="Latent reconstruction mean (T(w) - w)^2, as in the released "
-              "latent-transformer code (weight 10 there; not in the paper). Bounds the edit "
-              "when --no-identity leaves nothing else to.")
+@weight_option("--lambda-cls", 1.0,
+               "Weight of the target attribute's classification loss.")
+@weight_option("--lambda-attr", 1.0,
+               "Weight of keeping the other attributes (correlation-weighted).")
+@weight_option("--lambda-id", 1.0,
+               "Weight of the ArcFace identity loss on the rendered edit (needs --arcface).")
+@weight_option("--lambda-latent", 0.0,
+               "Latent reconstruction mean (T(w) - w)^2, as in the released "
+               "latent-transformer code (weight 10 there; not in the paper). Bounds the edit "
+               "when --no-identity leaves nothing else to.")
 @arcface_options
 @click.pass_context
 def transformer(ctx, **p):
@@ -258,16 +259,16 @@ def boundaries(ctx, **p):
 @arcface_options
 @click.option("--init-backbone", type=FILE, help="Start the encoder's IR-SE body from these "
               "ArcFace IR-SE50 weights (model_ir_se50.pth), as e4e does.")
-@click.option("--lambda-l2", default=1.0, show_default=True, type=float,
-              help="Weight of the pixel L2 loss.")
-@click.option("--lambda-lpips", default=0.8, show_default=True, type=float,
-              help="Weight of the perceptual loss.")
-@click.option("--lambda-id", default=0.1, show_default=True, type=float,
-              help="Weight of the ArcFace identity loss.")
-@click.option("--lambda-reg", default=2e-4, show_default=True, type=float,
-              help="Weight of the delta-norm regulariser of the W+ offsets.")
-@click.option("--lambda-adv", default=0.1, show_default=True, type=float,
-              help="Latent discriminator weight (0 trains without it).")
+@weight_option("--lambda-l2", 1.0,
+               "Weight of the pixel L2 loss.")
+@weight_option("--lambda-lpips", 0.8,
+               "Weight of the perceptual loss.")
+@weight_option("--lambda-id", 0.1,
+               "Weight of the ArcFace identity loss.")
+@weight_option("--lambda-reg", 2e-4,
+               "Weight of the delta-norm regulariser of the W+ offsets.")
+@weight_option("--lambda-adv", 0.1,
+               "Latent discriminator weight (0 trains without it).")
 @click.option("--r1", default=10.0, show_default=True, type=float, help="R1 gamma.")
 @click.option("--d-reg-every", default=16, show_default=True, type=click.IntRange(1),
               help="Lazy R1: every this many steps.")
@@ -322,12 +323,12 @@ def encoder(ctx, **p):
               data_help="'synth': fresh procedural renders of params_from_noise(z) every step.")
 @click.option("--oracle", "oracle_dir", type=FILE, help="Attribute oracle folder for the "
               "feature loss and the evaluation (default: the shipped one).")
-@click.option("--lambda-l1", default=1.0, show_default=True, type=float,
-              help="Weight of the L1 distance to the teacher image.")
-@click.option("--lambda-multiscale", default=1.0, show_default=True, type=float,
-              help="L1 of the 2x and 4x average-pooled difference.")
-@click.option("--lambda-feature", default=1.0, show_default=True, type=float,
-              help="L1 between the frozen attribute oracle's conv features (0: off).")
+@weight_option("--lambda-l1", 1.0,
+               "Weight of the L1 distance to the teacher image.")
+@weight_option("--lambda-multiscale", 1.0,
+               "L1 of the 2x and 4x average-pooled difference.")
+@weight_option("--lambda-feature", 1.0,
+               "L1 between the frozen attribute oracle's conv features (0: off).")
 @click.option("--lr-final", default=0.05, show_default=True, type=click.FloatRange(0, 1),
               help="Cosine learning-rate decay to this fraction of --lr at the last step "
               "(1: constant).")
