@@ -51,9 +51,14 @@ def test_the_demo_shows_the_judges_reading_under_the_grid_path(tmp_path):
     assert reading.startswith("judge P(Smiling): reconstruction ")
     before, after = (float(x.split()[-1]) for x in reading.split(":", 1)[1].split(","))
     assert before < 0.5 < after
-    refused = edit(face, "--config", "ffhq-1024", "--attr", "Smiling", "--judge", "--no-align",
-                   "--out", tmp_path / "big")
-    assert refused.exit_code == 2 and "--judge reads the procedural 64-px faces" in refused.stderr
+    from types import SimpleNamespace
+
+    from vrfam_rt.cli.edit import judge_reader
+
+    ffhq = SimpleNamespace(attributes=("Smiling",), config=SimpleNamespace(
+        generator=SimpleNamespace(size=1024)))                 # what an FFHQ bundle shows
+    with pytest.raises(UsageError, match="--judge reads the procedural 64-px faces"):
+        judge_reader(ffhq)
 
 
 @pytest.mark.usefixtures("dlib")          # aligns a photo
@@ -255,19 +260,25 @@ def test_no_align_edits_any_image(tmp_path):
     assert [p.name for p in (tmp_path / "out").iterdir()] == ["crop_Smiling+1.0.png"]
 
 
+@pytest.fixture(scope="module")
+def default_cache(tmp_path_factory):
+    """A cache of the default bundle's graphs shared by this module's ort tests (the first
+    exports them, ~20 s; the export-once test must see it happen, so it comes first)."""
+    return tmp_path_factory.mktemp("default-cache")
+
+
 @pytest.mark.usefixtures("dlib")          # aligns a photo
-def test_ort_backend_exports_once_into_the_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("VRFAM_RT_CACHE", str(tmp_path / "cache"))
-    args = [PHOTO, "--config", "tiny", "--attr", "Smiling", "--backend", "ort", "--out",
-            tmp_path / "out"]
+def test_ort_backend_exports_once_into_the_cache(tmp_path, monkeypatch, default_cache):
+    monkeypatch.setenv("VRFAM_RT_CACHE", str(default_cache))
+    args = [PHOTO, "--attr", "Smiling", "--backend", "ort", "--out", tmp_path / "out"]
     first = edit(*args)
     assert first.exit_code == 0, first.output
     assert "exporting fp32 ONNX" in first.stderr
-    (cache,) = (tmp_path / "cache").iterdir()
+    (cache,) = default_cache.iterdir()
     assert json.loads((cache / "fp32" / "manifest.json").read_text())["precision"] == "fp32"
     second = edit(*args)
     assert second.exit_code == 0 and "exporting" not in second.stderr
-    eager = edit(PHOTO, "--config", "tiny", "--attr", "Smiling", "--out", tmp_path / "eager")
+    eager = edit(PHOTO, "--attr", "Smiling", "--out", tmp_path / "eager")
     assert eager.exit_code == 0
     a = np.asarray(Image.open(tmp_path / "out" / "grace_hopper_Smiling+1.0.png"), dtype=int)
     b = np.asarray(Image.open(tmp_path / "eager" / "grace_hopper_Smiling+1.0.png"), dtype=int)
@@ -300,7 +311,7 @@ def test_cuda_graph_replay_matches_eager(tiny):
                                        rtol=1e-3, atol=1e-3)
 
 
-def test_the_python_api_edits_a_photo_like_the_cli(tmp_path):
+def test_the_python_api_edits_a_photo_like_the_cli(tmp_path, default_cache):
     """EditPipeline.from_bundle(None, backend="ort") is the shipped default model, its
     graphs exported into the cache; a call takes paths or PIL images and an edit mapping
     and returns PIL images, the same pixels as `vrfam-rt edit` writes."""
@@ -308,17 +319,16 @@ def test_the_python_api_edits_a_photo_like_the_cli(tmp_path):
     from vrfam_rt.suite import resolve
 
     example = resolve(None).parent / "faces" / "example.png"
-    pipe = EditPipeline.from_bundle(None, backend="ort", cache_dir=tmp_path / "cache",
-                                    align=False)
+    pipe = EditPipeline.from_bundle(None, backend="ort", cache_dir=default_cache, align=False)
     [edited] = pipe(example, {"Smiling": 1.0})
     assert edited.mode == "RGB" and edited.size == (64, 64)
-    assert len(list((tmp_path / "cache").glob("*/fp32/manifest.json"))) == 1
+    assert len(list(default_cache.glob("*/fp32/manifest.json"))) == 1
     recon = pipe([Image.open(example), example])                      # no edit: reconstructions
     assert len(recon) == 2 and np.array_equal(np.asarray(recon[0]), np.asarray(recon[1]))
     assert not np.array_equal(np.asarray(recon[0]), np.asarray(edited))
     result = CliRunner().invoke(main, ["edit", str(example), "--attr", "Smiling", "--no-align",
                                        "--backend", "ort", "--out", str(tmp_path / "cli")],
-                                env={"VRFAM_RT_CACHE": str(tmp_path / "cache")})
+                                env={"VRFAM_RT_CACHE": str(default_cache)})
     assert result.exit_code == 0, result.output
     cli = np.asarray(Image.open(tmp_path / "cli" / "example_Smiling+1.0.png"))
     assert np.array_equal(cli, np.asarray(edited))

@@ -58,7 +58,7 @@ def edit(inputs, attrs, alpha_sweep, backend, precision, bundle_path, method, co
     writable_folder(out)
     bundle = bundle_from(bundle_path, config, seed, method)
     edits = parse_edits(list(attrs), bundle.attributes, alpha_sweep, force)
-    reader = _judge(bundle) if judge else None
+    reader = judge_reader(bundle) if judge else None
     files = expand_inputs(inputs)
     pipeline = EditPipeline.from_bundle(bundle, backend, precision, device, cache_root(),
                                         max_batch=batch, threads=threads, align=not no_align,
@@ -99,7 +99,7 @@ def edit(inputs, attrs, alpha_sweep, backend, precision, bundle_path, method, co
         sys.exit(1)
 
 
-def _judge(bundle):
+def judge_reader(bundle):
     """reader(images, i, edits) -> 'judge P(Smiling): reconstruction 0.08, Smiling +1.0
     0.97': the judge oracle's sigmoid of each edited attribute. Refused (exit 2) for
     bundles the judge cannot read."""
