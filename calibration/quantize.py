@@ -11,12 +11,12 @@ from __future__ import annotations
 import contextlib
 import copy
 import io
-import logging
 import warnings
 from pathlib import Path
 
 import torch
 
+from vrfam_rt.environment import quiet_logs
 from vrfam_rt.errors import VrfamError
 
 TARGETS = ("trt", "cpu")
@@ -57,7 +57,7 @@ def quantize_onnx(fp32_path: Path, out_path: Path, inputs: dict[str, torch.Tenso
     symmetric = target == "trt"
     # The calibrator prints its progress, and the quantizer logs advice to the root logger
     # (pre-processing with its own tool, which our exported graphs do not need).
-    with contextlib.redirect_stdout(io.StringIO()), _quiet_root_logger(), \
+    with contextlib.redirect_stdout(io.StringIO()), quiet_logs(), \
             warnings.catch_warnings():
         warnings.simplefilter("ignore")
         quantize_static(
@@ -70,19 +70,6 @@ def quantize_onnx(fp32_path: Path, out_path: Path, inputs: dict[str, torch.Tenso
             # TensorRT dequantizes int8 only: biases stay float for its target
             extra_options={"ActivationSymmetric": symmetric, "WeightSymmetric": True,
                            "QuantizeBias": not symmetric})
-
-
-@contextlib.contextmanager
-def _quiet_root_logger():
-    """Only errors from the root logger (and the loggers that inherit its level) for a
-    while: ONNX Runtime's quantizer logs its advice there with logging.warning."""
-    root = logging.getLogger()
-    level = root.level
-    root.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        root.setLevel(level)
 
 
 def zero_points(model) -> dict[str, tuple[str, list[int]]]:

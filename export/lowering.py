@@ -6,9 +6,7 @@ FP16 graph casts its inputs once and computes in float16). B is dynamic in
 """
 from __future__ import annotations
 
-import contextlib
 import copy
-import logging
 import time
 import warnings
 from pathlib import Path
@@ -20,6 +18,7 @@ from torch import nn
 from vrfam_rt import manifests
 from vrfam_rt.bundle import Bundle
 from vrfam_rt.contract import STAGE_NAMES, STAGES, example_inputs
+from vrfam_rt.environment import quiet_logs
 from vrfam_rt.errors import MissingDependency, VrfamError
 from vrfam_rt.fileio import sha256_file, staged_dir
 from vrfam_rt.version import __version__
@@ -86,7 +85,7 @@ def export_component(bundle: Bundle, component: str, precision: str, path: Path,
     graph = stage_module(bundle, component, precision)
     inputs = example_inputs(bundle, component)
     batch = torch.export.Dim("batch", min=1, max=max_batch)
-    with warnings.catch_warnings(), torch.no_grad(), _quiet("torch.onnx"):
+    with warnings.catch_warnings(), torch.no_grad(), quiet_logs("torch.onnx"):
         warnings.simplefilter("ignore")
         program = torch.onnx.export(
             graph, inputs, input_names=list(stage.inputs), output_names=list(stage.outputs),
@@ -111,18 +110,6 @@ def export_component(bundle: Bundle, component: str, precision: str, path: Path,
         "fp32_nodes": fp32_nodes(model) if precision == "fp16" else [],
         "export_seconds": round(time.perf_counter() - start, 1),
     }
-
-
-@contextlib.contextmanager
-def _quiet(logger_name: str):
-    """Silence a library's INFO/WARNING chatter (e.g. optional torchvision ops) for a while."""
-    logger = logging.getLogger(logger_name)
-    level = logger.level
-    logger.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        logger.setLevel(level)
 
 
 def _io(value) -> dict:

@@ -7,7 +7,7 @@ from vrfam_rt.bundle import Bundle
 from vrfam_rt.errors import VrfamError
 from vrfam_rt.fileio import staged_dir, write_json_atomic
 from vrfam_rt.images import save_png, to_pil
-from vrfam_rt.suite import MANIFEST, METHODS
+from vrfam_rt.suite import MANIFEST, METHODS, suite_manifest
 from vrfam_rt.training.render import render, sample_params
 
 KEEP = ("generator", "encoder", "classifier", "transformer")   # what an edit needs
@@ -55,12 +55,10 @@ def pick_example(bundle: Bundle, seed: int = 7, size: int = 128, tries: int = 51
 def write_example(suite: Path, seed: int = 7, tries: int = 512) -> dict:
     """(Re)write a suite's demo face (faces/example.png) and its entry in suite.json,
     picked for the suite's vrfam bundle by `pick_example`."""
-    import json
-
     suite = Path(suite)
     example = pick_example(Bundle.load(suite / "vrfam"), seed=seed, tries=tries)
     save_png(to_pil(example["image"]), suite / "faces" / "example.png")
-    manifest = json.loads((suite / MANIFEST).read_text())
+    manifest = suite_manifest(suite)
     manifest["example_face"] = {
         "file": "faces/example.png", "render_seed": seed, "render_index": example["index"],
         "attributes": example["params"].attributes[0].tolist(),

@@ -1,9 +1,11 @@
 """What this machine offers: library versions, usable backends, devices."""
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import importlib
 import importlib.metadata
+import logging
 import platform
 
 from vrfam_rt.version import __version__
@@ -123,3 +125,16 @@ def describe() -> dict[str, dict[str, str]]:
         backends["trt"] += (f"; TensorRT-RTX {rtx} builds plans here"
                             + ("" if torch.cuda.is_available() else " (running them needs a GPU)"))
     return {"versions": versions, "backends": backends, "devices": devices}
+
+
+@contextlib.contextmanager
+def quiet_logs(logger_name: str | None = None):
+    """Only errors from a library's logger for a while (None: the root logger, and the
+    loggers that inherit its level, where ONNX Runtime's quantizer logs its advice)."""
+    logger = logging.getLogger(logger_name)
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)

@@ -65,7 +65,12 @@ PHOTO_NOTE = ("the default model is trained on synthetic 64-px faces, so a photo
 def trained_on_synthetic_faces(bundle) -> bool:
     """Whether the bundle's generator was trained on the procedural faces (as the
     shipped default model's is), by its provenance."""
-    generator = bundle.provenance.get("generator", {})
+    return _synthetic_provenance(bundle.provenance)
+
+
+def _synthetic_provenance(provenance: dict) -> bool:
+    """A bundle's provenance (as in bundle.json) says its generator learned procedural faces."""
+    generator = provenance.get("generator") or {}
     return "--data synth" in str(generator.get("command", ""))
 
 
@@ -85,7 +90,6 @@ def describe_default() -> dict:
         return {"status": str(exc)}
     bundle = manifests.read(path, "bundle")
     config = bundle["config"]
-    generator = bundle.get("provenance", {}).get("generator", {})
     suite = suite_manifest(default_suite())
     return {
         "path": str(path),
@@ -97,7 +101,7 @@ def describe_default() -> dict:
         "attributes": ", ".join(bundle["attributes"]),
         "trained on": ("procedural synthetic faces (scripts/build_default_bundle.sh); for "
                        "photos import FFHQ weights (README, \"Editing photos\")")
-        if "--data synth" in str(generator.get("command", "")) else "see its bundle.json",
+        if _synthetic_provenance(bundle.get("provenance", {})) else "see its bundle.json",
     }
 
 

@@ -134,23 +134,23 @@ def onnx_folders(path: Path) -> dict[str, Path]:
     from vrfam_rt import manifests
     from vrfam_rt.errors import VrfamError
 
-    def key(folder: Path) -> str:
-        manifest = manifests.read(folder, "export")
+    def key(folder: Path, strict: bool = False) -> str | None:
+        """The folder's name in the mapping; None (unless strict: the manifest's error)
+        when it holds no export manifest."""
+        try:
+            manifest = manifests.read(folder, "export")
+        except VrfamError:                            # plans (engines manifests), or none
+            if strict:
+                raise
+            return None
         precision = manifest["precision"]
         return f"int8-{manifest.get('target', 'cpu')}" if precision == "int8" else precision
 
-    def export_folder(folder: Path) -> bool:        # not plans (engines manifests)
-        try:
-            manifests.read(folder, "export")
-        except VrfamError:
-            return False
-        return True
-
     path = Path(path)
     if manifests.path_of(path, "export").is_file():
-        return {key(path): path}
-    found = {key(d): d for d in sorted(path.iterdir())
-             if d.is_dir() and export_folder(d)} if path.is_dir() else {}
+        return {key(path, strict=True): path}
+    keys = {d: key(d) for d in sorted(path.iterdir()) if d.is_dir()} if path.is_dir() else {}
+    found = {k: d for d, k in keys.items() if k}
     if not found:
         raise VrfamError(f"--onnx {path} is not {ONNX_HELP} (no manifest.json); make one with "
                          "`vrfam-rt export --out " + str(path) + "`")
