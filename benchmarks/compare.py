@@ -26,6 +26,19 @@ def summary_table(reports: dict[str, dict]) -> str:
     return render(rows, (("", "name", ""), *SUMMARY), markdown=True)
 
 
+def identity_note(reports: dict[str, dict]) -> str:
+    """One line with the identity embedding's anchors (the same for every report on one
+    set of faces), or '' when the reports have none (real photos)."""
+    first = next(iter(reports.values()))
+    if "identity_same_person" not in first:
+        return ""
+    return (f"Identity anchors of the embedding on these faces: the same person under other "
+            f"pose, light and background {first['identity_same_person']:.3f}; other people "
+            f"{first['identity_other_person']:.3f}. Input vs reconstruction: "
+            + ", ".join(f"{name} {r['identity_reconstruction']:.3f}"
+                        for name, r in reports.items() if "identity_reconstruction" in r) + ".")
+
+
 def per_edit_table(reports: dict[str, dict]) -> str:
     """Rows (attribute, alpha) in the first report's order; for each score, one column
     per report."""
@@ -64,6 +77,9 @@ def main(argv: list[str] | None = None) -> None:
     reports = load(specs)
     print(summary_table(reports))
     print()
+    if note := identity_note(reports):
+        print(note)
+        print()
     print(per_edit_table(reports))
 
 

@@ -3,7 +3,8 @@
 - distortion: mean squared error between inputs and reconstructions, images in [-1, 1];
 - perception FID: Frechet distance between features of inputs and reconstructions;
 - editability FID: Frechet distance between features of inputs and edited images;
-- identity similarity: mean cosine between identity embeddings of input and edit;
+- identity similarity: mean cosine between identity embeddings of input and edit (and,
+  as what an edit starts from, of input and reconstruction);
 - target accuracy: the edited attribute reads as asked (present for alpha > 0, absent
   for alpha < 0); non-target accuracy: every other attribute reads as on the input.
 
@@ -123,6 +124,18 @@ def score_edit(inputs: torch.Tensor, edited: torch.Tensor, attribute: int, alpha
     return out
 
 
+def identity_baselines(identity: Callable[[torch.Tensor], torch.Tensor], faces: torch.Tensor,
+                       retaken: torch.Tensor, strangers: torch.Tensor) -> dict[str, float]:
+    """The anchors an edit's identity similarity sits between: the mean cosine the
+    identity embedding reads between each face [N,3,S,S] and `retaken`, the same person
+    drawn again under other nuisance (pose, light, background; attributes kept), and
+    between each face and `strangers`, other people."""
+    with torch.no_grad():
+        anchor = identity(faces)
+        return {"identity_same_person": float((anchor * identity(retaken)).sum(1).mean()),
+                "identity_other_person": float((anchor * identity(strangers)).sum(1).mean())}
+
+
 def table1(inputs: torch.Tensor, reconstructions: torch.Tensor,
            edits: dict[tuple[int, float], torch.Tensor], judges: Judges) -> dict:
     """Distortion, perception FID, editability FID over all edits pooled, and the mean
@@ -131,12 +144,18 @@ def table1(inputs: torch.Tensor, reconstructions: torch.Tensor,
         raise ValueError("table1 needs at least one edit")
     real = judges.features(inputs)
     scores = [score_edit(inputs, images, k, alpha, judges) for (k, alpha), images in edits.items()]
+    inversion = {}
+    if judges.identity is not None:   # what the edits start from: the inversion's identity
+        with torch.no_grad():
+            inversion["identity_reconstruction"] = float(
+                (judges.identity(inputs) * judges.identity(reconstructions)).sum(1).mean())
     return {
         "distortion_l2": float((inputs - reconstructions).square().mean()),
         "perception_fid": frechet_distance(real, judges.features(reconstructions)),
         "editability_fid": frechet_distance(
             real, judges.features(torch.cat(list(edits.values())))),
         **{name: sum(s[name] for s in scores) / len(scores) for name in scores[0]},
+        **inversion,
         "per_edit": [{"attribute": k, "alpha": alpha, **s}
                      for ((k, alpha), s) in zip(edits, scores)],
         **judges.names,

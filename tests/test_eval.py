@@ -22,6 +22,9 @@ def test_eval_dry_run_reports_every_metric_and_names_the_stand_ins(tmp_path):
         ("Smiling", 1.0), ("Smiling", -1.5), ("Eyeglasses", 1.0), ("Eyeglasses", -1.5)]
     assert report["distortion_l2"] > 0 and report["perception_fid"] > 0
     assert report["wplus_variance"] > 0          # a random e4e encoder's codes differ by layer
+    assert report["identity_same_person"] > report["identity_other_person"]
+    assert -1 <= report["identity_reconstruction"] <= 1
+    assert "identity_same_person" in result.stdout
     assert_pooled_over_edits(report, samples=12, others=8)
     assert "stand-in for Inception" in report["fid_features"]
     assert "stand-in for ArcFace" in report["identity_model"]
@@ -122,6 +125,13 @@ def test_compare_lays_reports_side_by_side(tmp_path, capsys):
     assert lines[7].startswith("| Smiling | -1.0 | 0.500 | 0.750 | 0.950 | 0.950 |")
     with pytest.raises(SystemExit, match="not NAME=report.json"):
         compare([str(tmp_path / "a.json")])
+    anchored = report("a", 0.5) | {"identity_same_person": 0.61, "identity_other_person": 0.02,
+                                   "identity_reconstruction": 0.45}
+    (tmp_path / "c.json").write_text(json.dumps(anchored))
+    compare([f"C={tmp_path / 'c.json'}"])
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[4].startswith("Identity anchors")
+    assert all(f in lines[4] for f in ("0.610", "0.020", "C 0.450"))
 
 
 @pytest.mark.usefixtures("dlib")

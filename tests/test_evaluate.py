@@ -3,10 +3,10 @@ ground-truth flips of the procedural faces."""
 import pytest
 import torch
 
-from vrfam_rt.benchmarks.evaluate import (frechet_distance, frechet_from_stats, oracle_judges,
-                                          score_edit, table1)
+from vrfam_rt.benchmarks.evaluate import (frechet_distance, frechet_from_stats,
+                                          identity_baselines, oracle_judges, score_edit, table1)
 from vrfam_rt.training.oracle import load_oracles
-from vrfam_rt.training.render import ATTRIBUTES, render, sample_params
+from vrfam_rt.training.render import ATTRIBUTES, FaceParams, render, sample_params
 
 
 def test_frechet_distance_of_diagonal_gaussians_has_the_closed_form():
@@ -49,6 +49,7 @@ def test_other_people_score_as_a_bad_edit_and_fid_sees_off_domain_images(faces):
     strangers = render(sample_params(64, seed=7))        # in the domain, other people
     report = table1(inputs, inputs, {(k, 1.0): good, (k, -1.0): strangers}, judges)
     assert report["distortion_l2"] == 0
+    assert report["identity_reconstruction"] == pytest.approx(1.0, abs=1e-5)
     stranger = report["per_edit"][1]
     assert stranger["identity_similarity"] < report["per_edit"][0]["identity_similarity"] - 0.4
     assert stranger["non_target_accuracy"] < 0.9
@@ -69,3 +70,18 @@ def test_the_smile_diagnosis_reads_every_stage(tiny):
     shares = [v for section in ("generator", "transformer_in_w", "encoder", "edit")
               for k, v in report[section].items() if k != "mse"]
     assert len(shares) == 9 and all(0 <= v <= 1 for v in shares)
+
+
+def test_identity_baselines_bracket_a_perfect_edit(faces):
+    """The same person under other nuisance reads far closer than other people, and a
+    ground-truth attribute flip (pose and light kept) at least as close as a retake."""
+    judges, params, inputs = faces
+    nuisance = torch.rand(params.nuisance.shape, generator=torch.Generator().manual_seed(1))
+    retaken = render(FaceParams(params.attributes, params.identity, nuisance, params.identity_id))
+    baselines = identity_baselines(judges.identity, inputs, retaken, inputs.roll(1, 0))
+    assert baselines["identity_same_person"] > baselines["identity_other_person"] + 0.4
+    flipped = render(params.with_attributes(Eyeglasses=1))
+    perfect = score_edit(inputs, flipped, ATTRIBUTES.index("Eyeglasses"), 1.0, judges)
+    assert perfect["identity_similarity"] > baselines["identity_other_person"] + 0.4
+    same = identity_baselines(judges.identity, inputs, inputs, inputs)
+    assert same["identity_same_person"] == pytest.approx(1.0, abs=1e-5)   # unit embeddings

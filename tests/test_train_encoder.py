@@ -57,6 +57,9 @@ def test_encoder_trains_on_generator_samples_into_a_bundle(tmp_path, weight_file
     assert bundle.config.encoder.progressive_stage == 2     # deltas 1, 2 trained; 3.. unused
     assert {"encoder", "discriminator"} <= set(bundle.modules)
     assert bundle.provenance["discriminator"]["source"] == "trained"
+    # the encoder continued the random bundle's: its provenance keeps what it started from
+    assert bundle.provenance["encoder"]["continues"] == {"source": "random", "seed": 0}
+    assert "continues" not in bundle.provenance["discriminator"]
     record = json.loads((tmp_path / "run" / "run.json").read_text())
     assert all(record["active_terms"].values()) and len(record["active_terms"]) == 7
     header = (tmp_path / "run" / "log.csv").read_text().splitlines()[0]

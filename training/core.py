@@ -182,6 +182,7 @@ class Task:
     networks: dict[str, nn.Module]
     optimizers: dict[str, torch.optim.Optimizer]
     active: dict[str, bool] = {}     # which optional loss terms run (recorded in run.json)
+    continued: tuple[str, ...] = ()  # trained entries that started from the input's weights
 
     @property
     def trained(self) -> tuple[str, ...]:
@@ -321,8 +322,11 @@ def run(task: Task, options: RunOptions, ranks: Ranks,
         result = task.summary()
         bundle = task.bundle()
         for name in task.trained:
-            bundle.provenance[name] = {"source": "trained", "command": options.command,
-                                       "steps": options.steps, "seed": options.seed}
+            entry = {"source": "trained", "command": options.command,
+                     "steps": options.steps, "seed": options.seed}
+            if name in task.continued:        # a fine-tune: keep what it continued
+                entry["continues"] = bundle.provenance.get(name, {"source": "unknown"})
+            bundle.provenance[name] = entry
         bundle.save(bundle_dir, overwrite=True)
         record = json.loads((out / RUN).read_text())
         record["result"] = result

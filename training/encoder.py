@@ -93,6 +93,7 @@ class EncoderTask(Task):
         config = bundle.config
         if "encoder" in bundle.modules:
             self.encoder = bundle.encoder
+            self.continued = ("encoder",)
         else:
             self.encoder = models.build(config, "encoder")
             w_avg = self.generator.mean_latent(4096, seed=options.seed).cpu()

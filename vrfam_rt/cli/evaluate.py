@@ -70,8 +70,9 @@ def eval_cmd(bundle_path, method, config, seed, images, no_align, inception, bac
         raise VrfamError("--images needs --inception FILE for FID (inception-2015-12-05.pt, "
                          "the TorchScript Inception of the StyleGAN2-ADA metrics)")
     runner = open_runtime(bundle, backend, precision, device, threads)
+    baselines = {}
     if images is None:
-        inputs, faces, judges = _synthetic(bundle, samples, size)
+        inputs, faces, judges, baselines = _synthetic(bundle, samples, size)
     else:
         inputs, faces, judges = _photos(bundle, runner, images, samples, size, not no_align)
     if inception is not None:   # Inception replaces the oracle's stand-in features
@@ -106,6 +107,7 @@ def eval_cmd(bundle_path, method, config, seed, images, no_align, inception, bac
     # what the variance-reduced encoder minimises: the spread of the L style codes of
     # one face around their mean (0 for a W code repeated), averaged over faces
     report["wplus_variance"] = float(torch.cat(spread).mean())
+    report.update(baselines)
     report.update({"bundle": label, "method": method or _method_of(bundle), "backend": backend,
                    "precision": precision, "samples": len(inputs), "faces": faces})
     if judges.dlib is not None:
@@ -134,10 +136,13 @@ def _method_of(bundle) -> str:
 
 
 def _synthetic(bundle, samples, size):
-    """Procedural inputs and the oracle judges, reading the bundle's attributes."""
-    from vrfam_rt.benchmarks.evaluate import oracle_judges
+    """Procedural inputs, the oracle judges reading the bundle's attributes, and the
+    identity embedding's baselines on those inputs (`identity_baselines`)."""
+    import torch
+
+    from vrfam_rt.benchmarks.evaluate import identity_baselines, oracle_judges
     from vrfam_rt.training.oracle import load_judge, load_oracles
-    from vrfam_rt.training.render import ATTRIBUTES, render, sample_params
+    from vrfam_rt.training.render import ATTRIBUTES, FaceParams, render, sample_params
 
     unknown = [a for a in bundle.attributes if a not in ATTRIBUTES]
     if unknown:
@@ -145,8 +150,14 @@ def _synthetic(bundle, samples, size):
                          "trained on them (evaluate it on real photos with --images)")
     judge, identity = load_judge(), load_oracles()[1]     # neither trained any bundle network
     judges = oracle_judges(judge, identity, [ATTRIBUTES.index(a) for a in bundle.attributes])
-    inputs = render(sample_params(samples, seed=EVAL_SEED), size)
-    return inputs, f"procedural renders, seed {EVAL_SEED}, {size} px", judges
+    params = sample_params(samples, seed=EVAL_SEED)
+    inputs = render(params, size)
+    nuisance = torch.rand(params.nuisance.shape,
+                          generator=torch.Generator().manual_seed(EVAL_SEED + 1))
+    retaken = render(FaceParams(params.attributes, params.identity, nuisance,
+                                params.identity_id), size)
+    baselines = identity_baselines(judges.identity, inputs, retaken, inputs.roll(1, 0))
+    return inputs, f"procedural renders, seed {EVAL_SEED}, {size} px", judges, baselines
 
 
 def _photos(bundle, runner, folder, samples, size, align):
@@ -198,7 +209,8 @@ def _print(report):
     for key in ("fid_features", "attribute_reader", "identity_model"):
         click.echo(f"  {key.replace('_', ' ')}: {report[key]}")
     metrics = ("distortion_l2", "perception_fid", "editability_fid", "wplus_variance",
-               "identity_similarity",
+               "identity_similarity", "identity_reconstruction", "identity_same_person",
+               "identity_other_person",
                "dlib_distance", "dlib_same_person", "target_accuracy", "non_target_accuracy")
     rows = [{"metric": k, "value": report[k]} for k in metrics if k in report]
     click.echo(table(rows, [("metric", "metric", ""), ("value", "value", ".4f")]))
