@@ -16,9 +16,9 @@ VRFAM=${VRFAM:-.venv/bin/vrfam-rt}
 THREADS=${THREADS:-1}
 ATTRS="Smiling Eyeglasses Male Young Bangs Black_Hair Blond_Hair Mouth_Slightly_Open Pale_Skin"
 if [[ -n "${QUICK:-}" ]]; then
-    G_STEPS=20 FACES=256 E_STEPS=40 E_START=10 E_EVERY=3 P_STEPS=10 C_STEPS=30 T_STEPS=20
+    G_STEPS=20 FACES=256 E_STEPS=40 E_START=10 E_EVERY=3 P_STEPS=10 MIXES=64 C_STEPS=30 T_STEPS=20
 else
-    G_STEPS=5000 FACES=8000 E_STEPS=6000 E_START=2000 E_EVERY=300 P_STEPS=3000 C_STEPS=3000 T_STEPS=3000
+    G_STEPS=5000 FACES=8000 E_STEPS=6000 E_START=2000 E_EVERY=300 P_STEPS=3000 MIXES=16000 C_STEPS=3000 T_STEPS=3000
 fi
 P_WEIGHT=${P_WEIGHT:-0.8} P_LR=${P_LR:-3e-4}
 mkdir -p "$OUT"
@@ -51,7 +51,10 @@ LABELS=(--data "$OUT/faces" --attrs "$OUT/faces/list_attr_celeba.txt" --no-align
 #    fine-tune with every delta active that adds the perceptual term on the training
 #    attribute oracle's features (--oracle-perceptual; pixel L2 alone loses smiles, see
 #    benchmarks/results/smile-diagnosis-default.md). The judge of `eval` trains nothing.
-# 4. Latent classifier on the encoded faces, then one transformer per attribute:
+# 4. Latent classifier on the encoded faces and on 16000 codes between them, which the
+#    training oracle labels from the generator's images (--oracle-mixes: trained on the
+#    encoded faces alone, it called half-way hair colours done, and the transformers
+#    trained against it stopped there). Then one transformer per attribute:
 #    nonlinear for VR-FAM, linear for the e4e-style baseline. Without ArcFace the
 #    identity term is off, so the released code's latent reconstruction term (weight 1;
 #    10 there, which left edits here too timid) keeps the edits near the input code.
@@ -72,6 +75,7 @@ chain() {
         --out "$OUT/encoder-$kind-perceptual" "${COMMON[@]}"
     step "classifier-$kind" "$OUT/classifier-$kind/bundle" "$VRFAM" train classifier \
         --bundle "$OUT/encoder-$kind-perceptual/bundle" "${LABELS[@]}" --steps "$C_STEPS" \
+        --oracle-mixes "$MIXES" \
         --out "$OUT/classifier-$kind" "${COMMON[@]}"
     previous="$OUT/classifier-$kind/bundle"
     for attr in $ATTRS; do

@@ -192,3 +192,52 @@ def test_boundaries_become_linear_edits_that_export_accepts(tmp_path, data):
                                        "--out", str(tmp_path / "onnx"), "--precision", "fp32",
                                        "--components", "transformer"])
     assert export.exit_code == 0, export.output
+
+
+def test_oracle_mixes_lie_between_two_codes_and_carry_the_oracles_reading(tiny):
+    from vrfam_rt.errors import VrfamError
+    from vrfam_rt.training.classifier import oracle_mixes
+    from vrfam_rt.training.oracle import load_oracles
+    from vrfam_rt.training.render import ATTRIBUTES
+
+    codes = latents(tiny, 6).wplus
+    data = LatentDataset(codes, (torch.arange(6 * 9).view(6, 9) % 2).float(), ATTRIBUTES)
+    oracle, generator = load_oracles()[0], tiny.generator.eval()
+    mixed = oracle_mixes(data, generator, oracle, 5, seed=0, reach=0.0)
+    assert len(mixed) == 11 and mixed.attributes == ATTRIBUTES
+    assert torch.equal(mixed.wplus[:6], codes) and torch.equal(mixed.labels[:6], data.labels)
+    with torch.no_grad():
+        logits = oracle(generator(mixed.wplus[6:]))
+    sure = logits.abs() > 1e-3                    # away from the threshold: kernel-proof
+    assert torch.equal(mixed.labels[6:][sure], (logits > 0).float()[sure])
+    for mix in mixed.wplus[6:]:                   # on a segment between two of the codes
+        residuals = []
+        for i in range(6):
+            for j in range(6):
+                d = codes[j] - codes[i]
+                if i == j or float(d.square().sum()) == 0:
+                    continue
+                t = float(((mix - codes[i]) * d).sum() / d.square().sum())
+                if 0 <= t <= 1:
+                    residuals.append(float((mix - codes[i] - t * d).norm() / d.norm()))
+        assert min(residuals) < 1e-4
+    reaching = oracle_mixes(data, generator, oracle, 5, seed=0, reach=0.5)
+    assert not torch.allclose(reaching.wplus[6:], mixed.wplus[6:])   # t drawn wider
+    with pytest.raises(VrfamError, match="oracle has no Wavy_Hair"):
+        oracle_mixes(LatentDataset(codes, data.labels[:, :1], ("Wavy_Hair",)), generator,
+                     oracle, 2, seed=0)
+
+
+def test_classifier_cli_adds_oracle_mixes(tmp_path, tiny):
+    from vrfam_rt.training.render import ATTRIBUTES
+
+    path = tmp_path / "latents.safetensors"
+    codes = latents(tiny, 8).wplus
+    LatentDataset(codes, (torch.arange(8 * 9).view(8, 9) % 3 == 0).float(), ATTRIBUTES).save(path)
+    result = train("classifier", "--config", "tiny", "--data", path, "--oracle-mixes", 8,
+                   "--steps", 2, "--batch", 4, "--out", tmp_path / "run")
+    assert result.exit_code == 0, result.output
+    record = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert record["args"]["oracle_mixes"] == 8
+    assert Bundle.load(tmp_path / "run" / "bundle").classifier.attributes == ATTRIBUTES
+

@@ -8,8 +8,41 @@ import torch.nn.functional as F
 
 from vrfam_rt import models
 from vrfam_rt.bundle import Bundle
+from vrfam_rt.errors import VrfamError
 from vrfam_rt.training.core import RunOptions, Ranks, Task, batch_indices, optimise
 from vrfam_rt.training.data import LatentDataset
+
+
+@torch.no_grad()
+def oracle_mixes(data: LatentDataset, generator, oracle, n: int, seed: int, reach: float = 0.5,
+                 batch: int = 256) -> LatentDataset:
+    """`data` and n more codes, each a random point on the line through two of its codes
+    (every layer alike; from `reach` before the first to `reach` past the second, in
+    units of their distance), labelled by `oracle` reading the generator's image of it.
+
+    Codes of encoded faces lie apart; a classifier that only saw them can call a code
+    between a brown- and a black-haired face black while its image is still brown, and a
+    transformer trained against it stops there. The mixes show the classifier where the
+    image changes. The oracle must name every label column of `data` (procedural faces:
+    the training oracle, never the judge that scores `eval`). The default reach (half
+    the distance beyond either code) is what the build uses; issue 15's experiments are in
+    benchmarks/results/smile-diagnosis-default.md.
+    """
+    from vrfam_rt.training.render import ATTRIBUTES
+
+    missing = [a for a in data.attributes if a not in ATTRIBUTES]
+    if missing:
+        raise VrfamError(f"--oracle-mixes: the procedural faces' oracle has no {missing[0]}")
+    columns = [ATTRIBUTES.index(a) for a in data.attributes]
+    g = torch.Generator().manual_seed(seed)
+    pairs = torch.randint(len(data), (n, 2), generator=g)
+    t = torch.rand(n, 1, 1, generator=g) * (1 + 2 * reach) - reach
+    codes = torch.lerp(data.wplus[pairs[:, 0]], data.wplus[pairs[:, 1]], t)
+    device = next(generator.parameters()).device
+    labels = torch.cat([(oracle(generator(part.to(device)))[:, columns] > 0).float().cpu()
+                        for part in codes.split(batch)])
+    return LatentDataset(torch.cat([data.wplus, codes]), torch.cat([data.labels, labels]),
+                         data.attributes)
 
 
 class ClassifierTask(Task):

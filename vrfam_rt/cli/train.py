@@ -148,6 +148,11 @@ LATENT_DATA = ("a latent dataset file (.safetensors with wplus, labels), or an i
 
 @train.command()
 @core_options(lr=1e-3, batch=32, steps=20000, data_help=LATENT_DATA + ".")
+@click.option("--oracle-mixes", default=0, show_default=True, type=click.IntRange(0),
+              help="Procedural faces: add this many codes on lines through two training "
+                   "codes (up to half their distance beyond either), labelled by the shipped "
+                   "training attribute oracle reading the generator's image of each (the "
+                   "judge of `eval` stays out of training).")
 @click.pass_context
 def classifier(ctx, **p):
     """Latent classifier C: W+ -> attribute logits (BCE), over the labels' attributes.
@@ -155,10 +160,15 @@ def classifier(ctx, **p):
     Example: vrfam-rt train classifier --bundle bundles/ffhq --data celebahq/ --attrs
     celebahq/list_attr_celeba.txt --out runs/classifier
     """
-    from vrfam_rt.training.classifier import ClassifierTask
+    from vrfam_rt.training.classifier import ClassifierTask, oracle_mixes
 
     bundle, options, ranks = _start(ctx, p)
-    task = ClassifierTask(bundle, _latents(p, bundle, allow_generator=False), options, ranks)
+    data = _latents(p, bundle, allow_generator=False)
+    if p["oracle_mixes"]:
+        from vrfam_rt.training.oracle import load_oracles
+        data = oracle_mixes(data, bundle.generator.eval().to(ranks.device),
+                            load_oracles()[0].to(ranks.device), p["oracle_mixes"], options.seed)
+    task = ClassifierTask(bundle, data, options, ranks)
     _finish(task, options, ranks, p)
 
 
