@@ -334,3 +334,14 @@ def test_the_python_api_edits_a_photo_like_the_cli(tmp_path, default_cache):
     assert np.array_equal(cli, np.asarray(edited))
     with pytest.raises(VrfamError, match="unknown attribute 'Smiles'"):
         pipe(example, {"Smiles": 1.0})
+
+
+def test_a_long_grid_label_shrinks_to_stay_in_its_cell():
+    from vrfam_rt.cli.edit import _grid
+    from vrfam_rt.pipeline import Edit
+
+    edit_ = Edit((("Black_Hair", 1.0), ("Eyeglasses", 1.0), ("Mouth_Slightly_Open", -0.5)))
+    images = {name: torch.zeros(1, 3, 64, 64) for name in ("input", "reconstruction", edit_.name)}
+    band = np.asarray(_grid(images, 0, [edit_]).convert("L"))[:-256]
+    assert (band[:, 2 * 256:] < 128).any()                          # the label is drawn
+    assert (band[:, 2 * 256:2 * 256 + 3] == 255).all() and (band[:, -3:] == 255).all()

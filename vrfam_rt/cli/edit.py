@@ -159,7 +159,10 @@ def _grid(images: dict, i: int, edits):
         if repeat > 1:
             tile = tile.repeat_interleave(repeat, dim=1).repeat_interleave(repeat, dim=2)
         grid.paste(to_pil(tile), (k * cell, band))
-        draw.text((k * cell + cell / 2, band / 2), label, fill="black", font=font, anchor="mm")
+        fitted = font          # a long label ("Black_Hair +1.0, Eyeglasses +1.0") shrinks
+        while fitted.size > 8 and draw.textlength(label, font=fitted) > cell - 8:
+            fitted = ImageFont.load_default(size=fitted.size - 1)
+        draw.text((k * cell + cell / 2, band / 2), label, fill="black", font=fitted, anchor="mm")
     return grid
 
 
