@@ -137,6 +137,18 @@ def stage_rows(config: Config, batch: int, samples_ms: dict[str, list[float]],
     return rows
 
 
+NOISY_SPREAD = 1.5   # p90 / p50 of a configuration's whole edit above this: a busy machine
+
+
+def noisy(rows: list[dict], limit: float = NOISY_SPREAD) -> list[str]:
+    """One warning per configuration and batch whose end-to-end p90 exceeds `limit` x
+    its p50: other work shared the CPU (or GPU) while it was timed, and its p50 may move."""
+    return [f"warning: {r['backend']} {r['precision']} batch {r['batch']}: p90 is "
+            f"{r['p90_ms'] / r['p50_ms']:.1f}x p50 ({r['p90_ms']:.1f} vs {r['p50_ms']:.1f} ms); "
+            f"the machine was busy: rerun on an idle one or with more --iters"
+            for r in rows if r["stage"] == "total" and r["p90_ms"] > limit * r["p50_ms"]]
+
+
 def eager_configs(bundle: Bundle, precisions, device: str) -> list[Config]:
     from vrfam_rt.backends.eager import EagerBackend
 

@@ -11,7 +11,7 @@ from PIL import Image
 
 from vrfam_rt import Bundle
 from vrfam_rt.benchmarks import gpu_check as gpu_check_mod
-from vrfam_rt.benchmarks.bench import STAGES, Config, flops_per_image, stage_rows
+from vrfam_rt.benchmarks.bench import STAGES, Config, flops_per_image, noisy, stage_rows
 from vrfam_rt.cli import main
 
 RUN_KEYS = {"backend", "precision", "batch", "stage", "p50_ms", "p90_ms", "p99_ms",
@@ -60,6 +60,16 @@ def test_figures_of_known_latencies():
     assert rows["total"]["gflops"] == pytest.approx(568.0)      # 14.2 GFLOP per 25 ms
     assert encoder["speedup_vs_eager"] == pytest.approx(2.0)    # 50 ms / 25 ms
     assert stage_rows(config, 2, samples, flops, None)[0]["speedup_vs_eager"] is None
+
+
+def test_a_wide_latency_spread_warns_that_the_machine_was_busy():
+    config = Config("ort", "fp32", runner=None)
+    flops = {stage: 1e9 for stage in STAGES}
+    steady = stage_rows(config, 1, {s: [10.0, 10.5, 11.0, 10.2] for s in STAGES}, flops, None)
+    assert noisy(steady) == []
+    busy = {s: [10.0, 10.0, 10.0, 40.0] for s in STAGES}       # p50 10 ms, p90 31 ms
+    [warning] = noisy(stage_rows(config, 4, busy, flops, None))   # one line: the whole edit
+    assert warning.startswith("warning: ort fp32 batch 4: p90 is 3.1x p50") and "busy" in warning
 
 
 def test_table_and_plot(bench_json):

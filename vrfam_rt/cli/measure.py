@@ -45,8 +45,8 @@ def bench(bundle_path, method, config, seed, backends, precisions, batches, iter
     import torch
 
     from vrfam_rt.backends import open_backend
-    from vrfam_rt.benchmarks.bench import (Config, eager_configs, flops_per_image, ort_configs,
-                                           plot_png, run_bench)
+    from vrfam_rt.benchmarks.bench import (Config, eager_configs, flops_per_image, noisy,
+                                           ort_configs, plot_png, run_bench)
 
     set_threads(threads)
     if "trt" in backends and device == "cpu":
@@ -78,6 +78,8 @@ def bench(bundle_path, method, config, seed, backends, precisions, batches, iter
                              ("p50 ms", "p50_ms", ".1f"), ("p90 ms", "p90_ms", ".1f"),
                              ("p99 ms", "p99_ms", ".1f"), ("img/s", "images_per_s", ".2f"),
                              ("GFLOP/s", "gflops", ".1f"), ("vs eager", "speedup_vs_eager", ".2f")]))
+    for warning in noisy(rows):
+        click.echo(warning, err=True)
     if json_path:
         from vrfam_rt.environment import describe
 
