@@ -105,6 +105,13 @@ def oracle_judges(oracle, identity, columns: list[int] | None = None) -> Judges:
         "identity_model": "synthetic identity embedding (stand-in for ArcFace)"})
 
 
+def mean_cosine(identity: Callable[[torch.Tensor], torch.Tensor], a: torch.Tensor,
+                b: torch.Tensor) -> float:
+    """Mean cosine of the unit identity embeddings of images a and b [N,3,S,S], pairwise."""
+    with torch.no_grad():
+        return float((identity(a) * identity(b)).sum(1).mean())
+
+
 def score_edit(inputs: torch.Tensor, edited: torch.Tensor, attribute: int, alpha: float,
                judges: Judges) -> dict[str, float]:
     """Attribute and identity scores of one edit applied to every input [N,3,S,S]."""
@@ -117,8 +124,7 @@ def score_edit(inputs: torch.Tensor, edited: torch.Tensor, attribute: int, alpha
             out["non_target_accuracy"] = float((after[:, others] == before[:, others])
                                                .float().mean())
         if judges.identity is not None:
-            similarity = (judges.identity(inputs) * judges.identity(edited)).sum(1)
-            out["identity_similarity"] = float(similarity.mean())
+            out["identity_similarity"] = mean_cosine(judges.identity, inputs, edited)
     if judges.dlib is not None:
         out.update(dlib_identity(judges.dlib, inputs, edited))
     return out
@@ -130,10 +136,8 @@ def identity_baselines(identity: Callable[[torch.Tensor], torch.Tensor], faces: 
     identity embedding reads between each face [N,3,S,S] and `retaken`, the same person
     drawn again under other nuisance (pose, light, background; attributes kept), and
     between each face and `strangers`, other people."""
-    with torch.no_grad():
-        anchor = identity(faces)
-        return {"identity_same_person": float((anchor * identity(retaken)).sum(1).mean()),
-                "identity_other_person": float((anchor * identity(strangers)).sum(1).mean())}
+    return {"identity_same_person": mean_cosine(identity, faces, retaken),
+            "identity_other_person": mean_cosine(identity, faces, strangers)}
 
 
 def table1(inputs: torch.Tensor, reconstructions: torch.Tensor,
@@ -146,9 +150,8 @@ def table1(inputs: torch.Tensor, reconstructions: torch.Tensor,
     scores = [score_edit(inputs, images, k, alpha, judges) for (k, alpha), images in edits.items()]
     inversion = {}
     if judges.identity is not None:   # what the edits start from: the inversion's identity
-        with torch.no_grad():
-            inversion["identity_reconstruction"] = float(
-                (judges.identity(inputs) * judges.identity(reconstructions)).sum(1).mean())
+        inversion["identity_reconstruction"] = mean_cosine(judges.identity, inputs,
+                                                           reconstructions)
     return {
         "distortion_l2": float((inputs - reconstructions).square().mean()),
         "perception_fid": frechet_distance(real, judges.features(reconstructions)),
