@@ -24,7 +24,9 @@ import torch
 from vrfam_rt.backends.ort import OrtBackend
 from vrfam_rt.bundle import Bundle
 from vrfam_rt.calibration.data import folder_images, generator_samples
-from vrfam_rt.calibration.quantize import autocast_fp16, check_symmetric_int8, quantize_onnx
+from vrfam_rt.calibration.quantize import (METHODS, autocast_fp16, check_symmetric_int8,
+                                           quantize_component)
+from vrfam_rt.environment import returning_freed_memory, trim_freed_memory
 from vrfam_rt.errors import VrfamError
 from vrfam_rt.export.compat import check_trt_compatible
 from vrfam_rt.export.parity import psnr
@@ -36,7 +38,7 @@ CALIBRATED = ("encoder", "generator")
 
 
 def calibrate(bundle: Bundle, out: Path, components=("encoder",), target: str = "trt",
-              method: str = "entropy", images: Path | None = None, samples: int | None = None,
+              method: str = "auto", images: Path | None = None, samples: int | None = None,
               seed: int = 0, eval_count: int = 4, overwrite: bool = False,
               progress: Callable[[str], None] | None = None) -> dict:
     """Write `out/int8-<target>/` (Q/DQ ONNX files + manifest with metrics); return the manifest."""
@@ -47,8 +49,38 @@ def calibrate(bundle: Bundle, out: Path, components=("encoder",), target: str = 
         raise VrfamError(f"--components {bad[0]!r}: INT8 calibration covers {', '.join(CALIBRATED)}")
     if (images is None) == (samples is None):
         raise VrfamError("give exactly one of --images DIR or --samples N")
+    if method not in ("auto", *METHODS):
+        raise VrfamError(f"unknown calibration method {method!r}; choose from auto, "
+                         f"{', '.join(METHODS)}")
     if folder.exists() and not overwrite:
         raise VrfamError(f"{folder} already exists; choose another --out or pass --force")
+    check_memory(bundle, components)
+    with returning_freed_memory():
+        return _calibrate(bundle, folder, components, target, method, images, samples, seed,
+                          eval_count, progress)
+
+
+def check_memory(bundle: Bundle, components, available: int | None = None) -> None:
+    """Refuse, before any work, a calibration that would not fit in the memory available
+    now (calibration/memory.py: counted per network, one sample at a time)."""
+    from vrfam_rt.calibration.memory import available_bytes, bytes_needed
+
+    available = available_bytes() if available is None else available
+    if available is None:
+        return
+    need = bytes_needed(bundle, components)
+    component = max(need, key=need.get)
+    if need[component] > available:
+        raise VrfamError(f"calibrating the {bundle.config.name} {component} needs about "
+                         f"{need[component] / 2**30:.1f} GiB more memory and "
+                         f"{available / 2**30:.1f} GiB is available; close other programs, "
+                         "or calibrate on a machine with more memory (the INT8 graphs then "
+                         "copy over with the cache folder)")
+
+
+def _calibrate(bundle: Bundle, folder: Path, components, target: str, method: str,
+               images: Path | None, samples: int | None, seed: int, eval_count: int,
+               progress: Callable[[str], None] | None) -> dict:
     say = progress or (lambda step: None)
     say("calibration inputs")
     size = bundle.config.encoder.input_size
@@ -57,21 +89,23 @@ def calibrate(bundle: Bundle, out: Path, components=("encoder",), target: str = 
         cal_wplus = bundle.encoder(cal_images).detach() if "generator" in components else None
         source = {"images": str(images), "count": len(cal_images)}
     else:
-        cal_images, cal_wplus = generator_samples(bundle, samples, seed)
+        cal_images, cal_wplus = generator_samples(bundle, samples, seed, batch=1)
         source = {"generator_samples": samples, "seed": seed}
-    eval_images, eval_wplus = generator_samples(bundle, eval_count, seed + 1)
+    eval_images, eval_wplus = generator_samples(bundle, eval_count, seed + 1, batch=1)
 
     with staged_dir(folder) as tmp:
         say("FP32 reference graphs")
         export_bundle(bundle, tmp / "reference", ("fp32",), components)
         fp32_dir = tmp / "reference" / "fp32"
         reference = manifests.read(fp32_dir, "export")
-        files = {}
+        files, methods = {}, {}
         for component in components:
             say(f"quantizing {component}")
             data = {"image": cal_images} if component == "encoder" else {"wplus": cal_wplus}
             path = tmp / f"{component}.onnx"
-            quantize_onnx(fp32_dir / f"{component}.onnx", path, data, target, method)
+            methods[component] = quantize_component(component, fp32_dir / f"{component}.onnx",
+                                                    path, data, target, method)
+            trim_freed_memory()             # one network's calibration buffers, returned
             if target == "trt":
                 import onnx
                 model = autocast_fp16(onnx.load(str(path)))
@@ -84,7 +118,7 @@ def calibrate(bundle: Bundle, out: Path, components=("encoder",), target: str = 
                                 "outputs": spec["outputs"]}
         manifest = manifests.write(tmp, "export", {
                     "bundle_digest": bundle.digest, "config": bundle.config.to_dict(),
-                    "precision": "int8", "target": target, "method": method,
+                    "precision": "int8", "target": target, "method": methods,
                     "high_precision_dtype": "float16" if target == "trt" else "float32",
                     "calibration": source, "opset": reference["opset"],
                     "max_batch": reference["max_batch"], "io_dtype": "float32",
@@ -108,17 +142,27 @@ def _median_ms(fn, *inputs, runs: int = 3) -> float:
     return statistics.median(times)
 
 
+def _one_by_one(stage, inputs: torch.Tensor) -> torch.Tensor:
+    """A stage over a batch, one sample per call (bounded memory at 1024 px)."""
+    return torch.cat([stage(x) for x in inputs.split(1)])
+
+
 def int8_report(bundle: Bundle, fp32_dir: Path, int8_dir: Path, eval_images: torch.Tensor,
                 eval_wplus: torch.Tensor) -> dict:
-    fp32, int8 = OrtBackend(fp32_dir), OrtBackend(int8_dir)
+    # fresh sessions per network, dropped after it: the FP32 and INT8 sessions of both
+    # networks at once would hold four copies of the weights (ffhq-1024: +1 GiB at peak)
     report = {}
+    held = manifests.read(int8_dir, "export")["files"]
     with torch.no_grad():
-        if "encoder" in int8.manifest["files"]:
-            w32, w8 = fp32.encoder(eval_images), int8.encoder(eval_images)
+        if "encoder" in held:
+            fp32, int8 = OrtBackend(fp32_dir), OrtBackend(int8_dir)
+            w32 = _one_by_one(fp32.encoder, eval_images)
+            w8 = _one_by_one(int8.encoder, eval_images)
             centred = w32 - w32.mean(0, keepdim=True)
             row = {"wplus_rel_err": ((w8 - w32).norm() / centred.norm()).item(),
                    "wplus_rel_err_total": ((w8 - w32).norm() / w32.norm()).item(),
-                   "image_psnr_db": psnr(bundle.generator(w32), bundle.generator(w8))}
+                   "image_psnr_db": psnr(_one_by_one(bundle.generator, w32),
+                                         _one_by_one(bundle.generator, w8))}
             if "classifier" in bundle.modules:
                 agree = (bundle.classifier(w8) > 0) == (bundle.classifier(w32) > 0)
                 row["attribute_agreement"] = agree.float().mean().item()
@@ -127,7 +171,10 @@ def int8_report(bundle: Bundle, fp32_dir: Path, int8_dir: Path, eval_images: tor
             row["int8_ms"] = _median_ms(int8.encoder, one)
             row["speedup"] = row["fp32_ms"] / row["int8_ms"]
             report["encoder"] = row
-        if "generator" in int8.manifest["files"]:
-            report["generator"] = {"image_psnr_db": psnr(fp32.generator(eval_wplus),
-                                                         int8.generator(eval_wplus))}
+            del fp32, int8
+            trim_freed_memory()
+        if "generator" in held:
+            fp32, int8 = OrtBackend(fp32_dir), OrtBackend(int8_dir)
+            report["generator"] = {"image_psnr_db": psnr(_one_by_one(fp32.generator, eval_wplus),
+                                                         _one_by_one(int8.generator, eval_wplus))}
     return report

@@ -152,3 +152,119 @@ def test_an_existing_int8_folder_is_kept_unless_forced(trt_int8, bundle):
     with pytest.raises(VrfamError, match="already exists"):
         calibrate(bundle, out, ("encoder",), samples=2)
     assert json.loads((out / "int8-trt" / "manifest.json").read_text())["metrics"] == manifest["metrics"]
+
+
+def test_calibration_streams_one_sample_at_a_time_and_sees_every_sample(bundle, tmp_path,
+                                                                        monkeypatch):
+    """Min-max ranges merged sample by sample are the ranges of all samples at once
+    (min of mins, max of maxes), so the strided calibration loses nothing; and the
+    calibrator asks for one sample per stride."""
+    import numpy as np
+    from onnx import numpy_helper
+
+    from vrfam_rt.calibration import quantize
+    from vrfam_rt.export.lowering import export_bundle
+
+    export_bundle(bundle, tmp_path, ("fp32",), ("generator",))
+    _, wplus = generator_samples(bundle, 5, seed=2)
+    strides = []
+    real = quantize._Reader.set_range
+    monkeypatch.setattr(quantize._Reader, "set_range",
+                        lambda self, start_index, end_index: (
+                            strides.append((start_index, end_index)),
+                            real(self, start_index, end_index))[1])
+    quantize.quantize_onnx(tmp_path / "fp32" / "generator.onnx", tmp_path / "s.onnx",
+                           {"wplus": wplus}, "cpu", "max")
+    assert strides == [(i, i + 1) for i in range(5)]
+
+    def scales(path):
+        model = onnx.load(str(path))
+        inits = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+        return {n.output[0]: inits[n.input[1]] for n in model.graph.node
+                if n.op_type == "QuantizeLinear" and n.input[1] in inits}
+
+    monkeypatch.setattr(quantize._Reader, "__len__", lambda self: 1)      # one stride of all 5
+    monkeypatch.setattr(quantize._Reader, "set_range", real)
+    one_by_one = scales(tmp_path / "s.onnx")
+    _all_at_once(quantize, tmp_path / "fp32" / "generator.onnx", tmp_path / "a.onnx", wplus)
+    at_once = scales(tmp_path / "a.onnx")
+    assert one_by_one.keys() == at_once.keys() and len(at_once) > 10
+    for name, scale in at_once.items():
+        np.testing.assert_allclose(one_by_one[name], scale, rtol=1e-6, err_msg=name)
+
+
+def _all_at_once(quantize, fp32, out, wplus):
+    """The same quantization with every sample in one stride (the reader's range is all)."""
+    class Whole(quantize._Reader):
+        def set_range(self, start_index, end_index):
+            self.index, self.end = 0, self.count
+    real = quantize._Reader
+    quantize._Reader = Whole
+    try:
+        quantize.quantize_onnx(fp32, out, {"wplus": wplus}, "cpu", "max")
+    finally:
+        quantize._Reader = real
+
+
+def test_the_generator_keeps_style_blur_and_rgb_layers_in_float(bundle, tmp_path):
+    """`auto`: min-max ranges; the generator quantizes its 3x3 (and transposed)
+    convolutions only, the encoder every matrix op."""
+    manifest = calibrate(bundle, tmp_path, ("encoder", "generator"), target="cpu", samples=4)
+    assert manifest["method"] == {"encoder": "max", "generator": "max"}
+    model = onnx.load(str(tmp_path / "int8-cpu" / "generator.onnx"))
+    weights = {t.name: t for t in model.graph.initializer}
+    dequantized = {n.output[0] for n in model.graph.node if n.op_type == "DequantizeLinear"}
+
+    def in_float(node):                      # weights read straight from an initializer
+        return node.input[1] in weights and node.input[0] not in dequantized
+
+    def blur_or_rgb(node):
+        group = next((a.i for a in node.attribute if a.name == "group"), 1)
+        return group > 1 or weights[node.input[1]].dims[0] == 3
+
+    convs = [n for n in model.graph.node if n.op_type in ("Conv", "ConvTranspose")]
+    floats = [n for n in convs if in_float(n)]
+    assert floats and all(blur_or_rgb(n) for n in floats)
+    assert len(floats) < len(convs)                       # the 3x3 convolutions are int8
+    assert all(n.input[0] in dequantized for n in convs if n not in floats)
+    gemms = [n for n in model.graph.node if n.op_type in ("Gemm", "MatMul")]
+    assert gemms and not any(n.input[0] in dequantized for n in gemms)
+    assert manifest["metrics"]["generator"]["image_psnr_db"] > 33
+
+
+def test_calibration_returns_freed_memory_and_restores_the_cli_setting(monkeypatch):
+    from vrfam_rt import environment
+
+    calls = []
+    monkeypatch.setattr(environment, "_mallopt", lambda: (lambda k, v: calls.append((k, v)) or 1,
+                                                         lambda pad: calls.append(("trim",))))
+    monkeypatch.setattr(environment, "_KEEPING_FREED_MEMORY", True)
+    with environment.returning_freed_memory():
+        inside = list(calls)
+    assert inside == [(environment.M_MMAP_THRESHOLD, 32 << 20),
+                      (environment.M_TRIM_THRESHOLD, 128 << 20), ("trim",)]
+    assert calls[len(inside):] == [("trim",), (environment.M_MMAP_THRESHOLD, 1 << 30),
+                                   (environment.M_TRIM_THRESHOLD, 2**31 - 1)]
+
+
+def test_a_calibration_that_would_not_fit_is_refused_before_it_starts(bundle, tmp_path):
+    from vrfam_rt.calibration.calibrate import check_memory
+    from vrfam_rt.calibration.memory import bytes_needed, quantized_op_bytes
+
+    weights, activations = quantized_op_bytes(bundle, "generator")
+    assert weights == sum(t.numel() * 4 for t in bundle.generator.state_dict().values())
+    assert activations > 0
+    need = bytes_needed(bundle, ("encoder", "generator"))
+    check_memory(bundle, ("encoder", "generator"), available=max(need.values()))
+    with pytest.raises(VrfamError, match=r"needs about .* GiB more memory and 0\.0 GiB"):
+        check_memory(bundle, ("encoder", "generator"), available=max(need.values()) - 1)
+
+
+@pytest.mark.full
+def test_ffhq_1024_calibration_is_counted_under_8_gib():
+    """The measured peak (benchmarks/results/calibrate-memory-ffhq-1024.md) is about 7 GiB
+    with the bundle; the count behind the refusal must not ask for more than 8."""
+    from vrfam_rt.calibration.memory import bytes_needed
+
+    need = bytes_needed(Bundle.random("ffhq-1024", seed=0), ("encoder", "generator"))
+    assert 3 * 2**30 < max(need.values()) < 6 * 2**30

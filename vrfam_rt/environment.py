@@ -6,11 +6,13 @@ import ctypes
 import importlib
 import importlib.metadata
 import logging
+import os
 import platform
 
 from vrfam_rt.version import __version__
 
-LIBRARIES = ("torch", "numpy", "safetensors", "onnx", "onnxruntime", "tensorrt", "tensorrt-rtx-cu12",
+LIBRARIES = ("torch", "numpy", "safetensors", "onnx", "onnxruntime", "openvino", "tensorrt",
+             "tensorrt-rtx-cu12",
              "polygraphy")
 
 
@@ -61,6 +63,22 @@ def quiet_logger(trt):
     return _LOGGER
 
 
+_KEEPING_FREED_MEMORY = False
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
+
+
+def _mallopt():
+    """glibc's mallopt and malloc_trim, or None off glibc."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        mallopt, trim = libc.mallopt, libc.malloc_trim
+    except (OSError, AttributeError):
+        return None
+    mallopt.argtypes, mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
+    trim.argtypes, trim.restype = (ctypes.c_size_t,), ctypes.c_int
+    return mallopt, trim
+
+
 def keep_freed_memory() -> bool:
     """Ask glibc to serve large blocks from its heap and to keep freed memory.
 
@@ -72,14 +90,41 @@ def keep_freed_memory() -> bool:
     Python int would be cut to its low 32 bits, 2**34 to 0, which trims on every free).
     A no-op (False) off glibc.
     """
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):
+    global _KEEPING_FREED_MEMORY
+    libc = _mallopt()
+    if libc is None:
         return False
-    mallopt.argtypes, mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
-    m_trim_threshold, m_mmap_threshold, int_max = -1, -3, 2**31 - 1
-    return bool(mallopt(m_mmap_threshold, 1 << 30)) and bool(mallopt(m_trim_threshold, int_max))
+    mallopt, _ = libc
+    _KEEPING_FREED_MEMORY = (bool(mallopt(M_MMAP_THRESHOLD, 1 << 30))
+                             and bool(mallopt(M_TRIM_THRESHOLD, 2**31 - 1)))
+    return _KEEPING_FREED_MEMORY
+
+
+def trim_freed_memory() -> None:
+    """Give the heap's free memory back to the system now (glibc's malloc_trim)."""
+    libc = _mallopt()
+    if libc is not None:
+        libc[1](0)
+
+
+@contextlib.contextmanager
+def returning_freed_memory():
+    """Within: large blocks (32 MiB and up) are mapped afresh and unmapped on free, and
+    freed heap memory goes back to the system, so work whose memory is its limit (INT8
+    calibration) does not also carry what keep_freed_memory holds; the CLI's setting
+    comes back after."""
+    libc = _mallopt()
+    if libc is not None:
+        mallopt, trim = libc
+        mallopt(M_MMAP_THRESHOLD, 32 << 20)
+        mallopt(M_TRIM_THRESHOLD, 128 << 20)
+        trim(0)
+    try:
+        yield
+    finally:
+        trim_freed_memory()
+        if _KEEPING_FREED_MEMORY:
+            keep_freed_memory()
 
 
 def _version(dist: str) -> str | None:
@@ -101,12 +146,45 @@ def tensorrt_status() -> tuple[bool, str]:
     return True, f"TensorRT {tensorrt.__version__}"
 
 
+CPU_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8")
+
+
+def cpu_model() -> dict:
+    """This CPU's model name, core count and the vector/matrix flags that pick the CPU
+    kernels (AVX2, AVX-512, VNNI, BF16, AMX), from /proc/cpuinfo where there is one."""
+    name, flags = platform.processor() or platform.machine(), set()
+    try:
+        for line in open("/proc/cpuinfo", encoding="utf-8"):
+            key, _, value = line.partition(":")
+            if key.strip() == "model name":
+                name = value.strip()
+            elif key.strip() == "flags":
+                flags = set(value.split())
+                break
+    except OSError:
+        pass
+    return {"model": name, "cores": os.cpu_count(),
+            "flags": [f for f in CPU_FLAGS if f in flags]}
+
+
+def openvino_status() -> tuple[bool, str]:
+    """(usable, reason): OpenVINO imports, with its CPU plugin's precisions."""
+    try:
+        openvino = importlib.import_module("openvino")
+    except ImportError:
+        return False, "pip install openvino"
+    caps = openvino.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+    kinds = [c for c in ("FP32", "BF16", "INT8") if c in caps]
+    return True, f"OpenVINO {openvino.__version__.split('-')[0]}, CPU: {', '.join(kinds)}"
+
+
 def describe() -> dict[str, dict[str, str]]:
     import torch
 
     versions = {"vrfam-rt": __version__, "python": platform.python_version()}
     versions |= {lib: _version(lib) or "not installed" for lib in LIBRARIES}
-    devices = {"cpu": f"{platform.processor() or platform.machine()}, "
+    cpu = cpu_model()
+    devices = {"cpu": f"{cpu['model']} ({', '.join(cpu['flags']) or 'no AVX2'}), "
                       f"{torch.get_num_threads()} torch threads"}
     for i in range(torch.cuda.device_count()):
         props = torch.cuda.get_device_properties(i)
@@ -118,6 +196,8 @@ def describe() -> dict[str, dict[str, str]]:
         backends["ort"] = ", ".join(ort.get_available_providers())
     except ImportError:
         backends["ort"] = "unavailable: pip install onnxruntime"
+    usable, reason = openvino_status()
+    backends["openvino"] = reason if usable else f"unavailable: {reason}"
     usable, reason = tensorrt_status()
     backends["trt"] = reason if usable else f"unavailable: {reason}"
     rtx = _version("tensorrt-rtx-cu12")

@@ -157,9 +157,11 @@ def build_engines_cmd(onnx_path, precision, out, flavour, compute_capabilities, 
 @click.option("--out", required=True, type=FILE, help="Folder for int8-<target>/.")
 @many_option("--components", "components", ("encoder", "generator"), ("encoder",),
              "Networks to quantize (the transformer stays FP32).")
-@click.option("--calibration", default="entropy", show_default=True,
-              type=click.Choice(["entropy", "max"]),
-              help="How activation ranges are chosen: entropy (KL) or max (min-max).")
+@click.option("--calibration", default="auto", show_default=True,
+              type=click.Choice(["auto", "entropy", "max", "percentile"]),
+              help="How activation ranges are chosen: entropy (KL), max (min-max) or "
+              "percentile (99.999%); auto: max, the generator's style, blur and toRGB layers "
+              "left in float.")
 @click.option("--target", default="trt", show_default=True, type=click.Choice(["trt", "cpu"]),
               help="trt: symmetric int8 Q/DQ for engines; cpu: u8 x s8 for ONNX Runtime.")
 @click.option("--eval-samples", default=4, show_default=True, type=click.IntRange(1, 1024),
@@ -180,7 +182,8 @@ def calibrate(bundle_path, method, config, seed, images, samples, out, component
                                eval_samples, force,
                                progress=lambda step: say(f"{step} ..."))
     rows = [{"component": c} | r for c, r in manifest["metrics"].items() if isinstance(r, dict)]
-    click.echo(f"INT8 ({target} target, {calibration} calibration) vs FP32 through ONNX Runtime, "
+    methods = ", ".join(f"{c} {m}" for c, m in manifest["method"].items())
+    click.echo(f"INT8 ({target} target; calibration: {methods}) vs FP32 through ONNX Runtime, "
                f"{eval_samples} held-out samples")
     click.echo(table(rows, [("file", "component", ""), ("W+ rel err", "wplus_rel_err", ".3f"),
                              ("PSNR dB", "image_psnr_db", ".1f"),
