@@ -88,6 +88,40 @@ def _edit_once(runner, image, alphas, device) -> dict[str, float]:
             "total": encoder + transformer + generator}
 
 
+def measure_fp32_peak(repeats: int = 5) -> dict:
+    """The CPU's FP32 GFLOP/s with torch's threads, measured now: the best of `repeats`
+    runs of a 2048^3 matmul and of a 3x3 convolution of StyleGAN2's 512-channel 64x64
+    layers; the higher of the two is the peak that bounds an edit from below."""
+    import torch.nn.functional as F
+
+    a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
+    x, w = torch.randn(1, 512, 64, 64), torch.randn(512, 512, 3, 3)
+    kernels = {"matmul 2048^3": (lambda: a @ b, 2 * 2048**3),
+               "conv3x3 512ch 64x64": (lambda: F.conv2d(x, w, padding=1),
+                                       2 * 512 * 512 * 9 * 64 * 64)}
+    found = {}
+    with torch.no_grad():
+        for name, (run, flops) in kernels.items():
+            run()
+            best = float("inf")
+            for _ in range(repeats):
+                start = time.perf_counter()
+                run()
+                best = min(best, time.perf_counter() - start)
+            found[name] = flops / best / 1e9
+    kernel = max(found, key=found.get)
+    return {"gflops": found[kernel], "kernel": kernel, "measured": found,
+            "threads": torch.get_num_threads()}
+
+
+def add_floor(rows: list[dict], flops: dict[str, int], peak_gflops: float) -> None:
+    """Each row's FP32 floor (its FLOPs at the measured FP32 peak, ms) and its p50 as a
+    multiple of it: below 1 only compute below FP32 (bf16, int8) or less work can go."""
+    for row in rows:
+        row["floor_ms"] = flops[row["stage"]] * row["batch"] / (peak_gflops * 1e9) * 1e3
+        row["x_floor"] = row["p50_ms"] / row["floor_ms"]
+
+
 def run_bench(bundle: Bundle, configs: list[Config], batches=(1,), iters: int = 5,
               warmup: int = 1, device: str = "cpu", progress=None,
               flops: dict[str, int] | None = None) -> list[dict]:
@@ -176,15 +210,18 @@ def plot_png(rows: list[dict], path) -> None:
     save_png(img, path)
 
 
-def ort_configs(bundle: Bundle, precisions, folders: dict[str, Path], device: str,
-                threads: int | None, source: str = "--onnx") -> list[Config]:
-    """ONNX Runtime configurations over an export's folders ({"fp32": ..., "fp16": ...,
-    "int8-cpu": ...}; int8's uncalibrated stages run from fp32)."""
-    from vrfam_rt.backends.ort import OrtBackend
+def onnx_configs(bundle: Bundle, backend: str, precisions, folders: dict[str, Path],
+                 device: str, threads: int | None, source: str = "--onnx",
+                 cache: Path | None = None) -> list[Config]:
+    """ONNX Runtime or OpenVINO configurations over an export's folders ({"fp32": ...,
+    "fp16": ..., "int8-cpu": ...}; int8's uncalibrated stages run from fp32; OpenVINO's
+    bf16 compiles the fp32 graphs with its bf16 hint)."""
+    from vrfam_rt.backends import open_backend
 
     configs = []
     for precision in precisions:
-        name = "int8-cpu" if precision == "int8" else precision
+        name = ("int8-cpu" if precision == "int8" else
+                "fp32" if backend == "openvino" else precision)
         if name not in folders:
             root = next(iter(folders.values())).parent
             how = (f"calibrate {bundle_args(bundle)} --target cpu --samples 64 --out {root}"
@@ -193,6 +230,8 @@ def ort_configs(bundle: Bundle, precisions, folders: dict[str, Path], device: st
             raise VrfamError(f"{source} holds no {name} graphs (it holds "
                              f"{', '.join(folders)}); make them with `vrfam-rt {how}`")
         fallback = folders.get("fp32") if precision == "int8" else None
-        configs.append(Config("ort", precision,
-                              OrtBackend(folders[name], device, threads, fallback)))
+        runner = open_backend(backend, onnx_dir=folders[name], device=device,
+                              precision=precision, threads=threads, fallback=fallback,
+                              cache_dir=cache)
+        configs.append(Config(backend, runner.precision, runner))
     return configs

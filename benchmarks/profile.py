@@ -118,6 +118,32 @@ def ort_layers(bundle: Bundle, runner, batch: int = 1) -> list[dict]:
     return rows
 
 
+def openvino_layers(bundle: Bundle, runner, batch: int = 1) -> list[dict]:
+    """Time per compiled node from OpenVINO's performance counters (ms), by stage and
+    node, with the kernel it ran (e.g. brgconv_avx512_amx_I8)."""
+    rows = []
+    image, alphas = _stage_inputs(bundle, batch)
+    inputs = {"encoder": (image,), "transformer": (runner.encoder(image), alphas),
+              "generator": (runner.encoder(image),)}
+    for stage in STAGE_NAMES:
+        owner = runner if stage in runner.manifest["files"] else runner.fallback
+        if owner is None:
+            continue
+        arrays = [x.float().contiguous().numpy() for x in inputs[stage]]
+        model = owner.core.read_model(str(owner.folder / owner.manifest["files"][stage]["file"]))
+        model.reshape({port.get_any_name(): list(a.shape) for port, a in zip(model.inputs, arrays)})
+        props = owner.properties() | {"PERF_COUNT": True}
+        props.pop("CACHE_DIR", None)
+        request = owner.core.compile_model(model, "CPU", props).create_infer_request()
+        request.infer(arrays)
+        for info in request.profiling_info:
+            ms = info.real_time.total_seconds() * 1e3
+            if ms > 0:
+                rows.append({"stage": stage, "layer": f"{info.node_name} ({info.node_type}, "
+                             f"{info.exec_type})", "ms": ms})
+    return rows
+
+
 def trt_layers(bundle: Bundle, runner, batch: int = 1) -> list[dict]:
     """Time per TensorRT layer from IProfiler (ms), by stage and layer."""
     trt = runner.trt

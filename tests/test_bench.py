@@ -11,18 +11,19 @@ from PIL import Image
 
 from vrfam_rt import Bundle
 from vrfam_rt.benchmarks import gpu_check as gpu_check_mod
-from vrfam_rt.benchmarks.bench import STAGES, Config, flops_per_image, noisy, stage_rows
+from vrfam_rt.benchmarks.bench import (STAGES, Config, add_floor, flops_per_image,
+                                       measure_fp32_peak, noisy, stage_rows)
 from vrfam_rt.cli import main
 
 RUN_KEYS = {"backend", "precision", "batch", "stage", "p50_ms", "p90_ms", "p99_ms",
-            "images_per_s", "gflops", "speedup_vs_eager"}
+            "images_per_s", "gflops", "speedup_vs_eager", "floor_ms", "x_floor"}
 
 
 @pytest.fixture(scope="module")
 def bench_json(tmp_path_factory, tiny_exports):
     out = tmp_path_factory.mktemp("bench")
     result = CliRunner().invoke(main, [
-        "bench", "--config", "tiny", "--backend", "eager", "--backend", "ort",
+        "bench", "--config", "tiny", "--backend", "eager", "--backend", "ort,openvino",
         "--precision", "fp32", "--precision", "bf16", "--batch", "1", "--batch", "2",
         "--iters", "2", "--warmup", "1", "--threads", "2",
         "--json", str(out / "b.json"), "--plot", str(out / "b.png")])
@@ -39,8 +40,26 @@ def test_json_schema(bench_json):
     assert flops["total"] == flops["encoder"] + flops["transformer"] + flops["generator"]
     assert all(r["p50_ms"] <= r["p90_ms"] <= r["p99_ms"] for r in data["runs"])
     combos = {(r["backend"], r["precision"], r["batch"], r["stage"]) for r in data["runs"]}
-    assert combos == {(b, p, n, s) for b, p in (("eager", "fp32"), ("eager", "bf16"), ("ort", "fp32"))
+    assert combos == {(b, p, n, s) for b, p in (("eager", "fp32"), ("eager", "bf16"), ("ort", "fp32"),
+                                                ("openvino", "fp32"), ("openvino", "bf16"))
                       for n in (1, 2) for s in ("encoder", "transformer", "generator", "total")}
+    peak = data["fp32_peak"]
+    assert peak["gflops"] == max(peak["measured"].values()) and peak["threads"] == 2
+    assert data["cpu"]["model"] and data["cpu"]["cores"] >= 1
+    for r in data["runs"]:
+        assert r["floor_ms"] == pytest.approx(
+            flops[r["stage"]] * r["batch"] / (peak["gflops"] * 1e9) * 1e3)
+        assert r["x_floor"] == pytest.approx(r["p50_ms"] / r["floor_ms"])
+
+
+def test_the_floor_is_the_work_at_the_measured_peak():
+    """100 GFLOP/s: a 2-GFLOP stage has a 20 ms floor per image, 40 ms at batch 2."""
+    rows = [{"stage": "encoder", "batch": 2, "p50_ms": 60.0}]
+    add_floor(rows, {"encoder": 2e9}, 100.0)
+    assert rows[0]["floor_ms"] == pytest.approx(40.0) and rows[0]["x_floor"] == pytest.approx(1.5)
+    peak = measure_fp32_peak(repeats=1)
+    assert set(peak["measured"]) == {"matmul 2048^3", "conv3x3 512ch 64x64"}
+    assert peak["gflops"] > 1 and peak["kernel"] in peak["measured"]
 
 
 def test_figures_of_known_latencies():
@@ -74,7 +93,8 @@ def test_a_wide_latency_spread_warns_that_the_machine_was_busy():
 
 def test_table_and_plot(bench_json):
     _, out, stdout = bench_json
-    assert "p50 ms" in stdout and "vs eager" in stdout
+    assert "p50 ms" in stdout and "vs eager" in stdout and "x floor" in stdout
+    assert stdout.startswith("FP32 floor: ") and "GFLOP/s" in stdout.splitlines()[0]
     with Image.open(out / "b.png") as img:
         assert img.format == "PNG" and img.height > 100
 
@@ -88,22 +108,23 @@ def test_flop_counts_match_the_compute_anchors():
     assert flops["generator"] / 2e9 == pytest.approx(75.4, rel=0.01)
 
 
-def test_ort_int8_needs_a_calibrated_folder_and_says_how_to_make_it(tmp_path, tiny):
-    """The hint is a command that works as printed: its options parse, and name the same
-    bundle and the folder the runtime looks in."""
+def test_int8_of_an_onnx_folder_without_int8_graphs_says_how_to_make_them(tiny_exports, tiny):
+    """(Without --onnx, int8 is calibrated into the cache.) The hint is a command that
+    works as printed: its options parse, and name the same bundle and the folder."""
     import shlex
 
     from vrfam_rt.cli.common import bundle_from
 
-    result = CliRunner().invoke(main, ["bench", "--config", "tiny", "--backend", "ort",
-                                       "--precision", "int8"])
+    root = tiny_exports[0]
+    result = CliRunner().invoke(main, ["bench", "--config", "tiny", "--backend", "openvino",
+                                       "--precision", "int8", "--onnx", str(root / "fp32")])
     assert result.exit_code == 1 and "int8-cpu" in result.stderr
     hint = shlex.split(result.stderr.split("`")[1])
     assert hint[:2] == ["vrfam-rt", "calibrate"]
     context = main.commands["calibrate"].make_context("calibrate", hint[2:])
     p = context.params
     assert bundle_from(p["bundle_path"], p["config"], p["seed"], p["method"]).digest == tiny.digest
-    assert p["target"] == "cpu" and p["samples"] and f"{p['out']}/int8-cpu" in result.stderr
+    assert p["target"] == "cpu" and p["samples"] and p["out"] == root
 
 
 def test_gpu_check_without_a_gpu_says_so(tmp_path):

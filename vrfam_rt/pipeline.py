@@ -126,7 +126,7 @@ class EditPipeline:
             self._face_aligner()
 
     @classmethod
-    def from_bundle(cls, bundle=None, backend: str = "eager", precision: str = "fp32",
+    def from_bundle(cls, bundle=None, backend: str = "auto", precision: str = "fp32",
                     device: str = "cpu", cache_dir: str | Path | None = None,
                     max_batch: int = 4, threads: int | None = None, align: bool = True,
                     cuda_graphs: bool = False, say=None, method: str | None = None,

@@ -1,12 +1,14 @@
 """From a bundle to a runnable backend: the build-on-demand step of the run-time code.
 
 `open_runtime` is what `vrfam-rt edit`, `eval`, `bench` and `profile` do before they
-run anything, and what `EditPipeline.from_bundle` does for Python users: for `ort` it
-exports the bundle's ONNX graphs, for `trt` it exports FP16 graphs and builds plans
+run anything, and what `EditPipeline.from_bundle` does for Python users: for `ort` and
+`openvino` it exports the bundle's ONNX graphs (and for `int8` calibrates them on
+samples of the bundle's generator), for `trt` it exports FP16 graphs and builds plans
 (TensorRT on a local GPU, else TensorRT-RTX ahead of time), each once, into a cache
 folder per bundle (keyed by the bundle's digest); later calls reuse what is there.
-What cannot be made here (INT8 graphs need `vrfam-rt calibrate`, plans need a GPU to
-run) is one VrfamError or MissingDependency naming the command or the missing piece.
+`auto` picks trt where plans can run on a local NVIDIA GPU, else openvino, else ort.
+What cannot be made here (plans need a GPU to run) is one VrfamError or
+MissingDependency naming the command or the missing piece.
 """
 from __future__ import annotations
 
@@ -15,7 +17,8 @@ from typing import Callable
 
 from vrfam_rt.errors import VrfamError
 
-BACKENDS = ("eager", "ort", "trt")
+BACKENDS = ("eager", "ort", "openvino", "trt", "auto")
+CALIBRATION_SAMPLES = 16     # generator samples an on-demand INT8 calibration uses
 
 
 def default_cache_root() -> Path:
@@ -49,6 +52,37 @@ def exported(bundle, cache: Path, precision: str, say: Callable[[str], None]) ->
     return cache / precision
 
 
+def calibrated(bundle, cache: Path, target: str, say: Callable[[str], None]) -> Path:
+    """`cache/int8-<target>`, the bundle's INT8 Q/DQ graphs (encoder and generator),
+    calibrated once on CALIBRATION_SAMPLES samples of its generator."""
+    from vrfam_rt.calibration.calibrate import calibrate
+
+    folder = cache / f"int8-{target}"
+    if not folder.is_dir():
+        say(f"calibrating INT8 graphs into {folder} on {CALIBRATION_SAMPLES} generator samples "
+            f"(once per bundle; `vrfam-rt calibrate {bundle_args(bundle)} --target {target} "
+            f"--out {cache} --force` redoes it with other data) ...")
+        calibrate(bundle, cache, ("encoder", "generator"), target,
+                  samples=CALIBRATION_SAMPLES, progress=lambda step: say(f"  {step} ..."))
+    return folder
+
+
+def choose_backend() -> tuple[str, str]:
+    """`auto`: (backend, why): trt where TensorRT plans can run on a local NVIDIA GPU,
+    else openvino where it is installed (CPU), else ort."""
+    import importlib.util
+
+    from vrfam_rt.environment import tensorrt_status
+
+    usable, reason = tensorrt_status()
+    if usable:
+        return "trt", f"{reason} on the local GPU"
+    why = f"no TensorRT plans can run here: {reason.split(';')[0]}"
+    if importlib.util.find_spec("openvino") is not None:
+        return "openvino", f"{why}; OpenVINO on the CPU"
+    return "ort", f"{why}, and OpenVINO is not installed; ONNX Runtime on the CPU"
+
+
 def open_runtime(bundle, backend: str = "eager", precision: str = "fp32", device: str = "cpu",
                  threads: int | None = None, cache_root: str | Path | None = None,
                  cuda_graphs: bool = False, say: Callable[[str], None] | None = None,
@@ -63,6 +97,15 @@ def open_runtime(bundle, backend: str = "eager", precision: str = "fp32", device
     say = say or (lambda message: None)
     if backend not in BACKENDS:
         raise VrfamError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
+    if backend == "auto" and cuda_graphs:
+        backend = "eager"               # CUDA-graph replay is the eager backend's
+    if backend == "auto":
+        backend, why = choose_backend()
+        say(f"backend auto: {backend} ({why})")
+        if backend == "trt" and device == "cpu":
+            device = "cuda"
+        if backend != "trt" and precision == "fp16":
+            precision = "fp32"          # the CPU backends' fp16 is emulated, never faster
     if backend == "eager":
         return open_backend("eager", bundle=bundle, device=device, precision=precision,
                             cuda_graphs=cuda_graphs)
@@ -70,15 +113,29 @@ def open_runtime(bundle, backend: str = "eager", precision: str = "fp32", device
         raise VrfamError("--cuda-graphs applies to the eager backend (TensorRT plans replay "
                          "their own graphs)")
     cache = cache_dir(bundle, cache_root)
+    if backend == "openvino":
+        from vrfam_rt.backends.openvino import PRECISIONS, OpenVinoBackend, import_openvino
+
+        import_openvino()
+        if device != "cpu":
+            raise VrfamError(f"the openvino backend runs on the CPU, not {device}")
+        if precision not in PRECISIONS:
+            raise VrfamError(f"the openvino backend runs {', '.join(PRECISIONS)}, "
+                             f"not {precision}")
+        fp32 = exported(bundle, cache, "fp32", say)
+        if precision == "int8":
+            runner = OpenVinoBackend(calibrated(bundle, cache, "cpu", say), "int8", threads,
+                                     cache / "openvino", fallback=fp32)
+        else:
+            runner = OpenVinoBackend(fp32, precision, threads, cache / "openvino")
+        if runner.note:
+            say(runner.note)
+        return runner
     if backend == "ort":
         if precision == "bf16":
             raise VrfamError("the ort backend runs fp32, fp16 or int8, not bf16")
         if precision == "int8":
-            if not (cache / "int8-cpu").is_dir():
-                raise VrfamError(f"no INT8 graphs in {cache / 'int8-cpu'}; run `vrfam-rt calibrate "
-                                 f"{bundle_args(bundle)} --target cpu --samples 64 --out "
-                                 f"{cache}` first")
-            return OrtBackend(cache / "int8-cpu", device, threads,
+            return OrtBackend(calibrated(bundle, cache, "cpu", say), device, threads,
                               fallback=exported(bundle, cache, "fp32", say))
         return OrtBackend(exported(bundle, cache, precision, say), device, threads)
     from vrfam_rt.engines.build import build_engines, choose_target
@@ -88,11 +145,7 @@ def open_runtime(bundle, backend: str = "eager", precision: str = "fp32", device
         raise VrfamError(f"the trt backend runs fp16 or int8 plans, not {precision}")
     plans = cache / f"engines-{precision}"
     if precision == "int8":
-        source = cache / "int8-trt"
-        if not source.is_dir():
-            raise VrfamError(f"no INT8 graphs for TensorRT in {source}; run `vrfam-rt calibrate "
-                             f"{bundle_args(bundle)} --target trt --samples 64 --out {cache}` "
-                             "first")
+        source = calibrated(bundle, cache, "trt", say)
     else:
         source = exported(bundle, cache, precision, say)
     say(f"plans for {target.describe()} in {plans} ...")

@@ -15,14 +15,17 @@ from vrfam_rt.errors import VrfamError
 
 __all__ = ["BACKENDS", "Backend", "StageBackend", "open_backend"]
 
-BACKENDS = ("eager", "ort", "trt")
+BACKENDS = ("eager", "ort", "openvino", "trt")
 
 
 def open_backend(name: str, *, bundle=None, onnx_dir: str | Path | None = None,
                  engine_dir: str | Path | None = None, device: str = "cpu",
                  precision: str = "fp32", threads: int | None = None,
-                 cuda_graphs: bool = False) -> StageBackend:
-    """A backend by name: `eager` runs a bundle, `ort` an export folder, `trt` plans."""
+                 cuda_graphs: bool = False, fallback: str | Path | None = None,
+                 cache_dir: str | Path | None = None) -> StageBackend:
+    """A backend by name: `eager` runs a bundle, `ort` and `openvino` an export folder
+    (`fallback`: the fp32 folder for the stages an INT8 folder lacks; `cache_dir`:
+    OpenVINO's compiled-model cache), `trt` plans."""
     if name == "eager":
         from vrfam_rt.backends.eager import EagerBackend
         if bundle is None:
@@ -32,7 +35,13 @@ def open_backend(name: str, *, bundle=None, onnx_dir: str | Path | None = None,
         from vrfam_rt.backends.ort import OrtBackend
         if onnx_dir is None:
             raise VrfamError("the ort backend needs an export folder (vrfam-rt export --out DIR)")
-        return OrtBackend(onnx_dir, device=device, threads=threads)
+        return OrtBackend(onnx_dir, device=device, threads=threads, fallback=fallback)
+    if name == "openvino":
+        from vrfam_rt.backends.openvino import OpenVinoBackend
+        if onnx_dir is None:
+            raise VrfamError("the openvino backend needs an export folder (vrfam-rt export "
+                             "--out DIR)")
+        return OpenVinoBackend(onnx_dir, precision, threads, cache_dir, fallback)
     if name == "trt":
         from vrfam_rt.backends.trt import TrtBackend
         if engine_dir is None:

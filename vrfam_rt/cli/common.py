@@ -12,7 +12,8 @@ from vrfam_rt.tables import render
 
 FILE = click.Path(path_type=Path)
 OUT_FILE = click.Path(dir_okay=False, path_type=Path)
-BACKEND_CHOICES = ("eager", "ort", "trt")
+BACKEND_CHOICES = ("eager", "ort", "openvino", "trt")
+RUNTIME_CHOICES = (*BACKEND_CHOICES, "auto")   # what a command that runs one backend takes
 PRECISION_CHOICES = ("fp32", "fp16", "bf16", "int8")
 CONFIGS = ("tiny", "ffhq-1024")
 
@@ -58,17 +59,22 @@ def bundle_options(verb: str, configs=CONFIGS, seed_help: str | None = None):
                      help=seed_help or "Seed of the --config bundle."))
 
 
-def runtime_options(backend_help: str | None = None):
+BACKEND_HELP = ("eager: PyTorch; ort: ONNX Runtime; openvino: OpenVINO on the CPU (graphs "
+                "exported, INT8 calibrated, once into the cache); trt: TensorRT plans (built "
+                "once into the cache); auto: trt where plans can run on a local NVIDIA GPU, "
+                "else openvino, else ort.")
+
+
+def runtime_options(default_backend: str = "auto"):
     """--backend / --precision / --device / --threads: what `open_runtime` takes."""
     return _stack(
-        click.option("--backend", default="eager", show_default=True,
-                     type=click.Choice(BACKEND_CHOICES),
-                     help=backend_help or "eager: PyTorch; ort: ONNX Runtime (exported once "
-                     "into the cache); trt: TensorRT plans (built once into the cache)."),
+        click.option("--backend", default=default_backend, show_default=True,
+                     type=click.Choice(RUNTIME_CHOICES), help=BACKEND_HELP),
         click.option("--precision", default="fp32", show_default=True,
                      type=click.Choice(PRECISION_CHOICES),
-                     help="eager: fp32, bf16, fp16; ort: fp32, fp16, int8 (after "
-                     "`vrfam-rt calibrate`); trt: fp16, int8."),
+                     help="eager: fp32, bf16, fp16; ort: fp32, fp16, int8; openvino: fp32, "
+                     "bf16, int8; trt: fp16, int8 (fp32 asks for fp16). INT8 graphs are "
+                     "calibrated into the cache on first use (or by `vrfam-rt calibrate`)."),
         device_options())
 
 

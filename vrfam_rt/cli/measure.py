@@ -13,7 +13,7 @@ from vrfam_rt.errors import VrfamError
 
 
 BENCH_PRECISIONS = {"eager": ("fp32", "bf16", "fp16"), "ort": ("fp32", "fp16", "int8"),
-                    "trt": ("fp16", "int8")}
+                    "openvino": ("fp32", "bf16", "int8"), "trt": ("fp16", "int8")}
 
 
 @click.command()
@@ -22,14 +22,16 @@ BENCH_PRECISIONS = {"eager": ("fp32", "bf16", "fp16"), "ort": ("fp32", "fp16", "
 @many_option("--precision", "precisions", PRECISION_CHOICES, ("fp32",),
              "Each backend runs the precisions it supports.")
 @many_option("--batch", "batches", None, (1,), "Batch sizes.", convert=int, low=1, high=1024)
-@click.option("--iters", default=5, show_default=True, type=click.IntRange(1),
-              help="Timed edits per configuration and batch.")
-@click.option("--warmup", default=1, show_default=True, type=click.IntRange(0),
-              help="Untimed edits before them.")
+@click.option("--iters", default=11, show_default=True, type=click.IntRange(1),
+              help="Timed edits per configuration and batch (interleaved; the p50 of 11 "
+              "moves little when a few runs are slowed by other work).")
+@click.option("--warmup", default=2, show_default=True, type=click.IntRange(0),
+              help="Untimed edits before them (the first compiles, the second settles "
+              "caches and allocators).")
 @device_options()
 @click.option("--onnx", "onnx_path", type=FILE,
-              help=f"Graphs for --backend ort: {ONNX_HELP} [default: the bundle's graphs, "
-              "exported once into the cache].")
+              help=f"Graphs for --backend ort and openvino: {ONNX_HELP} [default: the "
+              "bundle's graphs, exported (and for int8 calibrated) once into the cache].")
 @click.option("--engines", "engine_dir", type=FILE, help="Plan folder for --backend trt "
               "[default: build fp16/int8 plans of the bundle into the cache].")
 @json_option()
@@ -39,14 +41,19 @@ def bench(bundle_path, method, config, seed, backends, precisions, batches, iter
           device, onnx_path, engine_dir, json_path, plot_path):
     """Latency/throughput of encoder, transformer, generator and end to end, vs eager FP32.
 
-    Example: vrfam-rt bench --config tiny --backend eager --backend ort --precision fp32
-    --precision bf16 --batch 1 --batch 4 --json bench.json
+    Each path's p50 is also given as a multiple of the FP32 floor: the edit's FLOPs at
+    this machine's FP32 peak, measured (matmul and convolution, same threads) just before.
+
+    Example: vrfam-rt bench --config ffhq-1024 --backend eager,openvino --precision
+    fp32,bf16,int8 --batch 1,4 --json bench.json
     """
     import torch
 
     from vrfam_rt.backends import open_backend
-    from vrfam_rt.benchmarks.bench import (Config, eager_configs, flops_per_image, noisy,
-                                           ort_configs, plot_png, run_bench)
+    from vrfam_rt.benchmarks.bench import (Config, add_floor, eager_configs, flops_per_image,
+                                           measure_fp32_peak, noisy, onnx_configs, plot_png,
+                                           run_bench)
+    from vrfam_rt.runtime import cache_dir
 
     set_threads(threads)
     if "trt" in backends and device == "cpu":
@@ -62,30 +69,44 @@ def bench(bundle_path, method, config, seed, backends, precisions, batches, iter
     eager = [p for p in precisions if "eager" in backends and p in BENCH_PRECISIONS["eager"]]
     configs = eager_configs(bundle, ["fp32"] + [p for p in eager if p != "fp32"], device)
     flops = flops_per_image(bundle)
-    if "ort" in backends:
-        wanted = [p for p in precisions if p in BENCH_PRECISIONS["ort"]]
+    for backend in ("ort", "openvino"):
+        if backend not in backends:
+            continue
+        wanted = [p for p in precisions if p in BENCH_PRECISIONS[backend]]
         if onnx_path:
-            configs += ort_configs(bundle, wanted, onnx_folders(onnx_path), device, threads,
-                                   f"--onnx {onnx_path}")
-        else:                                 # the bundle's graphs, exported once into the cache
-            configs += [Config("ort", p, open_runtime(bundle, "ort", p, device, threads))
-                        for p in wanted]
+            cache = cache_dir(bundle, cache_root()) / "openvino"
+            configs += onnx_configs(bundle, backend, wanted, onnx_folders(onnx_path), device,
+                                    threads, f"--onnx {onnx_path}", cache)
+        else:                     # the bundle's graphs, exported (calibrated) once into the cache
+            configs += [Config(backend, runner.precision, runner) for runner in
+                        (open_runtime(bundle, backend, p, device, threads) for p in wanted)]
     configs += [Config("trt", runner.precision, runner) for runner in trt]
+    configs = list({c.label: c for c in reversed(configs)}.values())[::-1]   # bf16 -> fp32 repeats
+    peak = measure_fp32_peak() if device == "cpu" else None
     rows = run_bench(bundle, configs, batches, iters, warmup, device, flops=flops,
                      progress=lambda b, i, n: say(f"batch {b}: {i}/{n}"))
-    click.echo(table(rows, [("backend", "backend", ""), ("precision", "precision", ""),
-                             ("batch", "batch", "d"), ("stage", "stage", ""),
-                             ("p50 ms", "p50_ms", ".1f"), ("p90 ms", "p90_ms", ".1f"),
-                             ("p99 ms", "p99_ms", ".1f"), ("img/s", "images_per_s", ".2f"),
-                             ("GFLOP/s", "gflops", ".1f"), ("vs eager", "speedup_vs_eager", ".2f")]))
+    columns = [("backend", "backend", ""), ("precision", "precision", ""),
+               ("batch", "batch", "d"), ("stage", "stage", ""), ("p50 ms", "p50_ms", ".1f"),
+               ("p90 ms", "p90_ms", ".1f"), ("p99 ms", "p99_ms", ".1f"),
+               ("img/s", "images_per_s", ".2f"), ("GFLOP/s", "gflops", ".1f"),
+               ("vs eager", "speedup_vs_eager", ".2f")]
+    if peak:
+        add_floor(rows, flops, peak["gflops"])
+        columns.append(("x floor", "x_floor", ".2f"))
+        floor_ms = flops["total"] / (peak["gflops"] * 1e9) * 1e3
+        click.echo(f"FP32 floor: {flops['total'] / 1e9:.1f} GFLOP per image at "
+                   f"{peak['gflops']:.0f} GFLOP/s ({peak['kernel']}, {peak['threads']} threads, "
+                   f"measured now) = {floor_ms:.1f} ms per image")
+    click.echo(table(rows, columns))
     for warning in noisy(rows):
         click.echo(warning, err=True)
     if json_path:
-        from vrfam_rt.environment import describe
+        from vrfam_rt.environment import cpu_model, describe
 
         facts = describe()
         result = {"config": bundle.config.name, "device": _device_name(device, facts),
-                  "flops_per_image": flops, "threads": torch.get_num_threads(),
+                  "cpu": cpu_model(), "flops_per_image": flops,
+                  "threads": torch.get_num_threads(), "fp32_peak": peak,
                   "iters": iters, "warmup": warmup, "runs": rows}
         write_json(json_path, result)
     if plot_path:
@@ -132,7 +153,7 @@ def gpu_check_cmd(out, config, device, batches, iters, no_export):
 
 @click.command()
 @bundle_options("profile")
-@runtime_options()
+@runtime_options("eager")
 @click.option("--batch", default=1, show_default=True, type=click.IntRange(1, 1024),
               help="Images per profiled edit.")
 @click.option("--iters", default=3, show_default=True, type=click.IntRange(1),
@@ -159,11 +180,11 @@ def profile(bundle_path, method, config, seed, backend, precision, batch, iters,
         _roofline(bundle, roofline, precision, batch, top, json_path)
         return
     runner = open_runtime(bundle, backend, precision, device, threads)
-    device = str(runner.device)
+    backend, precision, device = runner.name, runner.precision, str(runner.device)
     flops = flops_per_image(bundle)
     stages = run_bench(bundle, [Config(backend, precision, runner)], (batch,), iters, 1, device,
                        flops=flops)
-    layers = {"eager": prof.eager_layers, "ort": prof.ort_layers,
+    layers = {"eager": prof.eager_layers, "ort": prof.ort_layers, "openvino": prof.openvino_layers,
               "trt": prof.trt_layers}[backend](bundle, runner, batch)
     peaks = _peaks(device, precision, prof)
     peak = peaks[0]["gflops"]

@@ -1,0 +1,115 @@
+"""The OpenVINO backend: the exported ONNX graphs compiled by OpenVINO for the CPU.
+
+One export folder (fp32, or the `int8-cpu` Q/DQ graphs of `vrfam-rt calibrate`) and
+an inference precision:
+- `fp32`: every op in float32;
+- `bf16`: OpenVINO's bf16 inference-precision hint (AMX / AVX-512 BF16 kernels); on a
+  CPU without bf16 hardware it runs float32 and says so in `note`;
+- `int8`: the Q/DQ graphs, their quantized convolutions and matrix multiplies in int8
+  (VNNI / AMX), the rest in bf16 where the CPU has it (as TensorRT keeps the rest of an
+  INT8 plan in fp16), else float32.
+
+A stage is compiled for the batch size it is called with (static shapes let OpenVINO
+pick its fastest kernels) and kept; with `cache_dir` the compiled blobs are also
+written there (OpenVINO's CACHE_DIR), so the next process starts fast.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from vrfam_rt.backends.base import Backend
+from vrfam_rt.errors import MissingDependency, VrfamError
+
+PRECISIONS = ("fp32", "bf16", "int8")
+OPENVINO_HINT = "pip install openvino"
+
+
+def import_openvino():
+    """The openvino module, or MissingDependency naming what to install."""
+    try:
+        import openvino
+    except ImportError:
+        raise MissingDependency(f"the openvino backend needs OpenVINO: {OPENVINO_HINT}") from None
+    return openvino
+
+
+def has_bf16(core) -> bool:
+    """Whether OpenVINO's CPU plugin has bf16 kernels on this CPU (AVX-512 BF16 or AMX)."""
+    return "BF16" in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+
+
+class OpenVinoBackend(Backend):
+    name = "openvino"
+
+    def __init__(self, folder: str | Path, precision: str = "fp32", threads: int | None = None,
+                 cache_dir: str | Path | None = None, fallback: str | Path | None = None):
+        """`folder`: an export precision folder (fp32, or int8-cpu for `int8`);
+        `fallback`: the fp32 folder serving the stages an INT8 folder lacks."""
+        ov = import_openvino()
+        if precision not in PRECISIONS:
+            raise VrfamError(f"the openvino backend runs {', '.join(PRECISIONS)}, "
+                             f"not {precision}")
+        self._read_folder(folder, "export")
+        held = self.manifest["precision"]
+        if (held == "int8") != (precision == "int8"):
+            raise VrfamError(f"{self.folder} holds {held} graphs; the openvino backend runs "
+                             f"{precision} from " + ("int8-cpu graphs (vrfam-rt calibrate "
+                                                     "--target cpu)" if precision == "int8"
+                                                     else "fp32 graphs"))
+        if held == "int8" and self.manifest.get("target") != "cpu":
+            raise VrfamError(f"{self.folder} holds INT8 graphs for {self.manifest.get('target')}; "
+                             "OpenVINO runs those of `vrfam-rt calibrate --target cpu`")
+        if held not in ("fp32", "int8"):
+            raise VrfamError(f"{self.folder} holds {held} graphs; OpenVINO compiles the fp32 "
+                             "export (its bf16 comes from the inference-precision hint)")
+        self.core = ov.Core()
+        self.note = None
+        wide = "bf16" if has_bf16(self.core) else "f32"
+        if precision == "bf16" and wide == "f32":
+            self.note = "this CPU has no bf16 hardware (AVX-512 BF16 or AMX): OpenVINO runs fp32"
+            precision = "fp32"
+        self.precision = precision
+        self.hint = "f32" if precision == "fp32" else wide
+        self.device = torch.device("cpu")
+        self.threads = threads
+        self.cache_dir = Path(cache_dir) if cache_dir else None
+        self.fallback = (OpenVinoBackend(fallback, "bf16" if self.hint == "bf16" else "fp32",
+                                         threads, cache_dir) if fallback else None)
+        self._models: dict = {}
+        self._compiled: dict = {}
+
+    def properties(self) -> dict:
+        """The compile properties: precision hint, latency mode, threads, cache."""
+        props = {"INFERENCE_PRECISION_HINT": self.hint, "PERFORMANCE_HINT": "LATENCY"}
+        if self.threads:
+            props["INFERENCE_NUM_THREADS"] = self.threads
+        if self.cache_dir:
+            self.cache_dir.mkdir(parents=True, exist_ok=True)
+            props["CACHE_DIR"] = str(self.cache_dir)
+        return props
+
+    def compiled(self, stage: str, shapes: tuple[tuple[int, ...], ...]):
+        """The stage compiled for these input shapes (once), and its infer request."""
+        key = (stage, shapes)
+        if key not in self._compiled:
+            if stage not in self._models:
+                entry = self._entry(stage, f"export it with --components {stage}")
+                self._models[stage] = self.core.read_model(str(self.folder / entry["file"]))
+            model = self._models[stage].clone()
+            model.reshape({port.get_any_name(): list(shape)
+                           for port, shape in zip(model.inputs, shapes)})
+            compiled = self.core.compile_model(model, "CPU", self.properties())
+            self._compiled[key] = compiled.create_infer_request()
+        return self._compiled[key]
+
+    def run(self, stage: str, *inputs: torch.Tensor) -> torch.Tensor:
+        if self.fallback and stage not in self.manifest["files"]:
+            return self.fallback.run(stage, *inputs)
+        arrays = [x.detach().float().cpu().contiguous().numpy() for x in inputs]
+        request = self.compiled(stage, tuple(a.shape for a in arrays))
+        request.infer(arrays)
+        # the request's output buffer is reused by its next call: copy it out
+        return torch.from_numpy(np.array(request.get_output_tensor(0).data, copy=True))
