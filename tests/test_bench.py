@@ -157,7 +157,7 @@ def test_gpu_check_dry_run_without_exporter_or_tensorrt(tmp_path, monkeypatch):
     assert "grace_hopper_grid.png" in report["edit_cli"]["written"]
 
 
-@pytest.mark.parametrize("backend", ["eager", "ort"])
+@pytest.mark.parametrize("backend", ["eager", "ort", "openvino"])
 def test_profile_reports_stages_layers_and_peaks(backend, tmp_path, monkeypatch, tiny_exports):
     (tmp_path / "cwd").mkdir()
     monkeypatch.chdir(tmp_path / "cwd")
@@ -176,6 +176,8 @@ def test_profile_reports_stages_layers_and_peaks(backend, tmp_path, monkeypatch,
     assert not any((tmp_path / "cwd").iterdir())       # no profiler trace left behind
     if backend == "ort":
         assert any("Conv" in l["layer"] for l in data["layers"])
+    elif backend == "openvino":                      # node (type, kernel), e.g. brgconv_avx512
+        assert any("(Convolution, " in l["layer"] for l in data["layers"])
     else:
         assert any(l["layer"].startswith("convs.") for l in data["layers"])
 
@@ -204,3 +206,12 @@ def test_glibc_keeps_freed_memory_for_the_cli():
                              text=True, check=True, timeout=120)
         return float(out.stdout)
     assert retained_mib("default") < 64 and retained_mib("keep") > 192
+
+
+def test_cpu_result_files_are_named_by_family_and_widest_kernels():
+    from vrfam_rt.benchmarks.cpu_quality import cpu_label
+
+    assert cpu_label({"model": "Intel(R) Xeon(R) Processor",
+                      "flags": ["avx2", "avx512f", "amx_bf16", "amx_int8"]}) == "xeon-amx"
+    assert cpu_label({"model": "AMD EPYC 7B13 64-Core Processor", "flags": ["avx2"]}) == "epyc-avx2"
+    assert cpu_label({"model": "", "flags": []}) == "cpu-sse"

@@ -10,8 +10,10 @@ an inference precision:
   INT8 plan in fp16), else float32.
 
 A stage is compiled for the batch size it is called with (static shapes let OpenVINO
-pick its fastest kernels) and kept; with `cache_dir` the compiled blobs are also
-written there (OpenVINO's CACHE_DIR), so the next process starts fast.
+pick its fastest kernels) and kept until it is called with another (each compiled
+model holds its own copy of the weights: 1 GiB for the ffhq-1024 encoder); with
+`cache_dir` the compiled blobs are also written there (OpenVINO's CACHE_DIR), so a
+recompile, or the next process, loads instead of compiling.
 """
 from __future__ import annotations
 
@@ -37,8 +39,13 @@ def import_openvino():
 
 
 def has_bf16(core) -> bool:
-    """Whether OpenVINO's CPU plugin has bf16 kernels on this CPU (AVX-512 BF16 or AMX)."""
-    return "BF16" in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+    """Whether this CPU computes bf16 in hardware (AVX-512 BF16 or AMX) and OpenVINO's
+    CPU plugin offers bf16 kernels on it."""
+    from vrfam_rt.environment import cpu_model
+
+    flags = set(cpu_model()["flags"])
+    return bool(flags & {"avx512_bf16", "amx_bf16"}) and \
+        "BF16" in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES")
 
 
 class OpenVinoBackend(Backend):
@@ -78,8 +85,7 @@ class OpenVinoBackend(Backend):
         self.cache_dir = Path(cache_dir) if cache_dir else None
         self.fallback = (OpenVinoBackend(fallback, "bf16" if self.hint == "bf16" else "fp32",
                                          threads, cache_dir) if fallback else None)
-        self._models: dict = {}
-        self._compiled: dict = {}
+        self._compiled: dict = {}      # stage -> (input shapes, infer request)
 
     def properties(self) -> dict:
         """The compile properties: precision hint, latency mode, threads, cache."""
@@ -92,18 +98,18 @@ class OpenVinoBackend(Backend):
         return props
 
     def compiled(self, stage: str, shapes: tuple[tuple[int, ...], ...]):
-        """The stage compiled for these input shapes (once), and its infer request."""
-        key = (stage, shapes)
-        if key not in self._compiled:
-            if stage not in self._models:
-                entry = self._entry(stage, f"export it with --components {stage}")
-                self._models[stage] = self.core.read_model(str(self.folder / entry["file"]))
-            model = self._models[stage].clone()
+        """The infer request of the stage compiled for these input shapes (the last
+        shapes' only: memory holds one compiled model per stage)."""
+        held = self._compiled.get(stage)
+        if held is None or held[0] != shapes:
+            self._compiled.pop(stage, None)
+            entry = self._entry(stage, f"export it with --components {stage}")
+            model = self.core.read_model(str(self.folder / entry["file"]))
             model.reshape({port.get_any_name(): list(shape)
                            for port, shape in zip(model.inputs, shapes)})
             compiled = self.core.compile_model(model, "CPU", self.properties())
-            self._compiled[key] = compiled.create_infer_request()
-        return self._compiled[key]
+            self._compiled[stage] = (shapes, compiled.create_infer_request())
+        return self._compiled[stage][1]
 
     def run(self, stage: str, *inputs: torch.Tensor) -> torch.Tensor:
         if self.fallback and stage not in self.manifest["files"]:

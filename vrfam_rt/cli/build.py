@@ -160,8 +160,8 @@ def build_engines_cmd(onnx_path, precision, out, flavour, compute_capabilities, 
 @click.option("--calibration", default="auto", show_default=True,
               type=click.Choice(["auto", "entropy", "max", "percentile"]),
               help="How activation ranges are chosen: entropy (KL), max (min-max) or "
-              "percentile (99.999%); auto: max, the generator's style, blur and toRGB layers "
-              "left in float.")
+              "percentile (99.999%); auto: max, the generator's style, upsampling, blur and "
+              "toRGB layers left in float.")
 @click.option("--target", default="trt", show_default=True, type=click.Choice(["trt", "cpu"]),
               help="trt: symmetric int8 Q/DQ for engines; cpu: u8 x s8 for ONNX Runtime.")
 @click.option("--eval-samples", default=4, show_default=True, type=click.IntRange(1, 1024),

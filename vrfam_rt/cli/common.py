@@ -59,10 +59,10 @@ def bundle_options(verb: str, configs=CONFIGS, seed_help: str | None = None):
                      help=seed_help or "Seed of the --config bundle."))
 
 
-BACKEND_HELP = ("eager: PyTorch; ort: ONNX Runtime; openvino: OpenVINO on the CPU (graphs "
-                "exported, INT8 calibrated, once into the cache); trt: TensorRT plans (built "
-                "once into the cache); auto: trt where plans can run on a local NVIDIA GPU, "
-                "else openvino, else ort.")
+BACKEND_HELP = ("eager: PyTorch; ort: ONNX Runtime; openvino: OpenVINO on the CPU (ort and "
+                "openvino export the graphs, and calibrate INT8, once into the cache); trt: "
+                "TensorRT plans (built once into the cache); auto: trt where plans can run "
+                "on a local NVIDIA GPU, else openvino, else ort.")
 
 
 def runtime_options(default_backend: str = "auto"):
