@@ -24,7 +24,7 @@ import torch
 from vrfam_rt.backends.ort import OrtBackend
 from vrfam_rt.bundle import Bundle
 from vrfam_rt.calibration.data import folder_images, generator_samples
-from vrfam_rt.calibration.quantize import (METHODS, autocast_fp16, check_symmetric_int8,
+from vrfam_rt.calibration.quantize import (METHODS, PLAN_VERSION, autocast_fp16, check_symmetric_int8,
                                            quantize_component)
 from vrfam_rt.environment import returning_freed_memory, trim_freed_memory
 from vrfam_rt.errors import VrfamError
@@ -119,6 +119,7 @@ def _calibrate(bundle: Bundle, folder: Path, components, target: str, method: st
         manifest = manifests.write(tmp, "export", {
                     "bundle_digest": bundle.digest, "config": bundle.config.to_dict(),
                     "precision": "int8", "target": target, "method": methods,
+                    "plan": PLAN_VERSION if method == "auto" else None,
                     "high_precision_dtype": "float16" if target == "trt" else "float32",
                     "calibration": source, "opset": reference["opset"],
                     "max_batch": reference["max_batch"], "io_dtype": "float32",

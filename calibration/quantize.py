@@ -35,6 +35,7 @@ QUANTIZED_OPS = ["Conv", "ConvTranspose", "Gemm", "MatMul"]
 # (p50 212 vs 222 ms plain bf16, same interleaved run; OpenVINO runs those in bf16
 # anyway, the Q/DQ around them only added reorders). Style affines (Gemm) and
 # demodulation (MatMul) stay float: a few percent of the FLOPs.
+PLAN_VERSION = 2        # recorded by `--calibration auto`; 1 was entropy on every op
 PLANS = {"encoder": {"method": "max", "op_types": QUANTIZED_OPS, "float_convs": False},
          "generator": {"method": "max", "op_types": ["Conv"], "float_convs": True}}
 

@@ -64,6 +64,19 @@ def calibrated(bundle, cache: Path, target: str, say: Callable[[str], None]) -> 
             f"--out {cache} --force` redoes it with other data) ...")
         calibrate(bundle, cache, ("encoder", "generator"), target,
                   samples=CALIBRATION_SAMPLES, progress=lambda step: say(f"  {step} ..."))
+        return folder
+    from vrfam_rt import manifests
+    from vrfam_rt.calibration.quantize import PLAN_VERSION
+
+    held = manifests.read(folder, "export")
+    # made before calibration plans were recorded, by an older plan, or without the
+    # generator (a user's --calibration choice, plan None, is theirs to keep)
+    if "plan" not in held or held["plan"] not in (None, PLAN_VERSION) \
+            or "generator" not in held["files"]:
+        say(f"note: {folder} holds INT8 graphs of an earlier or partial calibration "
+            f"({', '.join(held['files'])}); `vrfam-rt calibrate {bundle_args(bundle)} --target "
+            f"{target} --components encoder,generator --samples {CALIBRATION_SAMPLES} --out "
+            f"{cache} --force` redoes them with the current plan")
     return folder
 
 
