@@ -88,6 +88,18 @@ def _edit_once(runner, image, alphas, device) -> dict[str, float]:
             "total": encoder + transformer + generator}
 
 
+def best_gflops(run, flops: float, repeats: int = 5) -> float:
+    """GFLOP/s of `run()` (doing `flops`), the best of `repeats` timed calls after one."""
+    with torch.no_grad():
+        run()
+        best = float("inf")
+        for _ in range(repeats):
+            start = time.perf_counter()
+            run()
+            best = min(best, time.perf_counter() - start)
+    return flops / best / 1e9
+
+
 def measure_fp32_peak(repeats: int = 5) -> dict:
     """The CPU's FP32 GFLOP/s with torch's threads, measured now: the best of `repeats`
     runs of a 2048^3 matmul and of a 3x3 convolution of StyleGAN2's 512-channel 64x64
@@ -99,16 +111,7 @@ def measure_fp32_peak(repeats: int = 5) -> dict:
     kernels = {"matmul 2048^3": (lambda: a @ b, 2 * 2048**3),
                "conv3x3 512ch 64x64": (lambda: F.conv2d(x, w, padding=1),
                                        2 * 512 * 512 * 9 * 64 * 64)}
-    found = {}
-    with torch.no_grad():
-        for name, (run, flops) in kernels.items():
-            run()
-            best = float("inf")
-            for _ in range(repeats):
-                start = time.perf_counter()
-                run()
-                best = min(best, time.perf_counter() - start)
-            found[name] = flops / best / 1e9
+    found = {name: best_gflops(run, flops, repeats) for name, (run, flops) in kernels.items()}
     kernel = max(found, key=found.get)
     return {"gflops": found[kernel], "kernel": kernel, "measured": found,
             "threads": torch.get_num_threads()}

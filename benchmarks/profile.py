@@ -29,14 +29,10 @@ DEVICE_PEAKS = {
 
 def measure_cpu_peak(size: int = 2048, repeats: int = 5) -> float:
     """FP32 GFLOP/s of a large matmul on this CPU with torch's threads (best of `repeats`)."""
+    from vrfam_rt.benchmarks.bench import best_gflops
+
     a, b = torch.randn(size, size), torch.randn(size, size)
-    a @ b
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        a @ b
-        best = min(best, time.perf_counter() - start)
-    return 2 * size**3 / best / 1e9
+    return best_gflops(lambda: a @ b, 2 * size**3, repeats)
 
 
 def _stage_inputs(bundle: Bundle, batch: int):
@@ -130,11 +126,10 @@ def openvino_layers(bundle: Bundle, runner, batch: int = 1) -> list[dict]:
         if owner is None:
             continue
         arrays = [x.float().contiguous().numpy() for x in inputs[stage]]
-        model = owner.core.read_model(str(owner.folder / owner.manifest["files"][stage]["file"]))
-        model.reshape({port.get_any_name(): list(a.shape) for port, a in zip(model.inputs, arrays)})
         props = owner.properties() | {"PERF_COUNT": True}
         props.pop("CACHE_DIR", None)
-        request = owner.core.compile_model(model, "CPU", props).create_infer_request()
+        compiled = owner.compile_stage(stage, [a.shape for a in arrays], props)
+        request = compiled.create_infer_request()
         request.infer(arrays)
         for info in request.profiling_info:
             ms = info.real_time.total_seconds() * 1e3

@@ -103,13 +103,17 @@ class OpenVinoBackend(Backend):
         held = self._compiled.get(stage)
         if held is None or held[0] != shapes:
             self._compiled.pop(stage, None)
-            entry = self._entry(stage, f"export it with --components {stage}")
-            model = self.core.read_model(str(self.folder / entry["file"]))
-            model.reshape({port.get_any_name(): list(shape)
-                           for port, shape in zip(model.inputs, shapes)})
-            compiled = self.core.compile_model(model, "CPU", self.properties())
+            compiled = self.compile_stage(stage, shapes, self.properties())
             self._compiled[stage] = (shapes, compiled.create_infer_request())
         return self._compiled[stage][1]
+
+    def compile_stage(self, stage: str, shapes, properties: dict):
+        """The stage's graph compiled for these input shapes with these properties."""
+        entry = self._entry(stage, f"export it with --components {stage}")
+        model = self.core.read_model(str(self.folder / entry["file"]))
+        model.reshape({port.get_any_name(): list(shape)
+                       for port, shape in zip(model.inputs, shapes)})
+        return self.core.compile_model(model, "CPU", properties)
 
     def run(self, stage: str, *inputs: torch.Tensor) -> torch.Tensor:
         if self.fallback and stage not in self.manifest["files"]:
