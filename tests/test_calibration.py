@@ -85,10 +85,14 @@ def test_the_recorded_int8_errors_are_the_measured_ones(trt_int8, bundle):
     encoder = manifest["metrics"]["encoder"]
     assert set(encoder) == {"wplus_rel_err", "wplus_rel_err_total", "image_psnr_db",
                             "attribute_agreement", "fp32_ms", "int8_ms", "speedup"}
-    images, wplus = generator_samples(bundle, manifest["metrics"]["eval_samples"], seed=1)
+    # as the report measures: samples drawn and run one at a time (batch-dependent kernels
+    # would move INT8 roundings and so the figures)
+    images, wplus = generator_samples(bundle, manifest["metrics"]["eval_samples"], seed=1,
+                                      batch=1)
     int8 = open_backend("ort", onnx_dir=out / "int8-trt")
     with torch.no_grad():
-        w32, w8 = bundle.encoder(images), int8.encoder(images)
+        w32 = bundle.encoder(images)
+        w8 = torch.cat([int8.encoder(x) for x in images.split(1)])
         # the report measures against ONNX Runtime FP32, which is eager FP32 to ~1e-7
         assert wplus_errors(w8, w32) == pytest.approx(
             (encoder["wplus_rel_err"], encoder["wplus_rel_err_total"]), rel=1e-3)
@@ -97,7 +101,8 @@ def test_the_recorded_int8_errors_are_the_measured_ones(trt_int8, bundle):
         agree = ((bundle.classifier(w8) > 0) == (bundle.classifier(w32) > 0)).float().mean()
         assert encoder["attribute_agreement"] == pytest.approx(agree.item())
         assert manifest["metrics"]["generator"]["image_psnr_db"] == pytest.approx(
-            psnr(bundle.generator(wplus), int8.generator(wplus)), abs=0.05)
+            psnr(bundle.generator(wplus), torch.cat([int8.generator(w) for w in wplus.split(1)])),
+            abs=0.05)
     assert encoder["wplus_rel_err"] < INT8_WPLUS_REL_ERR and encoder["image_psnr_db"] > 50
     assert manifest["metrics"]["generator"]["image_psnr_db"] > 30
     assert json.loads((out / "int8-trt" / "manifest.json").read_text())["metrics"] == manifest["metrics"]

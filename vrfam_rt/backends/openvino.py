@@ -17,6 +17,7 @@ recompile, or the next process, loads instead of compiling.
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -44,6 +45,9 @@ def has_bf16(core) -> bool:
     from vrfam_rt.environment import cpu_model
 
     flags = set(cpu_model()["flags"])
+    isa = os.environ.get("ONEDNN_MAX_CPU_ISA", "ALL").upper()   # a cap on the kernels used
+    if isa != "ALL" and "BF16" not in isa and "AMX" not in isa:
+        return False
     return bool(flags & {"avx512_bf16", "amx_bf16"}) and \
         "BF16" in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES")
 
