@@ -17,7 +17,6 @@ recompile, or the next process, loads instead of compiling.
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -41,15 +40,29 @@ def import_openvino():
 
 def has_bf16(core) -> bool:
     """Whether this CPU computes bf16 in hardware (AVX-512 BF16 or AMX) and OpenVINO's
-    CPU plugin offers bf16 kernels on it."""
+    CPU plugin runs bf16 kernels here: the flags, the plugin's capabilities, and a
+    one-matmul model compiled with the bf16 hint, which fails where oneDNN's kernels are
+    capped below bf16 (ONEDNN_MAX_CPU_ISA=AVX2 on an AMX CPU)."""
     from vrfam_rt.environment import cpu_model
 
-    flags = set(cpu_model()["flags"])
-    isa = os.environ.get("ONEDNN_MAX_CPU_ISA", "ALL").upper()   # a cap on the kernels used
-    if isa != "ALL" and "BF16" not in isa and "AMX" not in isa:
+    if not set(cpu_model()["flags"]) & {"avx512_bf16", "amx_bf16"}:
         return False
-    return bool(flags & {"avx512_bf16", "amx_bf16"}) and \
-        "BF16" in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+    if "BF16" not in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
+        return False
+    return _compiles_in_bf16(core)
+
+
+def _compiles_in_bf16(core) -> bool:
+    ov = import_openvino()
+    from openvino import opset13 as ops
+
+    x = ops.parameter([1, 32], np.float32)
+    y = ops.matmul(x, ops.constant(np.ones((32, 32), np.float32)), False, False)
+    try:
+        core.compile_model(ov.Model([y], [x]), "CPU", {"INFERENCE_PRECISION_HINT": "bf16"})
+    except RuntimeError:
+        return False
+    return True
 
 
 class OpenVinoBackend(Backend):
