@@ -41,7 +41,11 @@ def calibrate(bundle: Bundle, out: Path, components=("encoder",), target: str = 
               method: str = "auto", images: Path | None = None, samples: int | None = None,
               seed: int = 0, eval_count: int = 4, overwrite: bool = False,
               progress: Callable[[str], None] | None = None) -> dict:
-    """Write `out/int8-<target>/` (Q/DQ ONNX files + manifest with metrics); return the manifest."""
+    """Write `out/int8-<target>/` (Q/DQ ONNX files + manifest with metrics); return the manifest.
+
+    The FP32 graphs quantized and measured against are `out/fp32/` where it holds this
+    bundle's export of these components (as a runtime cache folder does), else a fresh
+    export (an export costs about as much as the calibration of a small bundle)."""
     out = Path(out)
     folder = out / f"int8-{target}"
     bad = [c for c in components if c not in CALIBRATED]
@@ -57,7 +61,18 @@ def calibrate(bundle: Bundle, out: Path, components=("encoder",), target: str = 
     check_memory(bundle, components)
     with returning_freed_memory():
         return _calibrate(bundle, folder, components, target, method, images, samples, seed,
-                          eval_count, progress)
+                          eval_count, progress, reference_export(out / "fp32", bundle, components))
+
+
+def reference_export(folder: Path, bundle: Bundle, components) -> Path | None:
+    """`folder` if it holds the bundle's fp32 export of every one of `components`."""
+    held = manifests.read(folder, "export", missing_ok=True)
+    if held.get("bundle_digest") != bundle.digest or held.get("precision") != "fp32":
+        return None
+    if not all(c in held.get("files", {}) and (folder / held["files"][c]["file"]).is_file()
+               for c in components):
+        return None
+    return folder
 
 
 def check_memory(bundle: Bundle, components, available: int | None = None) -> None:
@@ -80,7 +95,7 @@ def check_memory(bundle: Bundle, components, available: int | None = None) -> No
 
 def _calibrate(bundle: Bundle, folder: Path, components, target: str, method: str,
                images: Path | None, samples: int | None, seed: int, eval_count: int,
-               progress: Callable[[str], None] | None) -> dict:
+               progress: Callable[[str], None] | None, reference: Path | None) -> dict:
     say = progress or (lambda step: None)
     say("calibration inputs")
     size = bundle.config.encoder.input_size
@@ -94,9 +109,10 @@ def _calibrate(bundle: Bundle, folder: Path, components, target: str, method: st
     eval_images, eval_wplus = generator_samples(bundle, eval_count, seed + 1, batch=1)
 
     with staged_dir(folder) as tmp:
-        say("FP32 reference graphs")
-        export_bundle(bundle, tmp / "reference", ("fp32",), components)
-        fp32_dir = tmp / "reference" / "fp32"
+        if reference is None:
+            say("FP32 reference graphs")
+            export_bundle(bundle, tmp / "reference", ("fp32",), components)
+        fp32_dir = reference or tmp / "reference" / "fp32"
         reference = manifests.read(fp32_dir, "export")
         files, methods = {}, {}
         for component in components:
@@ -129,7 +145,7 @@ def _calibrate(bundle: Bundle, folder: Path, components, target: str, method: st
         manifest["metrics"] = int8_report(bundle, fp32_dir, tmp, eval_images, eval_wplus)
         manifest["metrics"]["eval_samples"] = eval_count
         manifests.write(tmp, "export", manifest)
-        shutil.rmtree(tmp / "reference")
+        shutil.rmtree(tmp / "reference", ignore_errors=True)
     return manifest
 
 

@@ -1,6 +1,7 @@
 """INT8 calibration: Q/DQ graphs per target, their zero points, and the measured figures."""
 import json
 import logging
+import shutil
 
 import onnx
 import pytest
@@ -10,7 +11,7 @@ from PIL import Image
 
 from vrfam_rt import Bundle
 from vrfam_rt.backends import open_backend
-from vrfam_rt.calibration.calibrate import calibrate
+from vrfam_rt.calibration.calibrate import calibrate, reference_export
 from vrfam_rt.calibration.data import generator_samples
 from vrfam_rt.calibration.quantize import check_symmetric_int8, zero_points
 from vrfam_rt.cli import main
@@ -23,10 +24,27 @@ def bundle():
     return Bundle.random("tiny", seed=0)
 
 
+def with_fp32(out, tiny_exports):
+    """`out` holding the session's fp32 export of the tiny bundle, which calibration then
+    quantizes instead of exporting its own (`test_calibration_from_an_image_folder_...`
+    goes through the export)."""
+    shutil.copytree(tiny_exports[0] / "fp32", out / "fp32")
+    return out
+
+
 @pytest.fixture(scope="module")
-def trt_int8(bundle, tmp_path_factory):
-    out = tmp_path_factory.mktemp("int8")
+def trt_int8(bundle, tmp_path_factory, tiny_exports):
+    out = with_fp32(tmp_path_factory.mktemp("int8"), tiny_exports)
     return out, calibrate(bundle, out, ("encoder", "generator"), target="trt", samples=8)
+
+
+def test_an_fp32_export_of_the_same_bundle_is_the_reference(bundle, tiny_exports, tmp_path):
+    fp32 = with_fp32(tmp_path, tiny_exports) / "fp32"
+    assert reference_export(fp32, bundle, ("encoder", "generator")) == fp32
+    assert reference_export(fp32, Bundle.random("tiny", seed=1), ("encoder",)) is None
+    (fp32 / "generator.onnx").unlink()
+    assert reference_export(fp32, bundle, ("encoder", "generator")) is None
+    assert reference_export(tmp_path / "nothing", bundle, ("encoder",)) is None
 
 
 def test_trt_target_is_symmetric_signed_int8_per_channel(trt_int8):
@@ -70,8 +88,8 @@ def wplus_errors(w8: torch.Tensor, w32: torch.Tensor) -> tuple[float, float]:
     return ((w8 - w32).norm() / centred.norm()).item(), ((w8 - w32).norm() / w32.norm()).item()
 
 
-def test_cpu_target_uses_uint8_activations(bundle, tmp_path):
-    manifest = calibrate(bundle, tmp_path, ("encoder",), target="cpu", method="max", samples=4)
+def test_cpu_target_uses_uint8_activations(bundle, tmp_path, tiny_exports):
+    manifest = calibrate(bundle, with_fp32(tmp_path, tiny_exports), ("encoder",), target="cpu", method="max", samples=4)
     model = onnx.load(str(tmp_path / "int8-cpu" / "encoder.onnx"))
     dtypes = {dtype for dtype, _ in zero_points(model).values()}
     assert "uint8" in dtypes
@@ -160,7 +178,7 @@ def test_an_existing_int8_folder_is_kept_unless_forced(trt_int8, bundle):
 
 
 def test_calibration_streams_one_sample_at_a_time_and_sees_every_sample(bundle, tmp_path,
-                                                                        monkeypatch):
+                                                                        monkeypatch, tiny_exports):
     """Min-max ranges merged sample by sample are the ranges of all samples at once
     (min of mins, max of maxes), so the strided calibration loses nothing; and the
     calibrator asks for one sample per stride."""
@@ -168,9 +186,8 @@ def test_calibration_streams_one_sample_at_a_time_and_sees_every_sample(bundle, 
     from onnx import numpy_helper
 
     from vrfam_rt.calibration import quantize
-    from vrfam_rt.export.lowering import export_bundle
 
-    export_bundle(bundle, tmp_path, ("fp32",), ("generator",))
+    fp32 = tiny_exports[0] / "fp32" / "generator.onnx"
     _, wplus = generator_samples(bundle, 5, seed=2)
     strides = []
     real = quantize._Reader.set_range
@@ -178,7 +195,7 @@ def test_calibration_streams_one_sample_at_a_time_and_sees_every_sample(bundle, 
                         lambda self, start_index, end_index: (
                             strides.append((start_index, end_index)),
                             real(self, start_index, end_index))[1])
-    quantize.quantize_onnx(tmp_path / "fp32" / "generator.onnx", tmp_path / "s.onnx",
+    quantize.quantize_onnx(fp32, tmp_path / "s.onnx",
                            {"wplus": wplus}, "cpu", "max")
     assert strides == [(i, i + 1) for i in range(5)]
 
@@ -191,7 +208,7 @@ def test_calibration_streams_one_sample_at_a_time_and_sees_every_sample(bundle, 
     monkeypatch.setattr(quantize._Reader, "__len__", lambda self: 1)      # one stride of all 5
     monkeypatch.setattr(quantize._Reader, "set_range", real)
     one_by_one = scales(tmp_path / "s.onnx")
-    _all_at_once(quantize, tmp_path / "fp32" / "generator.onnx", tmp_path / "a.onnx", wplus)
+    _all_at_once(quantize, fp32, tmp_path / "a.onnx", wplus)
     at_once = scales(tmp_path / "a.onnx")
     assert one_by_one.keys() == at_once.keys() and len(at_once) > 10
     for name, scale in at_once.items():
@@ -211,10 +228,10 @@ def _all_at_once(quantize, fp32, out, wplus):
         quantize._Reader = real
 
 
-def test_the_generator_keeps_style_blur_and_rgb_layers_in_float(bundle, tmp_path):
+def test_the_generator_keeps_style_blur_and_rgb_layers_in_float(bundle, tmp_path, tiny_exports):
     """`auto`: min-max ranges; the generator quantizes its regular 3x3 convolutions
     only (not the transposed upsampling ones, blur or toRGB), the encoder every matrix op."""
-    manifest = calibrate(bundle, tmp_path, ("encoder", "generator"), target="cpu", samples=4)
+    manifest = calibrate(bundle, with_fp32(tmp_path, tiny_exports), ("encoder", "generator"), target="cpu", samples=4)
     assert manifest["method"] == {"encoder": "max", "generator": "max"}
     model = onnx.load(str(tmp_path / "int8-cpu" / "generator.onnx"))
     weights = {t.name: t for t in model.graph.initializer}

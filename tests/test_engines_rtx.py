@@ -165,10 +165,11 @@ def test_good_plans_stop_at_the_missing_gpu_in_one_line(turing_plans):
         open_backend("trt", engine_dir=turing_plans)
 
 
-def test_the_int8_trt_encoder_and_generator_build_for_turing(tiny, tmp_path):
+def test_the_int8_trt_encoder_and_generator_build_for_turing(tiny, tiny_exports, tmp_path):
     """`calibrate --target trt` keeps the unquantized part in float16: no FP32 GEMM."""
     from vrfam_rt.calibration.calibrate import calibrate
 
+    shutil.copytree(tiny_exports[0] / "fp32", tmp_path / "fp32")   # the graphs it quantizes
     manifest = calibrate(tiny, tmp_path, ("encoder", "generator"), target="trt", samples=4)
     assert manifest["high_precision_dtype"] == "float16"
     build_engines(tmp_path / "int8-trt", tmp_path / "plans", target=rtx_target(["7.5"]))

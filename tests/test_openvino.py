@@ -1,6 +1,7 @@
 """The OpenVINO backend (fp32, bf16, int8 on the CPU) and `--backend auto`."""
 import importlib.util
 import json
+import shutil
 
 import pytest
 import torch
@@ -88,13 +89,15 @@ def test_bf16_without_bf16_hardware_says_so_and_runs_fp32(tiny_exports, monkeypa
     assert "no bf16 hardware" in runner.note
 
 
-def test_int8_is_calibrated_into_the_cache_once(tiny, inputs, eager, tmp_path):
+def test_int8_is_calibrated_into_the_cache_once(tiny, tiny_exports, inputs, eager, tmp_path):
     """The int8 encoder and generator are the Q/DQ graphs of `calibrate --target cpu`,
-    made on demand; the transformer runs from the fp32 graphs."""
+    made on demand from the cached fp32 graphs; the transformer runs from those."""
+    cache = runtime.cache_dir(tiny, tmp_path)
+    shutil.copytree(tiny_exports[0] / "fp32", cache / "fp32")
     said = []
     runner = runtime.open_runtime(tiny, "openvino", "int8", cache_root=tmp_path, say=said.append)
-    cache = runtime.cache_dir(tiny, tmp_path)
     assert any("calibrating INT8" in line for line in said)
+    assert not any("export" in line for line in said), said     # the cached graphs serve
     manifest = json.loads((cache / "int8-cpu" / "manifest.json").read_text())
     assert set(manifest["files"]) == {"encoder", "generator"}
     assert manifest["calibration"]["generator_samples"] == runtime.CALIBRATION_SAMPLES

@@ -59,6 +59,7 @@ def calibrated(bundle, cache: Path, target: str, say: Callable[[str], None]) -> 
 
     folder = cache / f"int8-{target}"
     if not folder.is_dir():
+        exported(bundle, cache, "fp32", say)     # the graphs calibration quantizes
         say(f"calibrating INT8 graphs into {folder} on {CALIBRATION_SAMPLES} generator samples "
             f"(once per bundle; `vrfam-rt calibrate {bundle_args(bundle)} --target {target} "
             f"--out {cache} --force` redoes it with other data) ...")
