@@ -24,6 +24,13 @@ def private_cache(tmp_path_factory, monkeypatch):
 
 
 @pytest.fixture(scope="session")
+def shared_cache(tmp_path_factory):
+    """The cache the commands of every test use (private_cache), for tests that share
+    exports on purpose."""
+    return session_cache(tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
 def tiny_exports(tmp_path_factory, tiny):
     """`vrfam-rt export --config tiny --verify` once per session, written where the
     runtime caches the tiny bundle's graphs, so every `--config tiny --backend ort|trt`
