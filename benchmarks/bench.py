@@ -213,21 +213,27 @@ def plot_png(rows: list[dict], path) -> None:
     save_png(img, path)
 
 
+INT8_TARGETS = {"openvino": ("openvino", "cpu"), "ort": ("cpu",)}   # calibrate --target
+
+
 def onnx_configs(bundle: Bundle, backend: str, precisions, folders: dict[str, Path],
                  device: str, threads: int | None, source: str = "--onnx",
                  cache: Path | None = None) -> list[Config]:
     """ONNX Runtime or OpenVINO configurations over an export's folders ({"fp32": ...,
-    "fp16": ..., "int8-cpu": ...}; int8's uncalibrated stages run from fp32; OpenVINO's
+    "fp16": ..., "int8-openvino": ...}; int8's uncalibrated stages run from fp32; OpenVINO's
     bf16 compiles the fp32 graphs with its bf16 hint)."""
     from vrfam_rt.backends import open_backend
 
     configs = []
     for precision in precisions:
-        name = ("int8-cpu" if precision == "int8" else
-                "fp32" if backend == "openvino" else precision)
+        if precision == "int8":       # the graphs calibrated for this runtime, else any it runs
+            names = [f"int8-{t}" for t in INT8_TARGETS[backend]]
+            name = next((n for n in names if n in folders), names[0])
+        else:
+            name = "fp32" if backend == "openvino" else precision
         if name not in folders:
             root = next(iter(folders.values())).parent
-            how = (f"calibrate {bundle_args(bundle)} --target cpu --samples 64 --out {root}"
+            how = (f"calibrate {bundle_args(bundle)} --target {name[5:]} --samples 64 --out {root}"
                    if precision == "int8" else
                    f"export {bundle_args(bundle)} --precision {precision} --out {root}")
             raise VrfamError(f"{source} holds no {name} graphs (it holds "

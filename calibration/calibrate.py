@@ -1,7 +1,8 @@
 """`vrfam-rt calibrate`: INT8 Q/DQ graphs for a bundle, with their accuracy and CPU speed.
 
 Target `trt` graphs compute their unquantized part in float16 (what TensorRT-RTX can
-build for Turing); target `cpu` graphs in float32 (what ONNX Runtime's x86 kernels run).
+build for Turing); targets `cpu` and `openvino` in float32 (ONNX Runtime's x86 kernels;
+OpenVINO runs it in bf16 where the CPU has it).
 
 Accuracy is measured on held-out generator samples through ONNX Runtime:
 - encoder: W+ error relative to the input-dependent part of W+ (W+ minus its mean
@@ -9,7 +10,8 @@ Accuracy is measured on held-out generator samples through ONNX Runtime:
   flatter the error; the error relative to all of W+ is recorded beside it), the PSNR of the images the FP32 generator renders from INT8
   vs FP32 codes, and how often the latent classifier's attribute decisions agree;
 - generator: PSNR of the INT8 vs the FP32 image for the same W+.
-Latency is the median ONNX Runtime CPU time of one batch-1 call, INT8 vs FP32.
+Latency is the median CPU time of one batch-1 encoder call, INT8 vs FP32, on the
+target's runtime (OpenVINO for `openvino`, else ONNX Runtime).
 """
 from __future__ import annotations
 
@@ -142,7 +144,7 @@ def _calibrate(bundle: Bundle, folder: Path, components, target: str, method: st
                     "versions": library_versions(), "attributes": list(bundle.attributes),
                     "files": files})
         say("measuring INT8 vs FP32")
-        manifest["metrics"] = int8_report(bundle, fp32_dir, tmp, eval_images, eval_wplus)
+        manifest["metrics"] = int8_report(bundle, fp32_dir, tmp, eval_images, eval_wplus, target)
         manifest["metrics"]["eval_samples"] = eval_count
         manifests.write(tmp, "export", manifest)
         shutil.rmtree(tmp / "reference", ignore_errors=True)
@@ -164,8 +166,17 @@ def _one_by_one(stage, inputs: torch.Tensor) -> torch.Tensor:
     return torch.cat([stage(x) for x in inputs.split(1)])
 
 
+def _timer(target: str, folder: Path, precision: str):
+    """The runtime the target's graphs are timed on: OpenVINO for `openvino` (int8 with
+    bf16 elsewhere where the CPU has it, as the backend runs them), else ONNX Runtime."""
+    if target == "openvino":
+        from vrfam_rt.backends.openvino import OpenVinoBackend
+        return OpenVinoBackend(folder, precision)
+    return OrtBackend(folder)
+
+
 def int8_report(bundle: Bundle, fp32_dir: Path, int8_dir: Path, eval_images: torch.Tensor,
-                eval_wplus: torch.Tensor) -> dict:
+                eval_wplus: torch.Tensor, target: str = "cpu") -> dict:
     # fresh sessions per network, dropped after it: the FP32 and INT8 sessions of both
     # networks at once would hold four copies of the weights (ffhq-1024: +1 GiB at peak)
     report = {}
@@ -183,6 +194,9 @@ def int8_report(bundle: Bundle, fp32_dir: Path, int8_dir: Path, eval_images: tor
             if "classifier" in bundle.modules:
                 agree = (bundle.classifier(w8) > 0) == (bundle.classifier(w32) > 0)
                 row["attribute_agreement"] = agree.float().mean().item()
+            if target == "openvino":
+                del fp32, int8
+                fp32, int8 = _timer(target, fp32_dir, "fp32"), _timer(target, int8_dir, "int8")
             one = eval_images[:1]
             row["fp32_ms"] = _median_ms(fp32.encoder, one)
             row["int8_ms"] = _median_ms(int8.encoder, one)

@@ -3,6 +3,7 @@ import importlib.util
 import json
 import shutil
 
+import onnx
 import pytest
 import torch
 from click.testing import CliRunner
@@ -12,6 +13,7 @@ from vrfam_rt.backends import open_backend
 from vrfam_rt.backends import openvino as ov_backend
 from vrfam_rt.backends.eager import EagerBackend
 from vrfam_rt.calibration.data import generator_samples
+from vrfam_rt.calibration.quantize import zero_points
 from vrfam_rt.cli import main
 from vrfam_rt.errors import MissingDependency, VrfamError
 from vrfam_rt.export.parity import psnr
@@ -90,7 +92,7 @@ def test_bf16_without_bf16_hardware_says_so_and_runs_fp32(tiny_exports, monkeypa
 
 
 def test_int8_is_calibrated_into_the_cache_once(tiny, tiny_exports, inputs, eager, tmp_path):
-    """The int8 encoder and generator are the Q/DQ graphs of `calibrate --target cpu`,
+    """The int8 encoder and generator are the Q/DQ graphs of `calibrate --target openvino`,
     made on demand from the cached fp32 graphs; the transformer runs from those."""
     cache = runtime.cache_dir(tiny, tmp_path)
     shutil.copytree(tiny_exports[0] / "fp32", cache / "fp32")
@@ -98,8 +100,13 @@ def test_int8_is_calibrated_into_the_cache_once(tiny, tiny_exports, inputs, eage
     runner = runtime.open_runtime(tiny, "openvino", "int8", cache_root=tmp_path, say=said.append)
     assert any("calibrating INT8" in line for line in said)
     assert not any("export" in line for line in said), said     # the cached graphs serve
-    manifest = json.loads((cache / "int8-cpu" / "manifest.json").read_text())
+    manifest = json.loads((cache / "int8-openvino" / "manifest.json").read_text())
     assert set(manifest["files"]) == {"encoder", "generator"}
+    # OpenVINO's fastest forms: signed symmetric encoder activations, uint8 generator ones
+    encoder = zero_points(onnx.load(str(cache / "int8-openvino" / "encoder.onnx")))
+    assert encoder and all(dtype == "int8" and not any(v) for dtype, v in encoder.values())
+    generator = zero_points(onnx.load(str(cache / "int8-openvino" / "generator.onnx")))
+    assert "uint8" in {dtype for dtype, _ in generator.values()}
     assert manifest["calibration"]["generator_samples"] == runtime.CALIBRATION_SAMPLES
     assert runner.precision == "int8" and runner.fallback.folder == cache / "fp32"
     out = stages(runner, inputs)
@@ -110,7 +117,7 @@ def test_int8_is_calibrated_into_the_cache_once(tiny, tiny_exports, inputs, eage
     runtime.open_runtime(tiny, "openvino", "int8", cache_root=tmp_path, say=said.append)
     assert not any("calibrating" in line or "note:" in line for line in said)
     # graphs of an older calibration (no plan recorded) are used, with a note on redoing them
-    path = cache / "int8-cpu" / "manifest.json"
+    path = cache / "int8-openvino" / "manifest.json"
     path.write_text(json.dumps({k: v for k, v in manifest.items() if k != "plan"}))
     said.clear()
     runtime.open_runtime(tiny, "openvino", "int8", cache_root=tmp_path, say=said.append)
@@ -119,7 +126,7 @@ def test_int8_is_calibrated_into_the_cache_once(tiny, tiny_exports, inputs, eage
 
 
 @pytest.mark.parametrize("folder,match", [("fp16", "OpenVINO compiles the fp32 export"),
-                                          ("fp32", "runs int8 from int8-cpu graphs")])
+                                          ("fp32", "runs int8 from int8-openvino graphs")])
 def test_graphs_of_another_kind_are_refused(tiny_exports, folder, match):
     precision = "int8" if folder == "fp32" else "fp32"
     with pytest.raises(VrfamError, match=match):

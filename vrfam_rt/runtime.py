@@ -138,7 +138,7 @@ def open_runtime(bundle, backend: str = "eager", precision: str = "fp32", device
                              f"not {precision}")
         fp32 = exported(bundle, cache, "fp32", say)
         if precision == "int8":
-            runner = OpenVinoBackend(calibrated(bundle, cache, "cpu", say), "int8", threads,
+            runner = OpenVinoBackend(calibrated(bundle, cache, "openvino", say), "int8", threads,
                                      cache / "openvino", fallback=fp32)
         else:
             runner = OpenVinoBackend(fp32, precision, threads, cache / "openvino")

@@ -1,6 +1,6 @@
 """The OpenVINO backend: the exported ONNX graphs compiled by OpenVINO for the CPU.
 
-One export folder (fp32, or the `int8-cpu` Q/DQ graphs of `vrfam-rt calibrate`) and
+One export folder (fp32, or the `int8-openvino` Q/DQ graphs of `vrfam-rt calibrate`) and
 an inference precision:
 - `fp32`: every op in float32;
 - `bf16`: OpenVINO's bf16 inference-precision hint (AMX / AVX-512 BF16 kernels); on a
@@ -26,6 +26,7 @@ from vrfam_rt.backends.base import Backend
 from vrfam_rt.errors import MissingDependency, VrfamError
 
 PRECISIONS = ("fp32", "bf16", "int8")
+CPU_TARGETS = ("openvino", "cpu")     # calibrate targets whose INT8 graphs it runs (float elsewhere)
 OPENVINO_HINT = "pip install openvino"
 
 
@@ -70,7 +71,8 @@ class OpenVinoBackend(Backend):
 
     def __init__(self, folder: str | Path, precision: str = "fp32", threads: int | None = None,
                  cache_dir: str | Path | None = None, fallback: str | Path | None = None):
-        """`folder`: an export precision folder (fp32, or int8-cpu for `int8`);
+        """`folder`: an export precision folder (fp32, or int8-openvino or int8-cpu for
+        `int8`);
         `fallback`: the fp32 folder serving the stages an INT8 folder lacks."""
         ov = import_openvino()
         if precision not in PRECISIONS:
@@ -80,12 +82,13 @@ class OpenVinoBackend(Backend):
         held = self.manifest["precision"]
         if (held == "int8") != (precision == "int8"):
             raise VrfamError(f"{self.folder} holds {held} graphs; the openvino backend runs "
-                             f"{precision} from " + ("int8-cpu graphs (vrfam-rt calibrate "
-                                                     "--target cpu)" if precision == "int8"
-                                                     else "fp32 graphs"))
-        if held == "int8" and self.manifest.get("target") != "cpu":
+                             f"{precision} from " + ("int8-openvino graphs (vrfam-rt "
+                                                     "calibrate --target openvino)"
+                                                     if precision == "int8" else "fp32 graphs"))
+        if held == "int8" and self.manifest.get("target") not in CPU_TARGETS:
             raise VrfamError(f"{self.folder} holds INT8 graphs for {self.manifest.get('target')}; "
-                             "OpenVINO runs those of `vrfam-rt calibrate --target cpu`")
+                             "OpenVINO runs those of `vrfam-rt calibrate --target openvino` "
+                             "(or --target cpu)")
         if held not in ("fp32", "int8"):
             raise VrfamError(f"{self.folder} holds {held} graphs; OpenVINO compiles the fp32 "
                              "export (its bf16 comes from the inference-precision hint)")

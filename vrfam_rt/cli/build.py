@@ -162,8 +162,10 @@ def build_engines_cmd(onnx_path, precision, out, flavour, compute_capabilities, 
               help="How activation ranges are chosen: entropy (KL), max (min-max) or "
               "percentile (99.999%); auto: max, the generator's style, upsampling, blur and "
               "toRGB layers left in float.")
-@click.option("--target", default="trt", show_default=True, type=click.Choice(["trt", "cpu"]),
-              help="trt: symmetric int8 Q/DQ for engines; cpu: u8 x s8 for ONNX Runtime.")
+@click.option("--target", default="trt", show_default=True,
+              type=click.Choice(["trt", "cpu", "openvino"]),
+              help="trt: symmetric int8 Q/DQ for engines; cpu: u8 x s8 for ONNX Runtime; "
+              "openvino: s8 x s8 encoder, u8 x s8 generator, for OpenVINO.")
 @click.option("--eval-samples", default=4, show_default=True, type=click.IntRange(1, 1024),
               help="Held-out generator samples for the INT8 vs FP32 figures.")
 @click.option("--force", is_flag=True, help="Replace an existing int8-<target>/ folder.")
@@ -183,8 +185,9 @@ def calibrate(bundle_path, method, config, seed, images, samples, out, component
                                progress=lambda step: say(f"{step} ..."))
     rows = [{"component": c} | r for c, r in manifest["metrics"].items() if isinstance(r, dict)]
     methods = ", ".join(f"{c} {m}" for c, m in manifest["method"].items())
-    click.echo(f"INT8 ({target} target; calibration: {methods}) vs FP32 through ONNX Runtime, "
-               f"{eval_samples} held-out samples")
+    timer = "OpenVINO" if target == "openvino" else "ONNX Runtime"
+    click.echo(f"INT8 ({target} target; calibration: {methods}) vs FP32, {eval_samples} "
+               f"held-out samples: accuracy through ONNX Runtime, times through {timer}")
     click.echo(table(rows, [("file", "component", ""), ("W+ rel err", "wplus_rel_err", ".3f"),
                              ("PSNR dB", "image_psnr_db", ".1f"),
                              ("attr agree", "attribute_agreement", ".3f"),
