@@ -61,15 +61,18 @@ def test_fp32_is_the_eager_computation(tiny_exports, inputs, eager, tmp_path):
 
 
 def test_each_batch_size_gets_its_own_compiled_stage(tiny_exports, inputs):
-    """Static shapes per batch, the last one kept per stage: a sample's result does not
-    depend on its batch."""
+    """Static shapes per batch, the last KEPT_SHAPES kept per stage: a sample's result
+    does not depend on its batch."""
     images, _, _ = inputs
     runner = open_backend("openvino", onnx_dir=tiny_exports[0] / "fp32")
     one = runner.encoder(images[:1])
-    assert runner._compiled["encoder"][0] == ((1, *images.shape[1:]),)
+    assert list(runner._compiled["encoder"]) == [((1, *images.shape[1:]),)]
     three = runner.encoder(images)
-    assert runner._compiled["encoder"][0] == (tuple(images.shape),)
+    assert list(runner._compiled["encoder"]) == [((1, *images.shape[1:]),), (tuple(images.shape),)]
     assert rel(three[:1], one) < 1e-5 and list(runner._compiled) == ["encoder"]
+    for batch in (2, 1, 4, 5):             # the least recently used shape goes first
+        runner.encoder(images[:1].expand(batch, -1, -1, -1))
+    assert [shapes[0][0] for shapes in runner._compiled["encoder"]] == [2, 1, 4, 5]
 
 
 @pytest.mark.skipif(not ov_backend.has_bf16(__import__("openvino").Core()),

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import io
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -16,8 +17,10 @@ MAX_PIXELS = 64 * 2**20        # decode at most 64 Mpx (decompression bombs); --
 DRAFT_SIDE = 2048              # JPEGs decode reduced (1/2, 1/4, 1/8) down to about this
 
 
-def read_rgb(path: str | Path, max_pixels: int = MAX_PIXELS, draft: int | None = DRAFT_SIDE):
-    """Decode an image file to an 8-bit RGB PIL image (EXIF orientation applied).
+def read_rgb(path: str | Path | bytes, max_pixels: int = MAX_PIXELS,
+             draft: int | None = DRAFT_SIDE, name: str | None = None):
+    """Decode an image file (or its bytes: an upload; `name` says what it is in
+    messages) to an 8-bit RGB PIL image (EXIF orientation applied).
 
     JPEGs are reduced while decoding (PIL's draft mode: by 1/2, 1/4 or 1/8 to no less
     than `draft` pixels a side), so a 100-Mpx phone photo costs a few Mpx to decode;
@@ -28,9 +31,12 @@ def read_rgb(path: str | Path, max_pixels: int = MAX_PIXELS, draft: int | None =
     """
     from PIL import Image, ImageOps, UnidentifiedImageError
 
-    path = Path(path)
+    if isinstance(path, (bytes, bytearray, memoryview)):
+        source, path = io.BytesIO(path), name or "the image"
+    else:
+        source = path = Path(path)
     try:
-        with _without_pil_pixel_limit(), Image.open(path) as img:
+        with _without_pil_pixel_limit(), Image.open(source) as img:
             if draft and img.format == "JPEG":
                 img.draft("RGB", (draft, draft))
             if img.width * img.height > max_pixels:
@@ -98,6 +104,13 @@ def to_pil(image: torch.Tensor):
 
     data = ((image.detach().float().cpu().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
     return Image.fromarray(data.permute(1, 2, 0).contiguous().numpy(), "RGB")
+
+
+def png_bytes(image) -> bytes:
+    """A PIL image encoded as PNG (what `save_png` writes to a file)."""
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
 
 
 def save_png(image, path: Path) -> None:

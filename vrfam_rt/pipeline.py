@@ -42,15 +42,16 @@ class Edit:
 
 
 def parse_edits(attrs: list[str], attributes: tuple[str, ...], sweep: str | None = None,
-                force: bool = False) -> list[Edit]:
+                force: bool = False, option: str = "--attr") -> list[Edit]:
     """`NAME[=ALPHA]` options (and an optional START:STOP:N sweep) -> edits to render.
 
     Without a sweep all attributes form one sequential edit; with a sweep there is one
     edit per sweep value, each applying every named attribute at that strength. Names
-    match the bundle's attributes whatever their case. Every mistake is a UsageError.
+    match the bundle's attributes whatever their case. Every mistake is a UsageError
+    whose message names the `option` the text came from.
     """
     if not attrs:
-        raise UsageError("give at least one --attr NAME[=ALPHA]")
+        raise UsageError(f"give at least one {option} NAME[=ALPHA]")
     by_lower = {a.lower(): a for a in attributes}
     pairs = []
     for text in attrs:
@@ -59,7 +60,7 @@ def parse_edits(attrs: list[str], attributes: tuple[str, ...], sweep: str | None
         if name is None:
             close = difflib.get_close_matches(given, attributes, n=1)
             hint = f"; did you mean {close[0]}?" if close else ""
-            raise UsageError(f"--attr {text}: unknown attribute {given!r}{hint} "
+            raise UsageError(f"{option} {text}: unknown attribute {given!r}{hint} "
                              f"(this bundle edits: {', '.join(attributes)})")
         if value and sweep:
             raise UsageError(f"--attr {text} gives a strength and --alpha-sweep gives others; "
@@ -67,9 +68,9 @@ def parse_edits(attrs: list[str], attributes: tuple[str, ...], sweep: str | None
         try:
             alpha = float(value) if value else 1.0
         except ValueError:
-            raise UsageError(f"--attr {text}: alpha {value!r} is not a number") from None
+            raise UsageError(f"{option} {text}: alpha {value!r} is not a number") from None
         if not math.isfinite(alpha):
-            raise UsageError(f"--attr {text}: alpha must be a finite number")
+            raise UsageError(f"{option} {text}: alpha must be a finite number")
         pairs.append((name, alpha))
     alphas = [[a for _, a in pairs]]
     if sweep:
@@ -77,9 +78,10 @@ def parse_edits(attrs: list[str], attributes: tuple[str, ...], sweep: str | None
     for row in alphas:
         for (name, _), alpha in zip(pairs, row):
             if abs(alpha) > ALPHA_LIMIT and not force:
+                how = "; pass --force to use it anyway" if option == "--attr" else ""
                 raise UsageError(f"alpha {alpha:g} for {name} is outside [-{ALPHA_LIMIT}, "
                                  f"{ALPHA_LIMIT}], the range the transformers were trained "
-                                 "for; pass --force to use it anyway")
+                                 f"for{how}")
     rows = [tuple((name, alpha) for (name, _), alpha in zip(pairs, row)) for row in alphas]
     decimals = next(d for d in range(1, 7) if len({Edit(r, d).name for r in rows}) == len(rows))
     return [Edit(row, decimals) for row in rows]
@@ -156,15 +158,17 @@ class EditPipeline:
     def attributes(self) -> tuple[str, ...]:
         return tuple(self.backend.attributes)
 
-    def load(self, image, align: bool | None = None) -> torch.Tensor:
-        """One photo (a path or a PIL image) -> uint8 [3,S,S] face crop, aligned unless
-        alignment is off."""
+    def load(self, image, align: bool | None = None, name: str = "the image") -> torch.Tensor:
+        """One photo (a path, a PIL image, or an encoded file's bytes, called `name` in
+        messages) -> uint8 [3,S,S] face crop, aligned unless alignment is off."""
         from PIL import Image
 
         align = self.align if align is None else align
-        source = str(image) if isinstance(image, (str, Path)) else "the image"
-        image = (read_rgb(image, self.max_pixels) if isinstance(image, (str, Path))
-                 else image.convert("RGB"))
+        source = str(image) if isinstance(image, (str, Path)) else name
+        if isinstance(image, (str, Path, bytes, bytearray, memoryview)):
+            image = read_rgb(image, self.max_pixels, name=name)
+        else:
+            image = image.convert("RGB")
         if align:
             image = self._face_aligner().align(image, self.input_size, source=source)
         else:
@@ -193,6 +197,21 @@ class EditPipeline:
                 edited = self.backend.transformer(wplus, self.alphas(edit, len(faces)))
                 out[edit.name] = self.backend.generator(edited)
         return out
+
+    def edit_faces(self, faces: torch.Tensor, alphas: torch.Tensor) -> torch.Tensor:
+        """uint8 faces [B,3,S,S] and one alpha row each [B,A] (the bundle's attribute
+        order) -> edited images [B,3,R,R]: what `run` renders for each face's edit, in
+        one batch however the edits differ (the transformer adds alpha times each
+        attribute's step, so an all-zero row renders the reconstruction)."""
+        image = normalise(faces.to(self.device), self.input_size)
+        with torch.inference_mode():
+            wplus = self.backend.encoder(image)
+            edited = self.backend.transformer(wplus, alphas.to(self.device, torch.float32))
+            return self.backend.generator(edited)
+
+    def alpha_row(self, edit: Edit | None) -> torch.Tensor:
+        """An edit's alphas as one row in the bundle's attribute order (zeros: none)."""
+        return self.alphas(edit, 1)[0].cpu() if edit else torch.zeros(len(self.attributes))
 
     def __call__(self, images, edits: dict[str, float] | None = None,
                  align: bool | None = None) -> list:

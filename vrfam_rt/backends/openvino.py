@@ -10,8 +10,9 @@ an inference precision:
   INT8 plan in fp16), else float32.
 
 A stage is compiled for the batch size it is called with (static shapes let OpenVINO
-pick its fastest kernels) and kept until it is called with another (each compiled
-model holds its own copy of the weights: 1 GiB for the ffhq-1024 encoder); with
+pick its fastest kernels); the last KEPT_SHAPES batch sizes per stage stay compiled
+(each compiled model holds its own copy of the weights: 1 GiB for the ffhq-1024
+encoder), so a server that pads its batches to a few sizes never recompiles; with
 `cache_dir` the compiled blobs are also written there (OpenVINO's CACHE_DIR), so a
 recompile, or the next process, loads instead of compiling.
 """
@@ -26,7 +27,8 @@ from vrfam_rt.backends.base import Backend
 from vrfam_rt.errors import MissingDependency, VrfamError
 
 PRECISIONS = ("fp32", "bf16", "int8")
-CPU_TARGETS = ("openvino", "cpu")     # calibrate targets whose INT8 graphs it runs (float elsewhere)
+CPU_TARGETS = ("openvino", "cpu")
+KEPT_SHAPES = 4          # compiled batch sizes kept per stage (least recently used go)     # calibrate targets whose INT8 graphs it runs (float elsewhere)
 OPENVINO_HINT = "pip install openvino"
 
 
@@ -105,7 +107,8 @@ class OpenVinoBackend(Backend):
         self.cache_dir = Path(cache_dir) if cache_dir else None
         self.fallback = (OpenVinoBackend(fallback, "bf16" if self.hint == "bf16" else "fp32",
                                          threads, cache_dir) if fallback else None)
-        self._compiled: dict = {}      # stage -> (input shapes, infer request)
+        self._compiled: dict = {}      # stage -> {input shapes: infer request}, oldest use first
+    static_shapes = True               # each new batch size compiles: callers may pad to a few
 
     def properties(self) -> dict:
         """The compile properties: precision hint, latency mode, threads, cache."""
@@ -118,14 +121,16 @@ class OpenVinoBackend(Backend):
         return props
 
     def compiled(self, stage: str, shapes: tuple[tuple[int, ...], ...]):
-        """The infer request of the stage compiled for these input shapes (the last
-        shapes' only: memory holds one compiled model per stage)."""
-        held = self._compiled.get(stage)
-        if held is None or held[0] != shapes:
-            self._compiled.pop(stage, None)
-            compiled = self.compile_stage(stage, shapes, self.properties())
-            self._compiled[stage] = (shapes, compiled.create_infer_request())
-        return self._compiled[stage][1]
+        """The infer request of the stage compiled for these input shapes (the
+        KEPT_SHAPES most recently used shapes per stage stay compiled)."""
+        held = self._compiled.setdefault(stage, {})
+        request = held.pop(shapes, None)
+        if request is None:
+            while len(held) >= KEPT_SHAPES:
+                held.pop(next(iter(held)))                  # the least recently used
+            request = self.compile_stage(stage, shapes, self.properties()).create_infer_request()
+        held[shapes] = request                              # now the most recent
+        return request
 
     def compile_stage(self, stage: str, shapes, properties: dict):
         """The stage's graph compiled for these input shapes with these properties."""

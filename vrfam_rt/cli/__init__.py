@@ -6,6 +6,7 @@
 | edit.py    | edit                                      | pipeline (EditPipeline)          |
 | measure.py | bench, profile, gpu-check                 | runtime, benchmarks/             |
 | evaluate.py| eval                                      | runtime, benchmarks/evaluate     |
+| serve.py   | serve, loadtest, triton-repo              | serving (Triton)                 |
 | synth.py   | synth render/sheet/train-oracle/...       | training/render, training/oracle |
 | train.py   | train classifier/transformer/...          | training/                        |
 | common.py  | the shared options, bundle_from, open_runtime, the environment |   |
@@ -19,7 +20,7 @@ import sys
 
 import click
 
-from vrfam_rt.cli import build, edit, evaluate, info, measure, synth, train
+from vrfam_rt.cli import build, edit, evaluate, info, measure, serve, synth, train
 from vrfam_rt.errors import VrfamError
 from vrfam_rt.version import __version__
 
@@ -41,7 +42,7 @@ def main():
     """Fast facial attribute editing with VR-FAM on StyleGAN2."""
 
 
-for _module in (info, build, edit, measure, evaluate, synth, train):
+for _module in (info, build, edit, measure, evaluate, serve, synth, train):
     for _command in _module.COMMANDS:
         main.add_command(_command)
 

@@ -1,0 +1,82 @@
+"""One batch of edit requests: each decoded and checked on its own, the good ones edited
+in one batch, every request answered with its PNG or with the error that names its
+problem (a bad request never costs the others of its batch their answers)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from vrfam_rt.errors import VrfamError
+from vrfam_rt.images import png_bytes, to_pil
+from vrfam_rt.pipeline import EditPipeline, parse_edits
+
+
+@dataclass(frozen=True)
+class EditRequest:
+    """An encoded photo (JPEG, PNG, WebP, ...), the edits in the CLI's `--attr` syntax
+    joined by commas ("Smiling=1.0,Eyeglasses=-1"; empty: the reconstruction), and
+    whether to align the face first."""
+
+    image: bytes
+    edits: str = ""
+    align: bool = True
+
+
+class EditService:
+    """Answers batches of EditRequests with one pipeline."""
+
+    def __init__(self, pipeline: EditPipeline):
+        self.pipeline = pipeline
+
+    def prepare(self, request: EditRequest) -> tuple[torch.Tensor, torch.Tensor]:
+        """(uint8 face crop [3,S,S], alpha row [A]) or a VrfamError naming the problem."""
+        parts = [p for p in request.edits.split(",") if p.strip()]
+        edit = parse_edits(parts, self.pipeline.attributes, option="edits")[0] if parts else None
+        face = self.pipeline.load(request.image, align=request.align, name="image")
+        return face, self.pipeline.alpha_row(edit)
+
+    def __call__(self, requests: list[EditRequest]) -> list[bytes | VrfamError]:
+        """One answer per request, in order: the edited face as PNG bytes, or the error."""
+        answers: list[bytes | VrfamError | None] = [None] * len(requests)
+        good, faces, rows = [], [], []
+        for i, request in enumerate(requests):
+            try:
+                face, row = self.prepare(request)
+            except VrfamError as exc:
+                answers[i] = exc
+                continue
+            good.append(i)
+            faces.append(face)
+            rows.append(row)
+        for start in range(0, len(good), self.pipeline.max_batch):
+            chunk = slice(start, start + self.pipeline.max_batch)
+            faces_in, rows_in = torch.stack(faces[chunk]), torch.stack(rows[chunk])
+            count = len(faces_in)
+            if getattr(self.pipeline.backend, "static_shapes", False):
+                faces_in, rows_in = pad_batch(faces_in, rows_in, self.pipeline.max_batch)
+            images = self.pipeline.edit_faces(faces_in, rows_in)[:count]
+            for i, image in zip(good[chunk], images):
+                answers[i] = png_bytes(to_pil(image))
+        return answers
+
+
+def bucket(count: int, limit: int) -> int:
+    """The batch size a batch of `count` runs at on a backend compiled per batch size:
+    the next power of two (at most `limit`), so a server compiles log2(limit) + 1 sizes
+    once instead of one per batch size it happens to see."""
+    size = 1
+    while size < count:
+        size *= 2
+    return min(max(size, count), max(limit, count))
+
+
+def pad_batch(faces: torch.Tensor, rows: torch.Tensor, limit: int):
+    """The batch padded to its bucket with copies of its last face (whose results are
+    dropped)."""
+    size = bucket(len(faces), limit)
+    if size == len(faces):
+        return faces, rows
+    extra = size - len(faces)
+    return (torch.cat([faces, faces[-1:].expand(extra, *faces.shape[1:])]),
+            torch.cat([rows, rows[-1:].expand(extra, *rows.shape[1:])]))

@@ -1,0 +1,252 @@
+"""`vrfam-rt serve`: the `vrfam_edit` model repository and the tritonserver that serves it.
+
+Triton is PyTriton's bundled `tritonserver` (with its Python backend and the backend
+stub built for this Python version). The server runs as a child process in a session
+of its own, tied to ours (it is killed if we die) and stopped with its stubs on stop().
+The Python backend's stub embeds libpython, so the interpreter's libdir leads
+LD_LIBRARY_PATH (else it loads the system's libpython and fails), and this
+interpreter's folder leads PATH (the stub takes its packages from the python3 found
+there: this environment's).
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import sysconfig
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from vrfam_rt.errors import MissingDependency, VrfamError
+from vrfam_rt.serving import pbtxt
+from vrfam_rt.serving.triton_model import PARAMETER
+
+MODEL = "vrfam_edit"
+SERVE_HINT = "pip install 'vrfam-rt[serve]'"
+STOP_GRACE_S = 30           # what Triton gets to unload its models before it is killed
+
+
+@dataclass(frozen=True)
+class Ports:
+    host: str = "127.0.0.1"
+    http: int = 8000
+    grpc: int = 8001
+    metrics: int = 8002
+
+    def describe(self) -> str:
+        return (f"http://{self.host}:{self.http} (HTTP), {self.host}:{self.grpc} (gRPC), "
+                f"http://{self.host}:{self.metrics}/metrics")
+
+
+def check_ports(ports: Ports) -> None:
+    """Refuse, before any model work, ports another program holds."""
+    import socket
+
+    for option, port in (("--http-port", ports.http), ("--grpc-port", ports.grpc),
+                         ("--metrics-port", ports.metrics)):
+        with socket.socket(socket.AF_INET6 if ":" in ports.host else socket.AF_INET) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind((ports.host, port))
+            except OSError as exc:
+                raise VrfamError(f"{option} {port}: {ports.host}:{port} cannot be bound "
+                                 f"({exc.strerror}); choose another port") from None
+    if len({ports.http, ports.grpc, ports.metrics}) < 3:
+        raise VrfamError("--http-port, --grpc-port and --metrics-port must differ")
+
+
+def triton_home() -> Path:
+    """PyTriton's tritonserver folder (bin/, backends/, python_backend_stubs/)."""
+    try:
+        import importlib.util
+        spec = importlib.util.find_spec("pytriton")
+    except ImportError:
+        spec = None
+    if spec is None or not spec.submodule_search_locations:
+        raise MissingDependency(f"vrfam-rt serve needs Triton from PyTriton: {SERVE_HINT}")
+    home = Path(next(iter(spec.submodule_search_locations))) / "tritonserver"
+    if not (home / "bin" / "tritonserver").is_file():
+        raise MissingDependency(f"{home} holds no tritonserver; reinstall it: {SERVE_HINT}")
+    return home
+
+
+def backends_folder(home: Path, workspace: Path) -> Path:
+    """`workspace/backends`: Triton's Python backend with the stub of this Python."""
+    version = f"{sys.version_info.major}.{sys.version_info.minor}"
+    stub = home / "python_backend_stubs" / version / "triton_python_backend_stub"
+    if not stub.is_file():
+        raise MissingDependency(f"PyTriton has no Python backend for Python {version}; "
+                                "serve from Python 3.8-3.13")
+    python = workspace / "backends" / "python"
+    python.mkdir(parents=True)
+    for item in (home / "backends" / "python").iterdir():
+        if item.is_file():
+            (python / item.name).symlink_to(item)
+    (python / stub.name).symlink_to(stub)
+    return python.parent
+
+
+def edit_model_config(options: dict, max_batch: int, queue_delay_us: int,
+                      instances: int = 1) -> dict:
+    """The `vrfam_edit` configuration: BYTES in, BYTES out, dynamic batching."""
+    one = [1]
+    kind = pbtxt.Enum("KIND_GPU" if options.get("device", "cpu") != "cpu" else "KIND_CPU")
+    return {
+        "name": MODEL, "backend": "python", "max_batch_size": max_batch,
+        "input": [{"name": "image", "data_type": pbtxt.Enum("TYPE_STRING"), "dims": one},
+                  {"name": "edits", "data_type": pbtxt.Enum("TYPE_STRING"), "dims": one},
+                  {"name": "align", "data_type": pbtxt.Enum("TYPE_BOOL"), "dims": one,
+                   "optional": True}],
+        "output": [{"name": "png", "data_type": pbtxt.Enum("TYPE_STRING"), "dims": one}],
+        "dynamic_batching": {"max_queue_delay_microseconds": queue_delay_us},
+        "instance_group": [{"count": instances, "kind": kind}],
+        "parameters": pbtxt.parameters({PARAMETER: json.dumps(options, sort_keys=True)}),
+    }
+
+
+MODEL_PY = '''"""vrfam-rt's edit model for Triton's Python backend (written by `vrfam-rt serve`)."""
+from vrfam_rt.serving.triton_model import TritonPythonModel  # noqa: F401
+'''
+
+
+def write_repository(repo: Path, config: dict) -> Path:
+    """`repo/vrfam_edit/` with config.pbtxt and version 1's model.py."""
+    folder = repo / MODEL
+    (folder / "1").mkdir(parents=True)
+    (folder / "config.pbtxt").write_text(pbtxt.dumps(config) + "\n")
+    (folder / "1" / "model.py").write_text(MODEL_PY)
+    return folder
+
+
+def server_environment(environment: dict[str, str]) -> dict[str, str]:
+    """The environment tritonserver and its Python stubs need, from the caller's."""
+    env = dict(environment)
+    libdir = sysconfig.get_config_var("LIBDIR")
+    env["LD_LIBRARY_PATH"] = os.pathsep.join(p for p in (libdir, env.get("LD_LIBRARY_PATH")) if p)
+    env["PATH"] = os.pathsep.join(p for p in (str(Path(sys.executable).parent), env.get("PATH"))
+                                  if p)
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def server_command(home: Path, backends: Path, repo: Path, ports: Ports) -> list[str]:
+    return [str(home / "bin" / "tritonserver"), "--model-repository", str(repo),
+            "--backend-directory", str(backends), "--model-control-mode", "none",
+            "--exit-on-error", "true", "--strict-readiness", "true",
+            "--http-address", ports.host, "--http-port", str(ports.http),
+            "--grpc-address", ports.host, "--grpc-port", str(ports.grpc),
+            "--metrics-address", ports.host, "--metrics-port", str(ports.metrics),
+            "--allow-gpu-metrics", "false", "--exit-timeout-secs", str(STOP_GRACE_S)]
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: SIGKILL when the serving process dies (Linux)."""
+    import ctypes
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)   # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
+class TritonServer:
+    """tritonserver serving a model repository, as a child process."""
+
+    def __init__(self, command: list[str], env: dict[str, str], log: Path, ports: Ports):
+        self.command, self.env, self.log_path, self.ports = command, env, log, ports
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen(self.command, env=self.env, stdout=log,
+                                            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                            start_new_session=True, preexec_fn=_die_with_parent)
+
+    def log_tail(self, lines: int = 15) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace").splitlines()
+        except OSError:
+            return ""
+        return "\n".join(text[-lines:])
+
+    def ready(self) -> bool:
+        url = f"http://{self.ports.host}:{self.ports.http}/v2/models/{MODEL}/ready"
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                return response.status == 200
+        except (urllib.error.URLError, OSError):
+            return False
+
+    def wait_ready(self, timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise VrfamError(f"tritonserver stopped while starting (exit {self.process.returncode}); "
+                                 f"its log ({self.log_path}) ends:\n{self.log_tail()}")
+            if self.ready():
+                return
+            time.sleep(0.25)
+        raise VrfamError(f"{MODEL} was not ready after {timeout_s:.0f} s; its log "
+                         f"({self.log_path}) ends:\n{self.log_tail()}")
+
+    def stop(self) -> None:
+        """SIGTERM (Triton unloads its models and stops its stubs), then SIGKILL to the
+        whole session after STOP_GRACE_S: nothing of it outlives this call."""
+        process = self.process
+        if process is None:
+            return
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(STOP_GRACE_S + 5)
+            except subprocess.TimeoutExpired:
+                pass
+        try:
+            os.killpg(process.pid, signal.SIGKILL)        # stubs left behind, if any
+        except (ProcessLookupError, PermissionError):
+            pass
+        process.wait()
+        self.process = None
+
+
+def serve(options: dict, ports: Ports, max_batch: int, queue_delay_us: int,
+          environment: dict[str, str], workspace: Path, say, ready_timeout_s: float = 600,
+          until=None) -> None:
+    """Serve `vrfam_edit` until `until()` is true (default: SIGINT or SIGTERM), then stop
+    the server; the workspace (repository, backends, log) is removed after."""
+    home = triton_home()
+    try:
+        backends = backends_folder(home, workspace)
+        repo = workspace / "models"
+        write_repository(repo, edit_model_config(options, max_batch, queue_delay_us))
+        server = TritonServer(server_command(home, backends, repo, ports),
+                              server_environment(environment), workspace / "tritonserver.log",
+                              ports)
+        stop = _stop_on_signals() if until is None else until
+        server.start()
+        try:
+            server.wait_ready(ready_timeout_s)
+            say(f"serving {MODEL} ({options['label']}; max batch {max_batch}, queue delay "
+                f"{queue_delay_us} us) at {ports.describe()}")
+            while not stop():
+                if server.process.poll() is not None:
+                    raise VrfamError(f"tritonserver stopped (exit {server.process.returncode}); "
+                                     f"its log ends:\n{server.log_tail()}")
+                time.sleep(0.2)
+        finally:
+            server.stop()
+    finally:
+        shutil.rmtree(workspace, ignore_errors=True)
+
+
+def _stop_on_signals():
+    """A callable that turns true once SIGINT or SIGTERM has arrived."""
+    arrived = []
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda signum, frame: arrived.append(signum))
+    return lambda: bool(arrived)
