@@ -201,8 +201,10 @@ def _session_members(sid: int) -> list[str]:
     return found
 
 
-def test_sigterm_stops_triton_and_its_stubs(shared_cache):
-    process, _, _, _ = start_serve(shared_cache, "--config", "tiny", "--backend", "eager")
+@pytest.mark.parametrize("backend", [["--backend", "eager"],
+                                     ["--backend", "openvino", "--precision", "int8"]])
+def test_sigterm_stops_triton_and_its_stubs(shared_cache, backend):
+    process, _, _, _ = start_serve(shared_cache, "--config", "tiny", *backend)
     children = [p.parent.name for p in Path("/proc").glob("[0-9]*/stat")
                 if p.read_text().rsplit(")", 1)[1].split()[1] == str(process.pid)]
     (triton,) = children                    # tritonserver leads a session of its own

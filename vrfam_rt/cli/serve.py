@@ -61,7 +61,10 @@ def serve(backend, precision, device, threads, bundle_path, method, config, seed
     runner = open_runtime(bundle, backend, precision, device, threads)
     resolved = {"backend": runner.name, "precision": runner.precision,
                 "device": str(getattr(runner, "device", device))}
-    del runner
+    if runner.name == "trt":
+        del runner      # its plans hold GPU memory the model instances need
+    # (the others hold no compiled model yet; dropping an int8 OpenVINO backend here
+    # made the process crash on the signal that stops it, OpenVINO 2026.4.1)
     name = config and f"{config} (seed {seed})" or str(bundle.path)
     root = cache_root()
     options = {"bundle": None if config else str(bundle.path), "config": config, "seed": seed,
