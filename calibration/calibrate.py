@@ -166,15 +166,6 @@ def _one_by_one(stage, inputs: torch.Tensor) -> torch.Tensor:
     return torch.cat([stage(x) for x in inputs.split(1)])
 
 
-def _timer(target: str, folder: Path, precision: str):
-    """The runtime the target's graphs are timed on: OpenVINO for `openvino` (int8 with
-    bf16 elsewhere where the CPU has it, as the backend runs them), else ONNX Runtime."""
-    if target == "openvino":
-        from vrfam_rt.backends.openvino import OpenVinoBackend
-        return OpenVinoBackend(folder, precision)
-    return OrtBackend(folder)
-
-
 def int8_report(bundle: Bundle, fp32_dir: Path, int8_dir: Path, eval_images: torch.Tensor,
                 eval_wplus: torch.Tensor, target: str = "cpu") -> dict:
     # fresh sessions per network, dropped after it: the FP32 and INT8 sessions of both
@@ -194,9 +185,10 @@ def int8_report(bundle: Bundle, fp32_dir: Path, int8_dir: Path, eval_images: tor
             if "classifier" in bundle.modules:
                 agree = (bundle.classifier(w8) > 0) == (bundle.classifier(w32) > 0)
                 row["attribute_agreement"] = agree.float().mean().item()
-            if target == "openvino":
+            if target == "openvino":       # timed as the openvino backend runs them
+                from vrfam_rt.backends.openvino import OpenVinoBackend
                 del fp32, int8
-                fp32, int8 = _timer(target, fp32_dir, "fp32"), _timer(target, int8_dir, "int8")
+                fp32, int8 = OpenVinoBackend(fp32_dir, "fp32"), OpenVinoBackend(int8_dir, "int8")
             one = eval_images[:1]
             row["fp32_ms"] = _median_ms(fp32.encoder, one)
             row["int8_ms"] = _median_ms(int8.encoder, one)

@@ -27,8 +27,8 @@ from vrfam_rt.backends.base import Backend
 from vrfam_rt.errors import MissingDependency, VrfamError
 
 PRECISIONS = ("fp32", "bf16", "int8")
-CPU_TARGETS = ("openvino", "cpu")
-KEPT_SHAPES = 4          # compiled batch sizes kept per stage (least recently used go)     # calibrate targets whose INT8 graphs it runs (float elsewhere)
+CPU_TARGETS = ("openvino", "cpu")     # calibrate targets whose INT8 graphs it runs (float elsewhere)
+KEPT_SHAPES = 4          # compiled batch sizes kept per stage (least recently used go)
 OPENVINO_HINT = "pip install openvino"
 
 
@@ -70,6 +70,7 @@ def _compiles_in_bf16(core) -> bool:
 
 class OpenVinoBackend(Backend):
     name = "openvino"
+    static_shapes = True      # each new batch size compiles: callers may pad to a few
 
     def __init__(self, folder: str | Path, precision: str = "fp32", threads: int | None = None,
                  cache_dir: str | Path | None = None, fallback: str | Path | None = None):
@@ -108,7 +109,6 @@ class OpenVinoBackend(Backend):
         self.fallback = (OpenVinoBackend(fallback, "bf16" if self.hint == "bf16" else "fp32",
                                          threads, cache_dir) if fallback else None)
         self._compiled: dict = {}      # stage -> {input shapes: infer request}, oldest use first
-    static_shapes = True               # each new batch size compiles: callers may pad to a few
 
     def properties(self) -> dict:
         """The compile properties: precision hint, latency mode, threads, cache."""

@@ -42,12 +42,11 @@ def _tensors(specs: list[dict]) -> list[dict]:
 
 def stage_config(stage: str, spec: dict, kind: dict, max_batch: int, instances: int,
                  gpu: bool, queue_delay_us: int) -> dict:
-    config = {"name": model_name(stage), **kind, "max_batch_size": max_batch,
+    return {"name": model_name(stage), **kind, "max_batch_size": max_batch,
               "input": _tensors(spec["inputs"]), "output": _tensors(spec["outputs"]),
               "dynamic_batching": {"max_queue_delay_microseconds": queue_delay_us},
               "instance_group": [{"count": instances,
                                   "kind": pbtxt.Enum("KIND_GPU" if gpu else "KIND_CPU")}]}
-    return config
 
 
 def ensemble_config(specs: dict[str, dict], max_batch: int) -> dict:

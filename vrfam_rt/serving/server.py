@@ -215,10 +215,10 @@ class TritonServer:
 
 
 def serve(options: dict, ports: Ports, max_batch: int, queue_delay_us: int,
-          environment: dict[str, str], workspace: Path, say, ready_timeout_s: float = 600,
-          until=None) -> None:
-    """Serve `vrfam_edit` until `until()` is true (default: SIGINT or SIGTERM), then stop
-    the server; the workspace (repository, backends, log) is removed after."""
+          environment: dict[str, str], workspace: Path, say,
+          ready_timeout_s: float = 600) -> None:
+    """Serve `vrfam_edit` until SIGINT or SIGTERM, then stop the server; the workspace
+    (repository, backends, log) is removed after."""
     home = triton_home()
     try:
         backends = backends_folder(home, workspace)
@@ -227,7 +227,7 @@ def serve(options: dict, ports: Ports, max_batch: int, queue_delay_us: int,
         server = TritonServer(server_command(home, backends, repo, ports),
                               server_environment(environment), workspace / "tritonserver.log",
                               ports)
-        stop = _stop_on_signals() if until is None else until
+        stop = _stop_on_signals()
         server.start()
         try:
             server.wait_ready(ready_timeout_s)
