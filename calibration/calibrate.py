@@ -34,7 +34,7 @@ from vrfam_rt.export.compat import check_trt_compatible
 from vrfam_rt.export.parity import psnr
 from vrfam_rt import manifests
 from vrfam_rt.export.lowering import export_bundle, library_versions
-from vrfam_rt.fileio import sha256_file, staged_dir
+from vrfam_rt.fileio import check_replaceable, sha256_file, staged_dir, writable_folder
 
 CALIBRATED = ("encoder", "generator")
 
@@ -58,8 +58,8 @@ def calibrate(bundle: Bundle, out: Path, components=("encoder",), target: str = 
     if method not in ("auto", *METHODS):
         raise VrfamError(f"unknown calibration method {method!r}; choose from auto, "
                          f"{', '.join(METHODS)}")
-    if folder.exists() and not overwrite:
-        raise VrfamError(f"{folder} already exists; choose another --out or pass --force")
+    writable_folder(out)
+    check_replaceable(folder, "INT8 export", overwrite)
     check_memory(bundle, components)
     with returning_freed_memory():
         return _calibrate(bundle, folder, components, target, method, images, samples, seed,
@@ -110,7 +110,7 @@ def _calibrate(bundle: Bundle, folder: Path, components, target: str, method: st
         source = {"generator_samples": samples, "seed": seed}
     eval_images, eval_wplus = generator_samples(bundle, eval_count, seed + 1, batch=1)
 
-    with staged_dir(folder) as tmp:
+    with staged_dir(folder, "INT8 export", "vrfam-rt calibrate", overwrite) as tmp:
         if reference is None:
             say("FP32 reference graphs")
             export_bundle(bundle, tmp / "reference", ("fp32",), components)

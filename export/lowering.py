@@ -20,7 +20,7 @@ from vrfam_rt.bundle import Bundle
 from vrfam_rt.contract import STAGE_NAMES, STAGES, example_inputs
 from vrfam_rt.environment import quiet_logs
 from vrfam_rt.errors import MissingDependency, VrfamError
-from vrfam_rt.fileio import sha256_file, staged_dir
+from vrfam_rt.fileio import check_replaceable, sha256_file, staged_dir, writable_folder
 from vrfam_rt.version import __version__
 
 COMPONENTS = STAGE_NAMES
@@ -180,10 +180,9 @@ def check_export(bundle: Bundle, out: Path, precisions, components, max_batch: i
         raise VrfamError(f"unknown component {unknown[0]!r}; choose from {list(COMPONENTS)}")
     if max_batch < 1:
         raise VrfamError(f"--max-batch must be at least 1, got {max_batch}")
+    writable_folder(out)
     for precision in precisions:
-        if (out / precision).exists() and not overwrite:
-            raise VrfamError(f"{out / precision} already exists; choose another --out or "
-                             "pass --force")
+        check_replaceable(out / precision, "export", overwrite)
     for component in components:
         bundle.component(component)            # raises, naming how to get a missing one
 
@@ -202,7 +201,7 @@ def export_bundle(bundle: Bundle, out: Path, precisions=("fp32",), components=CO
     out.mkdir(parents=True, exist_ok=True)
     written = {}
     for precision in precisions:
-        with staged_dir(out / precision) as tmp:
+        with staged_dir(out / precision, "export", "vrfam-rt export", overwrite) as tmp:
             files = {}
             for component in components:
                 if progress:

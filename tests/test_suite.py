@@ -22,7 +22,7 @@ def test_a_bundle_saved_with_share_names_the_identical_files_and_loads_the_same(
     assert files["generator"]["file"] == "../base/generator.safetensors"
     assert files["transformer"]["file"] == "transformer.safetensors"
     assert sorted(p.name for p in (tmp_path / "variant").iterdir()) == [
-        "bundle.json", "transformer.safetensors"]
+        ".vrfam-rt.json", "bundle.json", "transformer.safetensors"]
     loaded = Bundle.load(tmp_path / "variant")
     assert loaded.component_hashes() == variant.component_hashes()
     for key, value in other.transformer.state_dict().items():
@@ -50,7 +50,7 @@ def test_a_suite_stores_shared_weights_once(suite):
     assert "judge" in example["chosen_by"] and example["render_seed"] == 7
     for method in METHODS[1:]:
         assert sorted(p.name for p in (suite / method).iterdir()) == [
-            "bundle.json", "transformer.safetensors"]
+            ".vrfam-rt.json", "bundle.json", "transformer.safetensors"]
         assert Bundle.load(member(suite, method)).modules.keys() == {
             "generator", "encoder", "classifier", "transformer"}
 

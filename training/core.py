@@ -327,7 +327,7 @@ def run(task: Task, options: RunOptions, ranks: Ranks,
             if name in task.continued:        # a fine-tune: keep what it continued
                 entry["continues"] = bundle.provenance.get(name, {"source": "unknown"})
             bundle.provenance[name] = entry
-        bundle.save(bundle_dir, overwrite=True)
+        bundle.save(bundle_dir, overwrite=True, command=options.command)
         record = json.loads((out / RUN).read_text())
         record["result"] = result
         record["timing"] = step_timing(durations)

@@ -5,7 +5,7 @@ from pathlib import Path
 
 from vrfam_rt.bundle import Bundle
 from vrfam_rt.errors import VrfamError
-from vrfam_rt.fileio import staged_dir, write_json_atomic
+from vrfam_rt.fileio import check_replaceable, staged_dir, write_json_atomic
 from vrfam_rt.images import save_png, to_pil
 from vrfam_rt.suite import MANIFEST, METHODS, suite_manifest
 from vrfam_rt.training.render import render, sample_params
@@ -73,13 +73,12 @@ def write_suite(out: Path, bundles: dict[str, Path], notes: dict) -> Path:
     """Assemble a suite at `out` from one trained bundle per method (keeping only what
     an edit needs), with the demo face; it appears whole or not at all."""
 
-    if out.exists():
-        raise VrfamError(f"{out} already exists; remove it first")
+    check_replaceable(out, "model suite", force=False)
     missing = [m for m in METHODS if m not in bundles]
     if missing:
         raise VrfamError(f"a suite needs a bundle for every method; missing {', '.join(missing)}")
     members = {}
-    with staged_dir(out) as tmp:
+    with staged_dir(out, "model suite", "vrfam-rt synth suite") as tmp:
         for method in METHODS:
             source = Bundle.load(bundles[method])
             keep = {k: v for k, v in source.modules.items() if k in KEEP}

@@ -154,22 +154,22 @@ class Bundle:
         return sha256_bytes(json.dumps(ident, sort_keys=True).encode())
 
     def save(self, path: str | os.PathLike, overwrite: bool = False,
-             share: str | os.PathLike | None = None) -> Path:
+             share: str | os.PathLike | None = None, command: str | None = None) -> Path:
         """Write the bundle directory; it appears at `path` whole or not at all.
 
         share: a saved bundle directory; components whose weights equal one of its
         files are not copied but named by relative path (`../vrfam/generator.safetensors`),
         so variants of one model (the default suite's methods) share their weights.
+        overwrite: replace a bundle folder vrfam-rt wrote at `path` (and nothing else:
+        fileio.check_replaceable); command: what made it, recorded for that check.
         """
         path = Path(path)
-        if path.exists() and not overwrite:
-            raise VrfamError(f"{path} already exists; choose another --out or pass --force")
         shared = {}
         if share is not None:
             share = Path(share)
             shared = {e["sha256"]: os.path.relpath(share / e["file"], path)
                       for e in manifests.read(share, "bundle")["files"].values()}
-        with staged_dir(path) as tmp:
+        with staged_dir(path, "bundle", command or "vrfam-rt", overwrite) as tmp:
             files, hashes = {}, {}
             for name, module in self.modules.items():
                 data = _serialise(module)

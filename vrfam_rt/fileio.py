@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import json
 import os
 import shutil
 import tempfile
@@ -108,20 +109,93 @@ def write_json_atomic(path: str | os.PathLike, obj: Any) -> None:
     write_text_atomic(path, json.dumps(obj, indent=2, default=str) + "\n")
 
 
+OWNER_FILE = ".vrfam-rt.json"   # in every staged folder: which command made it, and what
+
+
+def _entries(folder: Path) -> set[str]:
+    """Every file, link and folder under `folder`, as POSIX paths relative to it."""
+    found = set()
+    for root, dirs, files in os.walk(folder):
+        base = Path(root).relative_to(folder)
+        found.update((base / name).as_posix() for name in dirs + files)
+    return found - {OWNER_FILE}
+
+
+def made_by(folder: str | os.PathLike) -> dict | None:
+    """The record `staged_dir` left in `folder` ({"kind", "command", "entries"}), or None."""
+    try:
+        record = json.loads((Path(folder) / OWNER_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) else None
+
+
+def _a(noun: str) -> str:
+    return f"{'an' if noun[0] in 'aeiouAEIOU' else 'a'} {noun}"
+
+
+def check_replaceable(target: str | os.PathLike, kind: str, force: bool,
+                      option: str = "--out") -> None:
+    """Refuse, before any work, to write a `kind` folder at `target` unless nothing is
+    there, or `force` is given and what is there is a `kind` folder that vrfam-rt made
+    and that holds nothing else. A VrfamError names the first foreign entry; nothing
+    is changed. Regular files, links, the working folder, its parents and the home
+    folder are never replaced.
+    """
+    from vrfam_rt.errors import UsageError, VrfamError
+
+    target = Path(target)
+    if not target.exists() and not target.is_symlink():
+        return
+    if target.is_symlink() or not target.is_dir():
+        raise VrfamError(f"{option} {target} is a file, not a folder vrfam-rt made; "
+                         f"choose another {option}")
+    resolved, cwd, home = target.resolve(), Path.cwd().resolve(), Path.home().resolve()
+    if resolved in (home, Path(resolved.anchor)) or cwd.is_relative_to(resolved):
+        where = ("the home folder" if resolved == home else "the working folder"
+                 if resolved == cwd else "a folder above the working folder")
+        raise UsageError(f"{option} {target} is {where}; name a new folder for the {kind}")
+    record = made_by(target)
+    if record is None or record.get("kind") != kind:
+        first = sorted(_entries(target))
+        what = f"holds {first[0]!r}" if first else "is a folder"
+        raise VrfamError(f"{option} {target} already exists and {what}, which is not {_a(kind)} "
+                         f"made by vrfam-rt; choose another {option} (nothing was changed)")
+    foreign = sorted(_entries(target) - set(record.get("entries", ())))
+    if foreign:
+        raise VrfamError(f"{option} {target} holds {foreign[0]!r}, which vrfam-rt did not "
+                         f"write there; move it out or choose another {option} (nothing was "
+                         "changed)")
+    if not force:
+        raise VrfamError(f"{option} {target} already exists ({_a(kind)} made by "
+                         f"`{record.get('command', 'vrfam-rt')}`); choose another {option}, "
+                         "or pass --force to replace it")
+
+
 @contextlib.contextmanager
-def staged_dir(target: str | os.PathLike) -> Iterator[Path]:
+def staged_dir(target: str | os.PathLike, kind: str, command: str,
+               force: bool = False) -> Iterator[Path]:
     """Yield an empty sibling directory; on success it replaces `target` in one rename.
 
-    On any failure (an interrupt included) the staging directory is removed and an
-    existing `target` is left as it was.
+    The folder records that it is a `kind` made by `command` and what it holds
+    (OWNER_FILE), which is what lets a later `--force` replace it and nothing else:
+    an existing `target` is replaced only as `check_replaceable(target, kind, force)`
+    allows, checked again just before the swap. On any failure (an interrupt
+    included) the staging directory is removed and an existing `target` is left as
+    it was.
     """
     target = Path(target)
+    check_replaceable(target, kind, force)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     tmp.chmod(0o755)  # mkdtemp's 0700 would follow the directory into place
     try:
         yield tmp
-        if target.exists():
+        (tmp / OWNER_FILE).write_text(json.dumps(
+            {"kind": kind, "command": command, "entries": sorted(_entries(tmp))},
+            indent=1) + "\n")
+        if target.exists() or target.is_symlink():
+            check_replaceable(target, kind, force)
             old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old.", dir=target.parent))
             os.replace(target, old / target.name)
             os.replace(tmp, target)

@@ -61,12 +61,12 @@ def import_(stylegan2, e4e, psp, classifier, transformers, arcface, out, force):
     --classifier latent_classifier_epoch_20.pth --out bundles/ffhq
     """
     from vrfam_rt.checkpoints import import_bundle
+    from vrfam_rt.fileio import check_replaceable
 
-    if out.exists() and not force:
-        raise VrfamError(f"{out} already exists; choose another --out or pass --force")
+    check_replaceable(out, "bundle", force)
     bundle = import_bundle(stylegan2=stylegan2, e4e=e4e, psp=psp, classifier=classifier,
                            transformers=transformers, arcface=arcface)
-    bundle.save(out, overwrite=force)
+    bundle.save(out, overwrite=force, command="vrfam-rt import")
     g = bundle.config.generator
     click.echo(f"wrote {out}: generator {g.size}px ({g.n_latent}x{g.style_dim} W+), "
                f"components {', '.join(bundle.modules)}"

@@ -46,16 +46,15 @@ def render_(n, seed, size, views, out, force):
     """
     from safetensors.torch import save_file
 
-    from vrfam_rt.fileio import staged_dir
+    from vrfam_rt.fileio import check_replaceable, staged_dir
     from vrfam_rt.images import save_png, to_pil
     from vrfam_rt.training.render import ATTRIBUTES, render, sample_params, write_attr_file
 
-    if out.exists() and not force:
-        raise VrfamError(f"{out} already exists; choose another --out or pass --force")
+    check_replaceable(out, "render folder", force)
     params = sample_params(n, seed, views=views)
     files = [f"{i:06d}.png" for i in range(n)]
     render_seconds = 0.0
-    with staged_dir(out) as tmp, click.progressbar(range(0, n, 256), label="rendering",
+    with staged_dir(out, "render folder", "vrfam-rt synth render", force) as tmp, click.progressbar(range(0, n, 256), label="rendering",
                                                    file=sys.stderr) as chunks:
         for start in chunks:
             started = time.perf_counter()

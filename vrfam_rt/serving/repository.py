@@ -21,7 +21,7 @@ from pathlib import Path
 
 from vrfam_rt import manifests
 from vrfam_rt.errors import VrfamError
-from vrfam_rt.fileio import staged_dir
+from vrfam_rt.fileio import check_replaceable, staged_dir
 from vrfam_rt.serving import pbtxt
 
 STAGES = ("encoder", "transformer", "generator")
@@ -100,8 +100,7 @@ def write_triton_repo(out: Path, engines: Path | None = None, onnx: Path | None 
     if (engines is None) == (onnx is None):
         raise VrfamError("give exactly one of --engines DIR or --onnx DIR")
     out = Path(out)
-    if out.exists() and not overwrite:
-        raise VrfamError(f"{out} already exists; choose another --out or pass --force")
+    check_replaceable(out, "model repository", overwrite)
     kind, specs, files, limit, gpu = _source(engines, onnx, runtime)
     missing = [s for s in STAGES if s not in specs]
     if missing:
@@ -119,7 +118,7 @@ def write_triton_repo(out: Path, engines: Path | None = None, onnx: Path | None 
     configs = {model_name(s): stage_config(s, specs[s], kind, max_batch, instances, gpu,
                                            queue_delay_us) for s in STAGES}
     configs[ENSEMBLE] = ensemble_config(specs, max_batch)
-    with staged_dir(out) as tmp:
+    with staged_dir(out, "model repository", "vrfam-rt triton-repo", overwrite) as tmp:
         for name, config in configs.items():
             (tmp / name / "1").mkdir(parents=True)
             (tmp / name / "config.pbtxt").write_text(pbtxt.dumps(config) + "\n")
