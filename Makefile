@@ -29,7 +29,7 @@ EXAMPLE := vrfam_rt/assets/default/faces/example.png
 
 demo: setup
 	@echo "demo: the bundled example face, edited: input | reconstruction | Smiling +1.0, with the judge's reading"
-	$(VENV)/bin/vrfam-rt edit $(EXAMPLE) --attr Smiling --grid --no-align --judge --out demo
+	$(VENV)/bin/vrfam-rt edit $(EXAMPLE) --attr Smiling --grid --no-align --judge --out demo --overwrite
 
 # On a machine with an NVIDIA GPU; installs nothing (runs from the checkout).
 gpu-check:

@@ -213,7 +213,7 @@ def test_an_out_that_cannot_take_files_is_refused_before_the_model_runs(tmp_path
         cases.append((readonly / "edits", "cannot write into"))
     for out, match in cases:
         result = edit(PHOTO, "--config", "tiny", "--attr", "Smiling", "--out", out)
-        assert result.exit_code == 1, result.output
+        assert result.exit_code == 2, result.output     # a bad option value: usage
         lines = result.stderr.strip().splitlines()
         assert len(lines) == 1 and match in lines[0] and "Traceback" not in result.output
     (tmp_path / "ro").chmod(0o755)

@@ -48,12 +48,12 @@ def assert_pooled_over_edits(report, samples, others,
 
 
 def test_eval_argument_errors_are_one_line(tmp_path):
-    result = run("--config", "tiny", "--method", "interfacegan")
-    assert result.exit_code == 1 and "leave out --bundle and --method" in result.output
+    result = run("--config", "tiny", "--method", "interfacegan")      # usage errors: 2
+    assert result.exit_code == 2 and "leave out --method" in result.output
     result = run("--config", "tiny", "--attr", "Smiles")
-    assert result.exit_code == 1 and "this bundle edits Smiling" in result.output
+    assert result.exit_code == 2 and "did you mean Smiling?" in result.output
     result = run("--config", "tiny", "--images", tmp_path)
-    assert result.exit_code == 1 and "--images needs --inception FILE" in result.output
+    assert result.exit_code == 2 and "--images needs --inception FILE" in result.output
     (tmp_path / "bad.pt").write_bytes(b"not torchscript")
     result = run("--config", "tiny", "--samples", "4", "--inception", tmp_path / "bad.pt")
     assert result.exit_code == 1 and "is not a TorchScript file" in result.output

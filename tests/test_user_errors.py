@@ -66,7 +66,7 @@ def checkpoint(tmp_path_factory):
 # ---- --force replaces only what the same command made ----------------------------------------
 @pytest.mark.parametrize("out, code, says", [
     ("mydir", FAILED, "'photos', which is not a bundle made by vrfam-rt"),
-    ("notes.txt", FAILED, "is a file"),
+    ("notes.txt", USAGE, "is a file"),
     (".", USAGE, "is the working folder"),
     ("..", USAGE, "a folder above the working folder"),
 ])
@@ -100,9 +100,11 @@ def test_force_is_refused_for_another_commands_output(user, checkpoint):
     assert (out / "bundle.json").is_file()
 
 
-@pytest.mark.parametrize("out, says", [("mydir", "'photos'"), ("notes.txt", "is a file")])
-def test_synth_render_and_triton_repo_force_keep_a_users_files(user, tiny_exports, out, says):
-    run("synth", "render", "--n", 2, "--out", out, "--force", code=FAILED, says=says)
+@pytest.mark.parametrize("out, code, says", [("mydir", FAILED, "'photos'"),
+                                             ("notes.txt", USAGE, "is a file")])
+def test_synth_render_and_triton_repo_force_keep_a_users_files(user, tiny_exports, out, code,
+                                                               says):
+    run("synth", "render", "--n", 2, "--out", out, "--force", code=code, says=says)
     run("triton-repo", "--onnx", tiny_exports[0] / "fp32", "--out", out, "--force",
         code=FAILED, says=says)
     assert user.intact()
@@ -115,7 +117,7 @@ def test_export_into_a_folder_of_the_users_keeps_their_files(user, tiny_exports)
     user.before = user.snapshot()
     run("export", "--config", "tiny", "--precision", "fp32", "--out", user.folder, "--force",
         code=FAILED, says="'keep.txt', which is not an export made by vrfam-rt")
-    run("export", "--config", "tiny", "--out", user.file, code=FAILED, says="is a file")
+    run("export", "--config", "tiny", "--out", user.file, code=USAGE, says="is a file")
     assert user.intact()
 
 
@@ -125,3 +127,156 @@ def test_the_record_lists_what_the_command_wrote(tmp_path, tiny):
     assert record["kind"] == "bundle" and record["command"] == "test"
     assert set(record["entries"]) == {p.name for p in (tmp_path / "b").iterdir()} - {
         ".vrfam-rt.json"}
+
+
+# ---- output paths and option values are checked before any work -----------------------------
+@pytest.mark.parametrize("args, says", [
+    (["info", "--json", "notes.txt/x.json"], "notes.txt is a file"),
+    (["info", "--json", "mydir"], "is a folder; name a file"),
+    (["info", "--json", "/proc/vrfam/x.json"], "cannot write into"),
+    (["export", "--config", "tiny", "--out", "notes.txt"], "is a file; name a folder"),
+    (["export", "--config", "tiny", "--out", "x", "--json", "mydir"], "is a folder"),
+    (["calibrate", "--config", "tiny", "--samples", "2", "--out", "notes.txt"], "is a file"),
+    (["build-engines", "--onnx", "mydir", "--out", "notes.txt"], "is a file"),
+    (["train", "classifier", "--out", "notes.txt", "--config", "tiny", "--data", "x"],
+     "is a file"),
+    (["gpu-check", "--out", "notes.txt"], "is a file"),
+    (["bench", "--config", "tiny", "--plot", "notes.txt/p.png"], "notes.txt is a file"),
+    (["eval", "--config", "tiny", "--json", "/proc/vrfam/x.json"], "cannot write into"),
+    (["edit", "x.png", "--attr", "Smiling", "--device", "tpu"], "choose cpu, cuda or cuda:N"),
+    (["bench", "--config", "tiny", "--device", "gpu"], "choose cpu, cuda or cuda:N"),
+    (["train", "classifier", "--device", "tpu", "--config", "tiny", "--data", "x", "--out",
+      "r"], "(or auto)"),
+    (["eval", "--config", "tiny", "--alpha", "nan"], "not a finite number"),
+    (["eval", "--config", "tiny", "--alpha", "5"], "not in -1.5..1.5"),
+    (["eval", "--config", "tiny", "--attr", "Beard"], "unknown attribute 'Beard'"),
+    (["edit", "x.png", "--attr", "Beard"], "unknown attribute 'Beard'"),
+])
+def test_bad_paths_and_values_are_usage_errors_before_any_work(user, args, says):
+    run(*args, code=USAGE, says=says)
+    assert user.intact()
+
+
+def test_every_command_offers_the_same_configs():
+    from vrfam_rt.config import config_names
+
+    for args in (["export"], ["edit"], ["eval"], ["bench"], ["calibrate"], ["gpu-check"],
+                 ["train", "classifier"]):
+        result = CliRunner().invoke(main, [*args, "--help"])
+        assert "[" + "|".join(sorted(config_names())) + "]" in result.output, args
+
+
+# ---- edit never overwrites silently, and says how each image was made -------------------------
+EXAMPLE = Path(__file__).resolve().parent.parent / "vrfam_rt/assets/default/faces/example.png"
+
+
+def test_a_second_edit_into_the_same_folder_needs_overwrite(user):
+    args = ["edit", str(EXAMPLE), "--attr", "Smiling", "--no-align", "--backend", "eager",
+            "--config", "tiny", "--out", "out"]
+    assert CliRunner().invoke(main, args).exit_code == 0
+    written = user.root / "out" / "example_Smiling+1.0.png"
+    first = written.read_bytes()
+    run(*args, code=FAILED, says="pass --overwrite to replace it")
+    assert written.read_bytes() == first
+    assert CliRunner().invoke(main, args + ["--overwrite"]).exit_code == 0
+    (user.root / "out" / "example_grid.png").write_text("a file of the user's\n")
+    run(*args, "--grid", "--overwrite", code=FAILED, says="which vrfam-rt did not write")
+    assert (user.root / "out" / "example_grid.png").read_text() == "a file of the user's\n"
+    assert user.intact()
+
+
+def test_each_edited_image_records_how_it_was_made_and_info_reads_it(user):
+    from vrfam_rt import Bundle
+    from vrfam_rt.images import read_provenance
+
+    result = CliRunner().invoke(main, ["edit", str(EXAMPLE), "--attr", "Smiling=0.5",
+                                       "--no-align", "--backend", "eager", "--config", "tiny",
+                                       "--grid", "--out", "out"])
+    assert result.exit_code == 0, result.output
+    record = read_provenance(user.root / "out" / "example_Smiling+0.5.png")
+    assert record["edit"] == {"Smiling": 0.5} and record["backend"] == "eager"
+    assert record["precision"] == "fp32" and record["input"] == str(EXAMPLE)
+    assert record["bundle_digest"] == Bundle.random("tiny", seed=0).digest
+    assert read_provenance(user.root / "out" / "example_grid.png")["edits"] == [{"Smiling": 0.5}]
+    shown = CliRunner().invoke(main, ["info", str(user.root / "out" / "example_Smiling+0.5.png")])
+    assert shown.exit_code == 0 and "bundle_digest" in shown.output
+    run("info", EXAMPLE, code=FAILED, says="holds no vrfam-rt record")
+
+
+# ---- import and info: what a bundle can do --------------------------------------------------
+def test_a_bundle_that_cannot_edit_is_written_with_a_warning_naming_the_files(user, checkpoint):
+    result = CliRunner().invoke(main, ["import", "--stylegan2", str(checkpoint), "--out", "b"])
+    assert result.exit_code == 0 and "Traceback" not in result.output
+    warning = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
+    assert len(warning) == 1 and "--transformer ATTR=" in warning[0] and "--e4e" in warning[0]
+    shown = CliRunner().invoke(main, ["info", "--bundle", "b"])
+    assert shown.exit_code == 0 and "can         render W+ codes" in shown.output
+    assert "add" in shown.output and "imported from g.pt" in shown.output
+    run("edit", EXAMPLE, "--bundle", "b", "--attr", "Smiling", "--no-align", code=USAGE,
+        says="this bundle edits nothing")
+
+
+def test_info_describes_a_suite_member():
+    result = CliRunner().invoke(main, ["info", "--bundle", str(EXAMPLE.parent.parent),
+                                       "--method", "InterFaceGAN"])
+    assert result.exit_code == 0, result.output
+    assert "interfacegan" in result.output and "edit Smiling" in result.output
+
+
+# ---- the Python API: numpy and PIL in, and errors that say what to pass --------------------
+@pytest.fixture(scope="module")
+def pipe():
+    from vrfam_rt import EditPipeline
+
+    return EditPipeline.from_bundle(None, backend="eager", align=False)
+
+
+def test_the_api_takes_numpy_arrays_and_pil_images_alike(pipe):
+    import numpy as np
+    from PIL import Image
+
+    photo = Image.open(EXAMPLE).convert("RGB")
+    from_pil = np.asarray(pipe(photo, {"Smiling": 1.0})[0], dtype=float)
+    from_numpy = np.asarray(pipe(np.asarray(photo), {"Smiling": 1.0})[0], dtype=float)
+    assert from_pil.shape == (64, 64, 3)
+    assert np.abs(from_pil - from_numpy).max() <= 1      # same input: one rounding step
+
+
+@pytest.mark.parametrize("images, edits, error, says", [
+    (EXAMPLE, [("Smiling", 1.0)], TypeError, "edits must be a mapping"),
+    (EXAMPLE, {"Smiling": "much"}, TypeError, "maps attribute names to numbers"),
+    (3, None, TypeError, "pass a path, a PIL image, a numpy uint8"),
+    ("float-array", None, TypeError, "must be uint8 HxWx3"),
+    (EXAMPLE, {"Smiling": 2.0}, "UsageError", "pass force=True"),
+])
+def test_the_api_says_what_to_pass(pipe, images, edits, error, says):
+    import numpy as np
+
+    from vrfam_rt.errors import UsageError
+
+    error = UsageError if error == "UsageError" else error
+    images = np.zeros((8, 8, 3)) if images == "float-array" else images
+    with pytest.raises(error, match=says):
+        pipe(images, edits)
+
+
+def test_the_api_checks_device_and_cache_before_any_work():
+    from vrfam_rt import EditPipeline
+    from vrfam_rt.errors import UsageError, VrfamError
+
+    with pytest.raises(UsageError, match="choose cpu, cuda or cuda:N"):
+        EditPipeline.from_bundle(None, backend="eager", device="tpu", align=False)
+    with pytest.raises(VrfamError, match="cache_dir /proc/vrfam: cannot write"):
+        EditPipeline.from_bundle(None, backend="ort", cache_dir="/proc/vrfam", align=False)
+
+
+def test_a_network_called_with_the_wrong_shape_names_the_stage_and_both_shapes(tiny):
+    import torch
+
+    from vrfam_rt.errors import ShapeError
+
+    with pytest.raises(ShapeError, match=r"encoder: image must be \[B,3,64,64\], got \[1, 3, "
+                                         r"256, 256\]"):
+        tiny.encoder(torch.zeros(1, 3, 256, 256))
+    with pytest.raises(ShapeError, match="transformer: alphas must be"):
+        tiny.transformer(torch.zeros(2, 10, 64), torch.zeros(2))

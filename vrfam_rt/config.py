@@ -14,6 +14,8 @@ from typing import Any
 
 from vrfam_rt.errors import VrfamError
 
+ALPHA_LIMIT = 1.5      # the paper's test-time range of the editing strength
+
 CELEBA_ATTRIBUTES = (
     "5_o_Clock_Shadow", "Arched_Eyebrows", "Attractive", "Bags_Under_Eyes", "Bald", "Bangs",
     "Big_Lips", "Big_Nose", "Black_Hair", "Blond_Hair", "Blurry", "Brown_Hair",

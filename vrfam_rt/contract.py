@@ -34,6 +34,23 @@ STAGES = {
 }
 
 
+def check_input(stage: str, name: str, tensor, shape: tuple) -> None:
+    """Raise ShapeError unless `tensor` is a floating tensor of `shape` (None: any size
+    on that axis), naming the stage and input; stylegan2-ada's assert_shape habit, with
+    a message for the user who passed it."""
+    from vrfam_rt.errors import ShapeError
+
+    want = "[" + ",".join("B" if s is None else str(s) for s in shape) + "]"
+    if not isinstance(tensor, torch.Tensor):
+        raise ShapeError(f"{stage}: {name} must be a torch.Tensor {want}, not "
+                         f"{type(tensor).__name__}")
+    if tensor.dim() != len(shape) or any(s is not None and t != s
+                                         for t, s in zip(tensor.shape, shape)):
+        raise ShapeError(f"{stage}: {name} must be {want}, got {list(tensor.shape)}")
+    if not tensor.is_floating_point():
+        raise ShapeError(f"{stage}: {name} must be a floating tensor, got {tensor.dtype}")
+
+
 def shapes(config, n_attributes: int, batch: int | str = "B") -> dict[str, dict[str, tuple]]:
     """Each stage's input and output shapes for a model config: {stage: {name: shape}}."""
     g = config.generator

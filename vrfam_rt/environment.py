@@ -16,6 +16,18 @@ LIBRARIES = ("torch", "numpy", "safetensors", "onnx", "onnxruntime", "openvino",
              "polygraphy")
 
 
+def parse_device(value, name: str = "device", auto: bool = False) -> str:
+    """'cpu', 'cuda' or 'cuda:N' (and 'auto' where allowed), lower-cased; a UsageError
+    naming `name` for anything else."""
+    from vrfam_rt.errors import UsageError
+
+    text = str(value).strip().lower()
+    kind, _, index = text.partition(":")
+    if text in ("cpu", "cuda") or (kind == "cuda" and index.isdigit()) or (auto and text == "auto"):
+        return text
+    raise UsageError(f"{name} {value}: choose cpu, cuda or cuda:N" + (" (or auto)" if auto else ""))
+
+
 def import_library(module: str, product: str, hint: str):
     """An optional library's module, or MissingDependency naming what to install."""
     from vrfam_rt.errors import MissingDependency

@@ -61,6 +61,23 @@ def writable_folder(path: str | os.PathLike, option: str = "--out") -> Path:
     return path
 
 
+def writable_file(path: str | os.PathLike, option: str = "--json") -> Path:
+    """`path` if a file can be written there (its folder made on first write), else
+    VrfamError: `path` is a folder, or its folder cannot be made or written into."""
+    from vrfam_rt.errors import VrfamError
+
+    path = Path(path)
+    if path.is_dir():
+        raise VrfamError(f"{option} {path} is a folder; name a file")
+    if path.parent.exists() and not path.parent.is_dir():
+        raise VrfamError(f"{option} {path}: {path.parent} is a file, so nothing can be "
+                         "written under it")
+    writable_folder(path.parent, option)
+    if path.exists() and not os.access(path, os.W_OK):
+        raise VrfamError(f"{option} {path}: the file is read-only")
+    return path
+
+
 def _discard(path: Path) -> None:
     """Remove a temporary file or folder; a failure here must not hide the first error."""
     with contextlib.suppress(OSError):

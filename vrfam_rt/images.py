@@ -113,12 +113,45 @@ def png_bytes(image) -> bytes:
     return buffer.getvalue()
 
 
-def save_png(image, path: Path) -> None:
-    """Write a PIL image as PNG through a temporary file renamed into place."""
-    from vrfam_rt.fileio import atomic_file
+PROVENANCE_KEY = "vrfam-rt"      # the PNG text chunk that says how an image was made
 
+
+def save_png(image, path: Path, provenance: dict | None = None) -> None:
+    """Write a PIL image as PNG through a temporary file renamed into place; `provenance`
+    (how it was made: bundle digest, method, backend, precision, edit) goes into a
+    text chunk that `read_provenance` and `vrfam-rt info IMAGE` read back."""
+    import json
+
+    from PIL.PngImagePlugin import PngInfo
+
+    from vrfam_rt.fileio import atomic_file
+    from vrfam_rt.version import __version__
+
+    info = None
+    if provenance is not None:
+        info = PngInfo()
+        info.add_text("Software", f"vrfam-rt {__version__}")
+        info.add_text(PROVENANCE_KEY, json.dumps(provenance, sort_keys=True))
     with atomic_file(path) as tmp:
-        image.save(tmp, format="PNG")
+        image.save(tmp, format="PNG", pnginfo=info)
+
+
+def read_provenance(path: str | Path) -> dict | None:
+    """What `save_png` recorded in an image of ours, or None (not a PNG, or not ours)."""
+    import json
+
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            text = getattr(image, "text", {}).get(PROVENANCE_KEY)
+    except (OSError, UnidentifiedImageError, SyntaxError):
+        return None
+    try:
+        record = json.loads(text) if text else None
+    except ValueError:
+        return None
+    return record if isinstance(record, dict) else None
 
 
 def image_files(folder: str | Path) -> list[Path]:

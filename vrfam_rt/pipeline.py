@@ -14,10 +14,9 @@ from pathlib import Path
 
 import torch
 
+from vrfam_rt.config import ALPHA_LIMIT
 from vrfam_rt.errors import UsageError
 from vrfam_rt.images import MAX_PIXELS, normalise, read_rgb, to_tensor
-
-ALPHA_LIMIT = 1.5      # the paper's test-time range of the editing strength
 
 
 @dataclass(frozen=True)
@@ -52,6 +51,10 @@ def parse_edits(attrs: list[str], attributes: tuple[str, ...], sweep: str | None
     """
     if not attrs:
         raise UsageError(f"give at least one {option} NAME[=ALPHA]")
+    if not attributes:
+        raise UsageError("this bundle edits nothing: it holds no latent transformer (`vrfam-rt "
+                         "import --transformer ATTR=FILE` adds one; `vrfam-rt info --bundle` "
+                         "says what a bundle can do)")
     by_lower = {a.lower(): a for a in attributes}
     pairs = []
     for text in attrs:
@@ -78,7 +81,8 @@ def parse_edits(attrs: list[str], attributes: tuple[str, ...], sweep: str | None
     for row in alphas:
         for (name, _), alpha in zip(pairs, row):
             if abs(alpha) > ALPHA_LIMIT and not force:
-                how = "; pass --force to use it anyway" if option == "--attr" else ""
+                how = {"--attr": "; pass --force to use it anyway",
+                       "edits": "; pass force=True to use it anyway"}.get(option, "")
                 raise UsageError(f"alpha {alpha:g} for {name} is outside [-{ALPHA_LIMIT}, "
                                  f"{ALPHA_LIMIT}], the range the transformers were trained "
                                  f"for{how}")
@@ -104,6 +108,41 @@ def parse_sweep(text: str) -> list[float]:
     if count == 1:
         return [start]
     return [round(start + (stop - start) * i / (count - 1), 6) for i in range(count)]
+
+
+def edit_texts(edits) -> list[str]:
+    """The `edits` argument of the Python API, {attribute: alpha}, as NAME=ALPHA texts;
+    a TypeError that says what to pass for anything else."""
+    from collections.abc import Mapping
+    from numbers import Real
+
+    example = "e.g. {'Smiling': 1.0, 'Eyeglasses': -0.5}"
+    if not isinstance(edits, Mapping):
+        raise TypeError(f"edits must be a mapping {{attribute: alpha}} ({example}), not "
+                        f"{type(edits).__name__}")
+    for name, alpha in edits.items():
+        if not isinstance(name, str) or isinstance(alpha, bool) or not isinstance(alpha, Real):
+            raise TypeError(f"edits maps attribute names to numbers ({example}); got "
+                            f"{name!r}: {alpha!r}")
+    return [f"{name}={float(alpha)!r}" for name, alpha in edits.items()]
+
+
+def as_pil(image, name: str = "the image"):
+    """A PIL image or a numpy array (HxWx3 RGB, HxWx4 RGBA or HxW gray; uint8) -> RGB
+    PIL image; a TypeError that says what to pass for anything else."""
+    import numpy as np
+    from PIL import Image
+
+    if isinstance(image, Image.Image):
+        return image.convert("RGB")
+    if isinstance(image, np.ndarray):
+        if image.dtype != np.uint8 or not (image.ndim == 2 or (image.ndim == 3 and
+                                                               image.shape[2] in (3, 4))):
+            raise TypeError(f"{name}: a numpy image must be uint8 HxWx3 (RGB), HxWx4 or HxW; "
+                            f"got {image.dtype} {list(image.shape)}")
+        return Image.fromarray(np.ascontiguousarray(image)).convert("RGB")
+    raise TypeError(f"{name}: pass a path, a PIL image, a numpy uint8 HxWx3 array or encoded "
+                    f"bytes, not {type(image).__name__}")
 
 
 class EditPipeline:
@@ -138,9 +177,14 @@ class EditPipeline:
         exporting graphs or building plans into the per-bundle cache under `cache_dir`
         (default ~/.cache/vrfam-rt) when it needs them."""
         from vrfam_rt.bundle import Bundle
-        from vrfam_rt.runtime import open_runtime
+        from vrfam_rt.environment import parse_device
+        from vrfam_rt.fileio import writable_folder
+        from vrfam_rt.runtime import default_cache_root, open_runtime
         from vrfam_rt.suite import resolve
 
+        device = parse_device(device)
+        if backend != "eager":              # the graphs and plans are made into the cache
+            writable_folder(cache_dir or default_cache_root(), "cache_dir")
         if threads:
             torch.set_num_threads(threads)
         if not isinstance(bundle, Bundle):
@@ -159,8 +203,10 @@ class EditPipeline:
         return tuple(self.backend.attributes)
 
     def load(self, image, align: bool | None = None, name: str = "the image") -> torch.Tensor:
-        """One photo (a path, a PIL image, or an encoded file's bytes, called `name` in
-        messages) -> uint8 [3,S,S] face crop, aligned unless alignment is off."""
+        """One photo -> uint8 [3,S,S] face crop, aligned unless alignment is off.
+
+        image: a path, a PIL image, a numpy array (HxWx3 RGB or HxW gray, uint8), or an
+        encoded file's bytes; `name` says what it is in messages."""
         from PIL import Image
 
         align = self.align if align is None else align
@@ -168,7 +214,7 @@ class EditPipeline:
         if isinstance(image, (str, Path, bytes, bytearray, memoryview)):
             image = read_rgb(image, self.max_pixels, name=name)
         else:
-            image = image.convert("RGB")
+            image = as_pil(image, name)
         if align:
             image = self._face_aligner().align(image, self.input_size, source=source)
         else:
@@ -214,16 +260,17 @@ class EditPipeline:
         return self.alphas(edit, 1)[0].cpu() if edit else torch.zeros(len(self.attributes))
 
     def __call__(self, images, edits: dict[str, float] | None = None,
-                 align: bool | None = None) -> list:
-        """Photos (a path, a PIL image, or a list of them) -> one PIL image each: the
-        edit {attribute: alpha, ...} applied one attribute after another, or the
-        reconstruction when no edit is given."""
+                 align: bool | None = None, force: bool = False) -> list:
+        """Photos (a path, a PIL image, a numpy array, or a list of them) -> one PIL
+        image each: the edit {attribute: alpha, ...} applied one attribute after
+        another, or the reconstruction when no edit is given. `force` allows alphas
+        outside [-1.5, 1.5]."""
         from vrfam_rt.images import to_pil
 
         single = not isinstance(images, (list, tuple))
         images = [images] if single else list(images)
-        edit = parse_edits([f"{name}={alpha}" for name, alpha in edits.items()],
-                           self.attributes)[0] if edits else None
+        edit = parse_edits(edit_texts(edits), self.attributes, force=force,
+                           option="edits")[0] if edits else None
         out = []
         for start in range(0, len(images), self.max_batch):
             faces = torch.stack([self.load(x, align) for x in images[start:start + self.max_batch]])

@@ -57,6 +57,16 @@ def resolve(path: Path | None, method: str | None = None) -> Path:
     return Path(path)
 
 
+def method_of(bundle) -> str:
+    """The editing method of a bundle: its member name in a model suite (vrfam,
+    interfacegan, ...), else its transformers' form (nonlinear, linear; mixed)."""
+    if bundle.path is not None and is_suite(Path(bundle.path).parent) \
+            and Path(bundle.path).name in METHODS:
+        return Path(bundle.path).name
+    methods = set(bundle.transformer_methods.values())
+    return methods.pop() if len(methods) == 1 else ("mixed" if methods else "none")
+
+
 PHOTO_NOTE = ("the default model is trained on synthetic 64-px faces, so a photo comes out "
               "as a synthetic face; to edit photos, import the public FFHQ weights "
               "(README, \"Editing photos\") and pass --bundle")
@@ -79,30 +89,80 @@ def synthetic_note(bundle) -> str | None:
     return PHOTO_NOTE if trained_on_synthetic_faces(bundle) else None
 
 
-def describe_default() -> dict:
-    """What `vrfam-rt info` says of the shipped default model (read from the manifests,
-    no weights loaded): where it is, its methods, resolution, attributes, training data."""
-    from vrfam_rt import manifests
+def capabilities(components, attributes) -> tuple[str, list[str]]:
+    """What a bundle of these networks can do, and what each missing file would add."""
+    components = set(components)
+    can = ["render W+ codes"] if "generator" in components else []
+    missing = []
+    if {"encoder", "generator"} <= components:
+        can.append("reconstruct photos")
+    else:
+        missing.append("--e4e or --psp FILE (an encoder) to invert photos")
+    if attributes and {"encoder", "generator", "transformer"} <= components:
+        can.append(f"edit {', '.join(attributes)}")
+    elif not attributes:
+        missing.append("--transformer ATTR=tnet_<idx>.pth.tar (a latent transformer per "
+                       "attribute) to edit")
+    if "identity" in components:
+        can.append("score identity (ArcFace)")
+    return "; ".join(can) or "nothing", missing
 
+
+def describe_bundle(path: Path | None = None, method: str | None = None) -> dict:
+    """What `vrfam-rt info` says of a bundle (a folder, a suite's `method` member, or the
+    shipped default), read from its manifest with no weights loaded."""
+    from vrfam_rt import manifests
+    from vrfam_rt.config import ModelConfig
+
+    folder = resolve(path, method)
+    bundle = manifests.read(folder, "bundle")
+    config, files = ModelConfig.from_dict(bundle["config"]), bundle["files"]
+    g = config.generator
+    can, missing = capabilities(files, bundle["attributes"])
+    methods = bundle.get("transformer", {}).get("methods") or {}
+    facts = {
+        "path": str(folder),
+        "networks": ", ".join(f"{name} ({entry['parameters'] / 1e6:.2f} M parameters)"
+                              for name, entry in files.items()),
+        "config": f"{config.name}: {g.size} px generator, W+ {g.n_latent}x{g.style_dim}, "
+                  f"{config.encoder.input_size} px encoder input",
+        "attributes": ", ".join(bundle["attributes"]) or "none",
+        "method": ", ".join(sorted(set(methods.values()))) or "none",
+        "provenance": "; ".join(f"{name}: {_source(entry)}" for name, entry
+                                in (bundle.get("provenance") or {}).items()),
+        "can": can,
+    }
+    if is_suite(folder.parent) and folder.name in METHODS:
+        suite = suite_manifest(folder.parent)
+        facts["suite"] = (f"{folder.parent} ({', '.join(suite.get('methods', {}))}; "
+                          f"--method picks one, default vrfam)")
+        facts["method"] = f"{folder.name} ({facts['method']} latent transformer)"
+    if missing:
+        facts["add"] = "; ".join(missing)
+    if _synthetic_provenance(bundle.get("provenance", {})):
+        facts["trained on"] = ("procedural synthetic faces (scripts/build_default_bundle.sh); "
+                               "for photos import FFHQ weights (README, \"Editing photos\")")
+    return facts
+
+
+def _source(entry: dict) -> str:
+    """A provenance entry in a few words: imported from which file, trained by what."""
+    if not isinstance(entry, dict):
+        return str(entry)
+    if entry.get("source") == "import":
+        return f"imported from {entry.get('file')} ({entry.get('layout')})"
+    if entry.get("source") == "trained":
+        command = " ".join(str(entry.get("command", "")).split()[:3])
+        return f"trained, {entry.get('steps')} steps ({command} ...)"
+    return ", ".join(f"{k} {v}" for k, v in entry.items() if not isinstance(v, dict))
+
+
+def describe_default() -> dict:
+    """describe_bundle of the shipped default model, or its status when it is missing."""
     try:
-        path = member(None, "vrfam")
+        return describe_bundle(None)
     except VrfamError as exc:
         return {"status": str(exc)}
-    bundle = manifests.read(path, "bundle")
-    config = bundle["config"]
-    suite = suite_manifest(default_suite())
-    return {
-        "path": str(path),
-        "methods": ", ".join(suite.get("methods", {})) + " (--method; default vrfam)",
-        "method": "vrfam (" + "/".join(sorted(set(bundle["transformer"]["methods"].values())))
-                  + " latent transformer, variance-reduced encoder)",
-        "resolution": f"{config['generator']['size']} px generator, "
-                      f"{config['encoder']['input_size']} px encoder input",
-        "attributes": ", ".join(bundle["attributes"]),
-        "trained on": ("procedural synthetic faces (scripts/build_default_bundle.sh); for "
-                       "photos import FFHQ weights (README, \"Editing photos\")")
-        if _synthetic_provenance(bundle.get("provenance", {})) else "see its bundle.json",
-    }
 
 
 def suite_manifest(suite: Path) -> dict:

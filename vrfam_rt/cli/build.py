@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from vrfam_rt.cli.common import (FILE, ONNX_HELP, bundle_from, bundle_options, json_option,
+from vrfam_rt.cli.common import (FILE, OUT_DIR, ONNX_HELP, bundle_from, bundle_options, json_option,
                                  many_option, onnx_folders, say, table, write_json)
 from vrfam_rt.errors import VrfamError
 from vrfam_rt.engines.rtx import COMPUTE_CAPABILITIES as RTX_TARGETS
@@ -14,7 +14,7 @@ from vrfam_rt.engines.rtx import COMPUTE_CAPABILITIES as RTX_TARGETS
 
 @click.command()
 @bundle_options("export")
-@click.option("--out", required=True, type=FILE, help="Folder for fp32/, fp16/ ...")
+@click.option("--out", required=True, type=OUT_DIR, help="Folder for fp32/, fp16/ ...")
 @many_option("--precision", "precisions", ("fp32", "fp16"), ("fp32", "fp16"),
              "Precisions to export.")
 @many_option("--components", "components", ("encoder", "transformer", "generator"),
@@ -94,7 +94,7 @@ def _verify(bundle, out, manifests, components) -> dict:
 @click.option("--precision", type=click.Choice(["fp16", "fp32", "int8-trt"]),
               help="Which folder of an --onnx export to build [default: its only one, or "
               "fp16].")
-@click.option("--out", required=True, type=FILE, help="Folder for the plans and manifest.")
+@click.option("--out", required=True, type=OUT_DIR, help="Folder for the plans and manifest.")
 @click.option("--flavour", default="auto", show_default=True,
               type=click.Choice(["auto", "tensorrt", "rtx"]),
               help="tensorrt: TensorRT 10/11 on the local GPU; rtx: TensorRT-RTX, ahead of "
@@ -154,7 +154,7 @@ def build_engines_cmd(onnx_path, precision, out, flavour, compute_capabilities, 
               help="Folder of calibration photos (preprocessed as for editing).")
 @click.option("--samples", type=click.IntRange(1, 100000),
               help="Calibrate on N samples of the bundle's generator instead.")
-@click.option("--out", required=True, type=FILE, help="Folder for int8-<target>/.")
+@click.option("--out", required=True, type=OUT_DIR, help="Folder for int8-<target>/.")
 @many_option("--components", "components", ("encoder", "generator"), ("encoder",),
              "Networks to quantize (the transformer stays FP32).")
 @click.option("--calibration", default="auto", show_default=True,

@@ -2,20 +2,55 @@
 and the process environment (read here, at the CLI edge, and nowhere below it)."""
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 
 import click
 
+from vrfam_rt.config import config_names
+from vrfam_rt.environment import parse_device
 from vrfam_rt.fileio import write_json_atomic
 from vrfam_rt.tables import render
 
 FILE = click.Path(path_type=Path)
-OUT_FILE = click.Path(dir_okay=False, path_type=Path)
+
+
+class _Checked(click.ParamType):
+    """A path or name checked while the command line is read, before any work: a
+    mistake is a UsageError (one line, exit 2) that names the option."""
+
+    def __init__(self, name: str, check):
+        self.name, self._check = name, check
+
+    def convert(self, value, param, ctx):
+        from vrfam_rt.errors import UsageError, VrfamError
+
+        option = param.opts[0] if param is not None else self.name
+        try:
+            return self._check(value, option)
+        except VrfamError as exc:
+            raise UsageError(str(exc)) from None
+
+
+def _out_file(value, option: str) -> Path:
+    from vrfam_rt.fileio import writable_file
+    return writable_file(value, option)
+
+
+def _out_folder(value, option: str) -> Path:
+    from vrfam_rt.fileio import writable_folder
+    return writable_folder(value, option)
+
+
+OUT_FILE = _Checked("file", _out_file)        # --json, --plot, --sheet: a file we may write
+OUT_DIR = _Checked("folder", _out_folder)     # --out: a folder we may write into (or make)
+DEVICE = _Checked("device", parse_device)     # cpu, cuda, cuda:N
+DEVICE_OR_AUTO = _Checked("device", lambda value, option: parse_device(value, option, auto=True))
 BACKEND_CHOICES = ("eager", "ort", "openvino", "trt")
 RUNTIME_CHOICES = (*BACKEND_CHOICES, "auto")   # what a command that runs one backend takes
 PRECISION_CHOICES = ("fp32", "fp16", "bf16", "int8")
-CONFIGS = ("tiny", "ffhq-1024")
+CONFIGS = tuple(config_names())        # every command's --config: the shipped configs
 
 
 def say(message: str) -> None:
@@ -81,8 +116,8 @@ def runtime_options(default_backend: str = "auto"):
 def device_options():
     """--device / --threads."""
     return _stack(
-        click.option("--device", default="cpu", show_default=True,
-                     help="cpu or cuda[:N]."),
+        click.option("--device", default="cpu", show_default=True, type=DEVICE,
+                     metavar="cpu|cuda[:N]", help="Where the networks run."),
         click.option("--threads", type=click.IntRange(1),
                      help="CPU threads for torch and ONNX Runtime [default: all cores]."))
 
@@ -115,6 +150,8 @@ def many_option(name: str, dest: str, choices=None, default=(), help: str = "",
                 value = convert(item)
             except ValueError:
                 raise click.BadParameter(f"{item!r} is not a {convert.__name__}") from None
+            if isinstance(value, float) and not math.isfinite(value):
+                raise click.BadParameter(f"{item!r} is not a finite number")
             if (low is not None and value < low) or (high is not None and value > high):
                 raise click.BadParameter(f"{item} is not in {low}..{high}")
             out.append(value)

@@ -6,10 +6,9 @@ from pathlib import Path
 
 import click
 
-from vrfam_rt.cli.common import (FILE, bundle_from, bundle_options, cache_root, many_option,
+from vrfam_rt.cli.common import (FILE, OUT_DIR, bundle_from, bundle_options, cache_root, many_option,
                                  runtime_options, say, set_threads)
 from vrfam_rt.errors import VrfamError
-from vrfam_rt.fileio import writable_folder
 from vrfam_rt.images import DRAFT_SIDE, MAX_PIXELS
 
 
@@ -25,11 +24,14 @@ from vrfam_rt.images import DRAFT_SIDE, MAX_PIXELS
 @bundle_options("edit with")
 @click.option("--batch", default=4, show_default=True, type=click.IntRange(1, 1024),
               help="Photos per forward pass.")
-@click.option("--out", default="edits", show_default=True, type=FILE,
+@click.option("--out", default="edits", show_default=True, type=OUT_DIR,
               help="Folder for the PNGs (made if missing; checked before any model work).")
 @click.option("--grid", is_flag=True, help="Also write input | reconstruction | edits per input.")
 @click.option("--no-align", is_flag=True, help="Skip face alignment (inputs are face crops).")
 @click.option("--force", is_flag=True, help="Allow alphas outside [-1.5, 1.5].")
+@click.option("--overwrite", is_flag=True,
+              help="Replace images an earlier `vrfam-rt edit` wrote under the same names in "
+              "--out (other files there are never replaced).")
 @click.option("--max-pixels", default=MAX_PIXELS, show_default=True, type=click.IntRange(1),
               help="Refuse photos that decode to more pixels (JPEGs decode reduced to about "
               f"{DRAFT_SIDE} px a side first).")
@@ -40,8 +42,14 @@ from vrfam_rt.images import DRAFT_SIDE, MAX_PIXELS
 @click.option("--cuda-graphs", is_flag=True,
               help="Eager on CUDA: replay each stage as a CUDA graph (about 2x at batch 1).")
 def edit(inputs, attrs, alpha_sweep, backend, precision, bundle_path, method, config, seed,
-         batch, out, grid, no_align, force, max_pixels, judge, device, cuda_graphs, threads):
+         batch, out, grid, no_align, force, overwrite, max_pixels, judge, device, cuda_graphs,
+         threads):
     """Edit facial attributes of photos (files or folders).
+
+    Writes STEM_EDIT.png per input and edit (and STEM_grid.png with --grid) into --out;
+    each PNG records how it was made (bundle digest, method, backend, precision, edit;
+    `vrfam-rt info IMAGE` prints it). An existing file of those names is never replaced
+    silently: pass --overwrite to replace an earlier edit's images.
 
     Exit status: 0 when every input was edited, 1 when some failed (each named on
     stderr), 2 for a usage error (an unknown attribute, an alpha out of range).
@@ -52,37 +60,46 @@ def edit(inputs, attrs, alpha_sweep, backend, precision, bundle_path, method, co
 
     from vrfam_rt.images import expand_inputs, save_png, to_pil
     from vrfam_rt.pipeline import EditPipeline, parse_edits
-    from vrfam_rt.suite import synthetic_note
+    from vrfam_rt.suite import method_of, synthetic_note
 
     set_threads(threads)
-    writable_folder(out)
     bundle = bundle_from(bundle_path, config, seed, method)
     edits = parse_edits(list(attrs), bundle.attributes, alpha_sweep, force)
     reader = judge_reader(bundle) if judge else None
     files = expand_inputs(inputs)
+    stems = _stems(files)
+    check_outputs([Path(out) / name for stem in stems for name in _names(stem, edits, grid)],
+                  overwrite)
     pipeline = EditPipeline.from_bundle(bundle, backend, precision, device, cache_root(),
                                         max_batch=batch, threads=threads, align=not no_align,
                                         cuda_graphs=cuda_graphs, say=say, max_pixels=max_pixels)
-    failed, written, stems, readings = [], 0, {}, []
+    made = {"bundle": str(bundle.path) if bundle.path else f"random {config}, seed {seed}",
+            "bundle_digest": bundle.digest, "method": method_of(bundle),
+            "backend": pipeline.backend.name, "precision": pipeline.backend.precision,
+            "device": str(pipeline.device), "align": not no_align}
+    failed, written, readings = [], 0, []
     with click.progressbar(length=len(files), label="editing", file=sys.stderr) as bar:
         for start in range(0, len(files), batch):
             chunk, faces = [], []
-            for path in files[start:start + batch]:
+            for index, path in enumerate(files[start:start + batch], start):
                 try:
                     faces.append(pipeline.load(path))
-                    chunk.append(path)
+                    chunk.append((index, path))
                 except VrfamError as exc:
                     failed.append(path)
                     click.echo(f"\nerror: {exc}", err=True)
             if chunk:
                 images = pipeline.run(torch.stack(faces), edits)
-                for i, path in enumerate(chunk):
-                    stem = _unique(path.stem, stems)
+                for i, (index, path) in enumerate(chunk):
+                    stem, source = stems[index], made | {"input": str(path)}
                     for e in edits:
-                        save_png(to_pil(images[e.name][i]), Path(out) / f"{stem}_{e.name}.png")
+                        save_png(to_pil(images[e.name][i]), Path(out) / f"{stem}_{e.name}.png",
+                                 source | {"image": "edit", "edit": dict(e.alphas)})
                         written += 1
                     if grid:
-                        save_png(_grid(images, i, edits), Path(out) / f"{stem}_grid.png")
+                        save_png(_grid(images, i, edits), Path(out) / f"{stem}_grid.png",
+                                 source | {"image": "grid (input | reconstruction | edits)",
+                                           "edits": [dict(e.alphas) for e in edits]})
                         written += 1
                     if reader:
                         readings.append((Path(out) / f"{stem}_grid.png" if grid else path,
@@ -130,9 +147,36 @@ def judge_reader(bundle):
     return read
 
 
-def _unique(stem: str, seen: dict) -> str:
-    seen[stem] = seen.get(stem, 0) + 1
-    return stem if seen[stem] == 1 else f"{stem}-{seen[stem]}"
+def _stems(files: list[Path]) -> list[str]:
+    """Each input's file-name stem in --out: its own, or STEM-2, STEM-3 ... for repeats."""
+    seen, stems = {}, []
+    for path in files:
+        seen[path.stem] = seen.get(path.stem, 0) + 1
+        stems.append(path.stem if seen[path.stem] == 1 else f"{path.stem}-{seen[path.stem]}")
+    return stems
+
+
+def _names(stem: str, edits, grid: bool) -> list[str]:
+    return [f"{stem}_{e.name}.png" for e in edits] + ([f"{stem}_grid.png"] if grid else [])
+
+
+def check_outputs(paths: list[Path], overwrite: bool) -> None:
+    """Refuse, before any model work, to write over an existing file: one that an
+    earlier edit wrote (its PNG says so) is replaced with `overwrite`, anything else
+    never."""
+    from vrfam_rt.errors import VrfamError
+    from vrfam_rt.images import read_provenance
+
+    for path in paths:
+        if not path.exists() and not path.is_symlink():
+            continue
+        ours = path.is_file() and not path.is_symlink() and read_provenance(path) is not None
+        if not ours:
+            raise VrfamError(f"--out {path.parent} already holds {path.name}, which vrfam-rt "
+                             "did not write; choose another --out (nothing was written)")
+        if not overwrite:
+            raise VrfamError(f"--out {path.parent} already holds {path.name} from an earlier "
+                             "edit; pass --overwrite to replace it, or choose another --out")
 
 
 def _grid(images: dict, i: int, edits):

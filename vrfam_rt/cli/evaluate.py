@@ -7,22 +7,16 @@ from pathlib import Path
 
 import click
 
-from vrfam_rt.cli.common import (FILE, json_option, many_option, open_runtime,
-                                 runtime_options, set_threads, table, write_json)
-from vrfam_rt.errors import VrfamError
-from vrfam_rt.suite import METHODS
+from vrfam_rt.cli.common import (FILE, bundle_from, bundle_options, json_option, many_option,
+                                 open_runtime, runtime_options, set_threads, table, write_json)
+from vrfam_rt.errors import UsageError, VrfamError
+from vrfam_rt.config import ALPHA_LIMIT
 
 EVAL_SEED = 20261126      # a seed no training run draws its faces from
 
 
 @click.command("eval")
-@click.option("--bundle", "bundle_path", type=FILE,
-              help="Bundle, or model suite, to evaluate (default: the shipped default suite).")
-@click.option("--method", type=click.Choice(METHODS),
-              help="Which bundle of the suite: its editing method.  [default: vrfam]")
-@click.option("--config", type=click.Choice(["tiny", "synth-64"]),
-              help="Evaluate a seeded random bundle instead (a dry run of the protocol).")
-@click.option("--seed", default=0, show_default=True, help="Seed of the random bundle.")
+@bundle_options("evaluate")
 @click.option("--images", type=click.Path(file_okay=False, exists=True, path_type=Path),
               help="Real photos to evaluate on instead of the synthetic faces (needs "
               "--inception).")
@@ -32,9 +26,11 @@ EVAL_SEED = 20261126      # a seed no training run draws its faces from
 @runtime_options()
 @click.option("--samples", default=256, show_default=True, type=click.IntRange(2),
               help="Faces to encode and edit (synthetic, or the first of --images).")
-@many_option("--attr", "attrs", None, (), "Attributes to edit [default: all].")
-@many_option("--alpha", "alphas", None, (-1.5, -1.0, 1.0, 1.5), "Editing strengths.",
-             convert=float)
+@many_option("--attr", "attrs", None, (), "Attributes to edit (any case) [default: all].",
+             metavar="NAME,...")
+@many_option("--alpha", "alphas", None, (-1.5, -1.0, 1.0, 1.5),
+             f"Editing strengths in [-{ALPHA_LIMIT}, {ALPHA_LIMIT}].", convert=float,
+             low=-ALPHA_LIMIT, high=ALPHA_LIMIT)
 @click.option("--batch", default=64, show_default=True, type=click.IntRange(1),
               help="Faces per forward pass.")
 @json_option()
@@ -57,17 +53,19 @@ def eval_cmd(bundle_path, method, config, seed, images, no_align, inception, bac
     import torch
 
     from vrfam_rt.benchmarks.evaluate import table1
+    from vrfam_rt.pipeline import parse_edits
+    from vrfam_rt.suite import method_of
 
     set_threads(threads)
-    bundle, label = _resolve(bundle_path, method, config, seed)
+    bundle = bundle_from(bundle_path, config, seed, method)
+    label = str(bundle.path) if bundle.path else f"random {config}, seed {seed}"
     names = tuple(bundle.attributes)
-    for name in attrs:
-        if name not in names:
-            raise VrfamError(f"--attr {name}: this bundle edits {', '.join(names)}")
-    targets = [names.index(a) for a in (attrs or names)]
+    picked = [name for e in parse_edits(list(attrs), names) for name, _ in e.alphas] \
+        if attrs else names
+    targets = [names.index(a) for a in dict.fromkeys(picked)]
     size = bundle.config.encoder.input_size
     if images is not None and inception is None:
-        raise VrfamError("--images needs --inception FILE for FID (inception-2015-12-05.pt, "
+        raise UsageError("--images needs --inception FILE for FID (inception-2015-12-05.pt, "
                          "the TorchScript Inception of the StyleGAN2-ADA metrics)")
     runner = open_runtime(bundle, backend, precision, device, threads)
     baselines = {}
@@ -108,31 +106,12 @@ def eval_cmd(bundle_path, method, config, seed, images, no_align, inception, bac
     # one face around their mean (0 for a W code repeated), averaged over faces
     report["wplus_variance"] = float(torch.cat(spread).mean())
     report.update(baselines)
-    report.update({"bundle": label, "method": method or _method_of(bundle), "backend": backend,
+    report.update({"bundle": label, "method": method_of(bundle), "backend": backend,
                    "precision": precision, "samples": len(inputs), "faces": faces})
     if judges.dlib is not None:
         report["dlib_fallback_boxes"] = judges.dlib.fallbacks
     _print(report)
     write_json(json_path, report)
-
-
-def _resolve(bundle_path, method, config, seed):
-    """(bundle, label): a random one for --config, else a bundle or a suite's member."""
-    from vrfam_rt.bundle import Bundle
-    from vrfam_rt.suite import resolve
-
-    if config:
-        if bundle_path or method:
-            raise VrfamError("--config evaluates one random bundle; leave out --bundle and "
-                             "--method")
-        return Bundle.random(config, seed=seed), f"random {config}, seed {seed}"
-    path = resolve(bundle_path, method)
-    return Bundle.load(path), str(path)
-
-
-def _method_of(bundle) -> str:
-    methods = set(bundle.transformer_methods.values())
-    return methods.pop() if len(methods) == 1 else "mixed"
 
 
 def _synthetic(bundle, samples, size):

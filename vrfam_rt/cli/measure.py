@@ -5,7 +5,7 @@ from pathlib import Path
 
 import click
 
-from vrfam_rt.cli.common import (BACKEND_CHOICES, FILE, ONNX_HELP, OUT_FILE, PRECISION_CHOICES,
+from vrfam_rt.cli.common import (BACKEND_CHOICES, CONFIGS, DEVICE, OUT_DIR, FILE, ONNX_HELP, OUT_FILE, PRECISION_CHOICES,
                                  bundle_from, bundle_options, cache_root, device_options,
                                  json_option, many_option, onnx_folders, open_runtime,
                                  runtime_options, say, set_threads, table, write_json)
@@ -119,12 +119,12 @@ def _device_name(device: str, facts: dict) -> str:
 
 
 @click.command("gpu-check")
-@click.option("--out", default="gpu-check", show_default=True, type=FILE,
+@click.option("--out", default="gpu-check", show_default=True, type=OUT_DIR,
               help="Folder for gpu-check.json, gpu-check.txt, ONNX files and plans.")
-@click.option("--config", default="ffhq-1024", show_default=True,
-              type=click.Choice(["tiny", "ffhq-1024"]),
+@click.option("--config", default="ffhq-1024", show_default=True, type=click.Choice(CONFIGS),
               help="Random-weight bundle to check (tiny: a quick dry run).")
-@click.option("--device", default="cuda", show_default=True,
+@click.option("--device", default="cuda", show_default=True, type=DEVICE,
+              metavar="cpu|cuda[:N]",
               help="cuda on a GPU machine; cpu runs the same steps as a dry run.")
 @many_option("--batch", "batches", None, (1, 8), "Batch sizes to time.", convert=int, low=1,
              high=1024)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 
-from vrfam_rt.cli.common import FILE, OUT_FILE, table, write_json
+from vrfam_rt.cli.common import FILE, OUT_DIR, OUT_FILE, table, write_json
 from vrfam_rt.errors import VrfamError
 
 ATTR_FILE = "list_attr_celeba.txt"
@@ -33,7 +33,7 @@ def synth():
               help="Image size in pixels (64 or 128 are the intended ones).")
 @click.option("--views", default=1, show_default=True, type=click.IntRange(1),
               help="Images per person (attributes, pose and scene redrawn per view).")
-@click.option("--out", required=True, type=FILE, help="Folder to write.")
+@click.option("--out", required=True, type=OUT_DIR, help="Folder to write.")
 @click.option("--force", is_flag=True, help="Replace an existing --out folder.")
 def render_(n, seed, size, views, out, force):
     """Faces -> PNGs, list_attr_celeba.txt, identity_synth.txt and params.safetensors.
@@ -80,7 +80,7 @@ def render_(n, seed, size, views, out, force):
 @click.option("--seed", default=0, show_default=True, help="Same seed, same faces.")
 @click.option("--size", default=64, show_default=True, type=click.IntRange(16, 1024),
               help="Face size in pixels.")
-@click.option("--out", required=True, type=FILE,
+@click.option("--out", required=True, type=OUT_FILE,
               help="PNG of 8x8 faces; NAME-flips.png beside it shows attribute flips.")
 def sheet(seed, size, out):
     """Contact sheets for a person to judge the renders.
@@ -120,7 +120,7 @@ def _with_labels(grid, labels: list[str], cell: int):
 
 
 @synth.command("train-oracle")
-@click.option("--out", required=True, type=FILE, help="Folder for weights and oracle.json.")
+@click.option("--out", required=True, type=OUT_DIR, help="Folder for weights and oracle.json.")
 @click.option("--steps", default=2000, show_default=True, type=click.IntRange(1),
               help="Training steps of each network.")
 @click.option("--batch", default=64, show_default=True, type=click.IntRange(4),
@@ -225,7 +225,7 @@ def eval_generator(bundle_path, n, json_path, sheet):
 
 
 @synth.command("suite")
-@click.option("--out", required=True, type=FILE, help="Suite folder to write.")
+@click.option("--out", required=True, type=OUT_DIR, help="Suite folder to write.")
 @click.option("--vrfam", required=True, type=FILE,
               help="Bundle: VR encoder, nonlinear transformers.")
 @click.option("--interfacegan", required=True, type=FILE, help="Bundle: boundary edits.")

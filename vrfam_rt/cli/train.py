@@ -12,7 +12,7 @@ from pathlib import Path
 
 import click
 
-from vrfam_rt.cli.common import (FILE, environment, many_option, say, set_threads,
+from vrfam_rt.cli.common import (DEVICE_OR_AUTO, FILE, OUT_DIR, environment, many_option, say, set_threads,
                                  weight_option, write_json)
 from vrfam_rt.config import config_names
 from vrfam_rt.errors import MissingDependency, VrfamError
@@ -48,15 +48,16 @@ def core_options(lr: float, batch: int, steps: int, data_help: str):
                          help="Global batch (split evenly over torchrun processes)."),
             click.option("--lr", default=lr, show_default=True, type=click.FloatRange(min=0),
                          help="Adam learning rate."),
-            click.option("--out", required=True, type=FILE,
+            click.option("--out", required=True, type=OUT_DIR,
                          help="Run folder: checkpoint.pt, log.csv, run.json, bundle/."),
             click.option("--resume", is_flag=True, help="Continue the run in --out."),
             click.option("--seed", default=0, show_default=True, type=int,
                          help="Seed of the initial weights and the data order."),
             click.option("--checkpoint-every", default=500, show_default=True,
                          type=click.IntRange(1), help="Steps between checkpoints."),
-            click.option("--device", default="auto", show_default=True,
-                         help="cpu, cuda, or auto (cuda when available)."),
+            click.option("--device", default="auto", show_default=True, type=DEVICE_OR_AUTO,
+                         metavar="auto|cpu|cuda[:N]",
+                         help="cpu, cuda[:N], or auto (cuda when available)."),
             click.option("--threads", type=click.IntRange(1), help="CPU threads for torch."),
             click.option("--quiet", is_flag=True, help="No progress bar."),
         ]

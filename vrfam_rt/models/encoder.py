@@ -8,6 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from vrfam_rt.config import EncoderConfig
+from vrfam_rt.contract import check_input
 from vrfam_rt.models import irse
 from vrfam_rt.models.stylegan2 import EqualLinear
 
@@ -70,7 +71,7 @@ class StyleEncoder(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         size = self.config.input_size
-        assert x.shape[1:] == (3, size, size), x.shape
+        check_input("encoder", "image", x, (None, 3, size, size))
         c1, c2, c3 = self.features(x)
         if self.config.mode == "psp":
             return self._psp(c1, c2, c3)

@@ -8,6 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from vrfam_rt.config import TransformerConfig
+from vrfam_rt.contract import check_input
 
 
 class LatentClassifier(nn.Module):
@@ -117,7 +118,8 @@ class FusedTransformer(nn.Module):
             for a, m in self.methods.items()})
 
     def forward(self, wplus: torch.Tensor, alphas: torch.Tensor) -> torch.Tensor:
-        assert alphas.shape == (wplus.shape[0], len(self.attributes)), alphas.shape
+        check_input("transformer", "wplus", wplus, (None, None, None))
+        check_input("transformer", "alphas", alphas, (wplus.shape[0], len(self.attributes)))
         start, stop = self.layers
         edited = wplus[:, start:stop]                                  # [B,n,D]
         for k, attr in enumerate(self.attributes):

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from vrfam_rt.config import GeneratorConfig
+from vrfam_rt.contract import check_input
 
 LRELU_SLOPE = 0.2
 LRELU_GAIN = math.sqrt(2.0)
@@ -321,8 +322,8 @@ class Generator(nn.Module):
         conv_clamp: clamp every activation and ToRGB output to [-conv_clamp, conv_clamp]
             (256 for FP16, as StyleGAN2-ADA does), or not.
         """
-        batch, n_latent, dim = wplus.shape
-        assert (n_latent, dim) == (self.n_latent, self.config.style_dim), wplus.shape
+        check_input("generator", "wplus", wplus, (None, self.n_latent, self.config.style_dim))
+        batch = wplus.shape[0]
         noise = [getattr(self.noises, f"noise_{i}") for i in range(self.num_layers)]
         conv = {"fused": fused, "folded": folded, "clamp": conv_clamp}
         rgb = {"fused": fused, "clamp": conv_clamp}
