@@ -63,7 +63,8 @@ def calibrate(bundle: Bundle, out: Path, components=("encoder",), target: str = 
     check_memory(bundle, components)
     with returning_freed_memory():
         return _calibrate(bundle, folder, components, target, method, images, samples, seed,
-                          eval_count, progress, reference_export(out / "fp32", bundle, components))
+                          eval_count, progress, reference_export(out / "fp32", bundle, components),
+                          overwrite)
 
 
 def reference_export(folder: Path, bundle: Bundle, components) -> Path | None:
@@ -97,7 +98,8 @@ def check_memory(bundle: Bundle, components, available: int | None = None) -> No
 
 def _calibrate(bundle: Bundle, folder: Path, components, target: str, method: str,
                images: Path | None, samples: int | None, seed: int, eval_count: int,
-               progress: Callable[[str], None] | None, reference: Path | None) -> dict:
+               progress: Callable[[str], None] | None, reference: Path | None,
+               overwrite: bool) -> dict:
     say = progress or (lambda step: None)
     say("calibration inputs")
     size = bundle.config.encoder.input_size

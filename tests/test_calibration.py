@@ -125,7 +125,7 @@ def test_the_recorded_int8_errors_are_the_measured_ones(trt_int8, bundle):
     assert manifest["metrics"]["generator"]["image_psnr_db"] > 30
     assert json.loads((out / "int8-trt" / "manifest.json").read_text())["metrics"] == manifest["metrics"]
     assert sorted(p.name for p in (out / "int8-trt").iterdir()) == [
-        "encoder.onnx", "generator.onnx", "manifest.json"]
+        ".vrfam-rt.json", "encoder.onnx", "generator.onnx", "manifest.json"]
 
 
 def test_int8_folder_runs_in_the_ort_backend_close_to_fp32(trt_int8, bundle):

@@ -44,7 +44,7 @@ def test_ort_backend_exports_once_into_the_cache(tmp_path, default_cache):
     assert first.exit_code == 0, first.output
     assert "exporting fp32 ONNX" in first.stderr
     assert json.loads((cache / "fp32" / "manifest.json").read_text())["precision"] == "fp32"
-    second = edit(*args)
+    second = edit(*args, "--overwrite")
     assert second.exit_code == 0 and "exporting" not in second.stderr
     eager = edit(PHOTO, "--attr", "Smiling", "--backend", "eager", "--out", tmp_path / "eager")
     assert eager.exit_code == 0

@@ -280,3 +280,68 @@ def test_a_network_called_with_the_wrong_shape_names_the_stage_and_both_shapes(t
         tiny.encoder(torch.zeros(1, 3, 256, 256))
     with pytest.raises(ShapeError, match="transformer: alphas must be"):
         tiny.transformer(torch.zeros(2, 10, 64), torch.zeros(2))
+
+
+# ---- nothing writes into the installed package unless told to ----------------------------------
+def test_synth_demo_face_needs_a_target():
+    result = CliRunner().invoke(main, ["synth", "demo-face"])
+    assert result.exit_code == USAGE and "--suite" in result.output
+
+
+def test_help_offers_only_values_the_command_takes():
+    classifier = CliRunner().invoke(main, ["train", "classifier", "--help"]).output
+    transformer = CliRunner().invoke(main, ["train", "transformer", "--help"]).output
+    assert "--data DIR|FILE " in classifier and "--data DIR|FILE|generator" in transformer
+    run("train", "classifier", "--config", "tiny", "--data", "generator", "--out", "r",
+        code=FAILED, says="--data generator has no attribute labels")
+
+
+# ---- long work: a bar on a terminal, quiet when piped, and Ctrl-C says what was written -------
+def test_ctrl_c_during_edit_says_what_was_written_and_exits_130(user, monkeypatch):
+    from vrfam_rt.pipeline import EditPipeline
+
+    run_batch, calls = EditPipeline.run, []
+
+    def interrupted_on_the_second_batch(self, faces, edits):
+        calls.append(len(faces))
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return run_batch(self, faces, edits)
+
+    monkeypatch.setattr(EditPipeline, "run", interrupted_on_the_second_batch)
+    result = CliRunner().invoke(main, ["edit", str(EXAMPLE), str(EXAMPLE), str(EXAMPLE),
+                                       "--batch", "1", "--attr", "Smiling", "--no-align",
+                                       "--backend", "eager", "--config", "tiny", "--out", "out"])
+    assert result.exit_code == 130 and "Traceback" not in result.output
+    line = result.stderr.strip().splitlines()[-1]
+    assert line.startswith("interrupted: wrote 1 images") and "1 of 3 photos done" in line
+    assert sorted(p.name for p in (user.root / "out").iterdir()) == ["example_Smiling+1.0.png"]
+
+
+def test_the_progress_bar_shows_on_a_terminal_and_not_in_a_pipe(tmp_path):
+    import os
+    import pty
+    import subprocess
+    import sys
+
+    args = [sys.executable, "-m", "vrfam_rt", "edit", str(EXAMPLE), str(EXAMPLE), "--batch", "1",
+            "--attr", "Smiling", "--no-align", "--backend", "eager", "--config", "tiny"]
+    piped = subprocess.run(args + ["--out", str(tmp_path / "a")], capture_output=True,
+                           text=True, timeout=120)
+    assert piped.returncode == 0 and "photos" not in piped.stderr and "ETA" not in piped.stderr
+    leader, follower = pty.openpty()
+    process = subprocess.Popen(args + ["--out", str(tmp_path / "b")], stdin=follower,
+                               stdout=follower, stderr=follower, close_fds=True)
+    os.close(follower)
+    shown = b""
+    while True:
+        try:
+            chunk = os.read(leader, 4096)
+        except OSError:                  # the terminal closes when the command exits
+            break
+        if not chunk:
+            break
+        shown += chunk
+    assert process.wait(timeout=120) == 0
+    text = shown.decode(errors="replace")
+    assert "editing 2/2 photos" in text and "/s, ETA" in text

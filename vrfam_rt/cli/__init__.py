@@ -26,14 +26,22 @@ from vrfam_rt.version import __version__
 
 
 class Group(click.Group):
-    """Turns VrfamError into one line on stderr and the error's exit code."""
+    """Turns VrfamError into one line on stderr and the error's exit code, and Ctrl-C into
+    one line saying what was written (exit 130)."""
 
     def invoke(self, ctx):
+        from vrfam_rt.cli.common import Progress
+
         try:
             return super().invoke(ctx)
         except VrfamError as exc:
             click.echo(f"error: {exc}", err=True)
             sys.exit(exc.exit_code)
+        except KeyboardInterrupt:
+            done = Progress.current.interrupted() if Progress.current else \
+                "every output in place is whole (files are renamed into place once complete)"
+            click.echo(f"\ninterrupted: {done}", err=True)
+            sys.exit(130)
 
 
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})

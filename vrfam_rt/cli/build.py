@@ -1,13 +1,13 @@
 """The build-time commands: `export` (ONNX), `build-engines` (TensorRT plans), `calibrate` (INT8)."""
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import click
 
-from vrfam_rt.cli.common import (FILE, OUT_DIR, ONNX_HELP, bundle_from, bundle_options, json_option,
-                                 many_option, onnx_folders, say, table, write_json)
+from vrfam_rt.cli.common import (FILE, ONNX_HELP, OUT_DIR, Progress, bundle_from,
+                                 bundle_options, json_option, many_option, onnx_folders, say,
+                                 table, write_json)
 from vrfam_rt.errors import VrfamError
 from vrfam_rt.engines.rtx import COMPUTE_CAPABILITIES as RTX_TARGETS
 
@@ -38,18 +38,19 @@ def export(bundle_path, method, config, seed, out, precisions, components, max_b
 
     bundle = bundle_from(bundle_path, config, seed, method)
     check_export(bundle, Path(out), precisions, components, max_batch, force)
-    steps = len(precisions) * len(components)
-    with click.progressbar(length=steps, label="exporting", file=sys.stderr,
-                           item_show_func=lambda s: s) as bar:
-        started = []
+    bar = Progress(len(precisions) * len(components), "exporting", "graphs", "folders")
+    started = []
 
-        def progress(step):  # called as each file starts; the bar counts finished files
-            bar.update(1 if started else 0, step)
-            started.append(step)
+    def progress(step):       # called as each file starts; the bar counts finished files
+        if started:
+            bar.update(1, step)
+        if started and started[-1].split("/")[0] != step.split("/")[0]:
+            bar.wrote(Path(out) / started[-1].split("/")[0])
+        started.append(step)
 
-        manifests = export_bundle(bundle, out, precisions, components, opset=opset,
-                                  max_batch=max_batch, overwrite=force, progress=progress)
-        bar.update(1)
+    manifests = export_bundle(bundle, out, precisions, components, opset=opset,
+                              max_batch=max_batch, overwrite=force, progress=progress)
+    bar.update(1)
     rows = [{"precision": p, "component": c, "MB": e["bytes"] / 1e6,
              "seconds": e["export_seconds"], "fp32_nodes": len(e["fp32_nodes"])}
             for p, m in manifests.items() for c, e in m["files"].items()]

@@ -58,6 +58,47 @@ def say(message: str) -> None:
     click.echo(message, err=True)
 
 
+class Progress:
+    """What a long command has done: a one-line bar on a terminal (done/total, items/s,
+    ETA; nothing when stderr is piped), and the outputs it has finished, which the CLI
+    names when Ctrl-C stops it (`interrupted`)."""
+
+    current: "Progress | None" = None
+
+    def __init__(self, total: int, label: str, unit: str, outputs: str = "files"):
+        import time
+
+        self.total, self.label, self.unit, self.outputs = total, label, unit, outputs
+        self.done, self.written, self.started = 0, [], time.monotonic()
+        self.shown = click.get_text_stream("stderr").isatty()
+        Progress.current = self
+
+    def update(self, n: int = 1, item: str = "") -> None:
+        import time
+
+        self.done += n
+        if not self.shown:
+            return
+        seconds = max(time.monotonic() - self.started, 1e-9)
+        rate = self.done / seconds
+        eta = (self.total - self.done) / rate if rate > 0 else 0
+        line = (f"{self.label} {self.done}/{self.total} {self.unit}, {rate:.1f}/s, "
+                f"ETA {int(eta) // 60}:{int(eta) % 60:02d}" + (f"  {item}" if item else ""))
+        click.echo(f"\r\033[K{line}", err=True, nl=self.done >= self.total)
+
+    def wrote(self, path) -> None:
+        self.written.append(str(path))
+
+    def interrupted(self) -> str:
+        """What was written and what was not, for the line Ctrl-C prints."""
+        if self.shown and self.done < self.total:
+            click.echo("", err=True)
+        wrote = f"wrote {len(self.written)} {self.outputs}" + (
+            f" (the last {self.written[-1]})" if self.written else "")
+        return (f"{wrote}; {self.done} of {self.total} {self.unit} done, the rest not "
+                "started; nothing is left half-written")
+
+
 def table(rows: list[dict], columns) -> str:
     """The plain-text table every command prints (vrfam_rt.tables.render)."""
     return render(rows, columns)

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import click
 
-from vrfam_rt.cli.common import (FILE, OUT_DIR, bundle_from, bundle_options, cache_root, many_option,
-                                 runtime_options, say, set_threads)
+from vrfam_rt.cli.common import (OUT_DIR, Progress, bundle_from, bundle_options,
+                                 cache_root, many_option, runtime_options, say, set_threads)
 from vrfam_rt.errors import VrfamError
 from vrfam_rt.images import DRAFT_SIDE, MAX_PIXELS
 
@@ -77,34 +77,38 @@ def edit(inputs, attrs, alpha_sweep, backend, precision, bundle_path, method, co
             "bundle_digest": bundle.digest, "method": method_of(bundle),
             "backend": pipeline.backend.name, "precision": pipeline.backend.precision,
             "device": str(pipeline.device), "align": not no_align}
-    failed, written, readings = [], 0, []
-    with click.progressbar(length=len(files), label="editing", file=sys.stderr) as bar:
-        for start in range(0, len(files), batch):
-            chunk, faces = [], []
-            for index, path in enumerate(files[start:start + batch], start):
-                try:
-                    faces.append(pipeline.load(path))
-                    chunk.append((index, path))
-                except VrfamError as exc:
-                    failed.append(path)
-                    click.echo(f"\nerror: {exc}", err=True)
-            if chunk:
-                images = pipeline.run(torch.stack(faces), edits)
-                for i, (index, path) in enumerate(chunk):
-                    stem, source = stems[index], made | {"input": str(path)}
-                    for e in edits:
-                        save_png(to_pil(images[e.name][i]), Path(out) / f"{stem}_{e.name}.png",
-                                 source | {"image": "edit", "edit": dict(e.alphas)})
-                        written += 1
-                    if grid:
-                        save_png(_grid(images, i, edits), Path(out) / f"{stem}_grid.png",
-                                 source | {"image": "grid (input | reconstruction | edits)",
-                                           "edits": [dict(e.alphas) for e in edits]})
-                        written += 1
-                    if reader:
-                        readings.append((Path(out) / f"{stem}_grid.png" if grid else path,
-                                         reader(images, i, edits)))
-            bar.update(len(files[start:start + batch]))
+    failed, readings = [], []
+    progress = Progress(len(files), "editing", "photos", "images")
+
+    def write(image, name: str, record: dict) -> None:
+        save_png(image, Path(out) / name, record)
+        progress.wrote(Path(out) / name)
+
+    for start in range(0, len(files), batch):
+        chunk, faces = [], []
+        for index, path in enumerate(files[start:start + batch], start):
+            try:
+                faces.append(pipeline.load(path))
+                chunk.append((index, path))
+            except VrfamError as exc:
+                failed.append(path)
+                say(f"error: {exc}")
+        if chunk:
+            images = pipeline.run(torch.stack(faces), edits)
+            for i, (index, path) in enumerate(chunk):
+                stem, source = stems[index], made | {"input": str(path)}
+                for e in edits:
+                    write(to_pil(images[e.name][i]), f"{stem}_{e.name}.png",
+                          source | {"image": "edit", "edit": dict(e.alphas)})
+                if grid:
+                    write(_grid(images, i, edits), f"{stem}_grid.png",
+                          source | {"image": "grid (input | reconstruction | edits)",
+                                    "edits": [dict(e.alphas) for e in edits]})
+                if reader:
+                    readings.append((Path(out) / f"{stem}_grid.png" if grid else path,
+                                     reader(images, i, edits)))
+        progress.update(len(files[start:start + batch]), chunk[-1][1].name if chunk else "")
+    written = len(progress.written)
     note = synthetic_note(bundle) if not no_align and len(failed) < len(files) else None
     if note:
         say(f"note: {note}")

@@ -2,12 +2,11 @@
 on real photos."""
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import click
 
-from vrfam_rt.cli.common import (FILE, bundle_from, bundle_options, json_option, many_option,
+from vrfam_rt.cli.common import (FILE, Progress, bundle_from, bundle_options, json_option, many_option,
                                  open_runtime, runtime_options, set_threads, table, write_json)
 from vrfam_rt.errors import UsageError, VrfamError
 from vrfam_rt.config import ALPHA_LIMIT
@@ -86,18 +85,18 @@ def eval_cmd(bundle_path, method, config, seed, images, no_align, inception, bac
         return images
 
     recon, spread, edits = [], [], {(k, a): [] for k in targets for a in alphas}
-    with click.progressbar(range(0, len(inputs), batch), label="evaluating",
-                           file=sys.stderr) as bar:
-        for start in bar:
-            x = inputs[start:start + batch]
-            with torch.no_grad():
-                wplus = runner.encoder(x)
-                spread.append(wplus.float().var(dim=1, unbiased=False).sum(-1).cpu())
-                recon.append(back(runner.generator(wplus)))
-                for k, alpha in edits:
-                    a = torch.zeros(len(x), len(names))
-                    a[:, k] = alpha
-                    edits[(k, alpha)].append(back(runner.generator(runner.transformer(wplus, a))))
+    bar = Progress(len(inputs), "evaluating", "faces", "files")
+    for start in range(0, len(inputs), batch):
+        x = inputs[start:start + batch]
+        with torch.no_grad():
+            wplus = runner.encoder(x)
+            spread.append(wplus.float().var(dim=1, unbiased=False).sum(-1).cpu())
+            recon.append(back(runner.generator(wplus)))
+            for k, alpha in edits:
+                a = torch.zeros(len(x), len(names))
+                a[:, k] = alpha
+                edits[(k, alpha)].append(back(runner.generator(runner.transformer(wplus, a))))
+        bar.update(len(x))
     report = table1(inputs, torch.cat(recon), {key: torch.cat(v) for key, v in edits.items()},
                     judges)
     for row in report["per_edit"]:

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import click
 
-from vrfam_rt.cli.common import (BACKEND_CHOICES, CONFIGS, DEVICE, OUT_DIR, FILE, ONNX_HELP, OUT_FILE, PRECISION_CHOICES,
-                                 bundle_from, bundle_options, cache_root, device_options,
+from vrfam_rt.cli.common import (BACKEND_CHOICES, CONFIGS, DEVICE, FILE, ONNX_HELP, OUT_DIR,
+                                 OUT_FILE, PRECISION_CHOICES, bundle_from, bundle_options, cache_root, device_options,
                                  json_option, many_option, onnx_folders, open_runtime,
                                  runtime_options, say, set_threads, table, write_json)
 from vrfam_rt.errors import VrfamError

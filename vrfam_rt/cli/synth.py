@@ -258,8 +258,10 @@ def suite(out, vrfam, interfacegan, conditional, e4e, times):
 
 
 @synth.command("demo-face")
-@click.option("--suite", "suite_dir", type=FILE,
-              help="Model suite whose faces/example.png to choose [default: the shipped one].")
+@click.option("--suite", "suite_dir", type=FILE, required=True,
+              help="Model suite whose faces/example.png and suite.json to rewrite (the "
+              "shipped one, inside the installed package, only when named: "
+              "vrfam_rt/assets/default).")
 @click.option("--seed", default=7, show_default=True, help="Render seed of the candidates.")
 @click.option("--tries", default=512, show_default=True, type=click.IntRange(1, 4096),
               help="Renders to choose from (those that smile or wear glasses are skipped).")
@@ -269,10 +271,9 @@ def demo_face(suite_dir, seed, tries):
 
     Example: vrfam-rt synth demo-face --suite build/suite
     """
-    from vrfam_rt.suite import default_suite, is_suite
+    from vrfam_rt.suite import is_suite
     from vrfam_rt.training.suite import write_example
 
-    suite_dir = Path(suite_dir) if suite_dir else default_suite()
     if not is_suite(suite_dir):
         raise VrfamError(f"{suite_dir} is not a model suite (no suite.json)")
     entry = write_example(suite_dir, seed, tries)

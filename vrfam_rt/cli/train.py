@@ -12,8 +12,8 @@ from pathlib import Path
 
 import click
 
-from vrfam_rt.cli.common import (DEVICE_OR_AUTO, FILE, OUT_DIR, environment, many_option, say, set_threads,
-                                 weight_option, write_json)
+from vrfam_rt.cli.common import (DEVICE_OR_AUTO, FILE, OUT_DIR, environment, many_option, say,
+                                 set_threads, weight_option, write_json)
 from vrfam_rt.config import config_names
 from vrfam_rt.errors import MissingDependency, VrfamError
 
@@ -29,15 +29,18 @@ def train():
     """
 
 
-def core_options(lr: float, batch: int, steps: int, data_help: str):
-    """The flags every trainer shares; defaults are the paper's for that network."""
+def core_options(lr: float, batch: int, steps: int, data_help: str, data_metavar: str = ""):
+    """The flags every trainer shares; defaults are the paper's for that network. The
+    --data metavar offers what the help names ('generator' only where it says so)."""
+    data_metavar = data_metavar or ("DIR|FILE|generator" if f"'{GENERATOR}'" in data_help
+                                    else "DIR|FILE")
     def wrap(command):
         options = [
             click.option("--config", type=click.Choice(config_names()),
                          help="Start from a seeded random bundle of this config."),
             click.option("--bundle", "bundle_path", type=FILE,
                          help="Start from this bundle (its frozen networks are used)."),
-            click.option("--data", required=True, metavar="DIR|FILE|generator", help=data_help),
+            click.option("--data", required=True, help=data_help, metavar=data_metavar),
             click.option("--attrs", type=FILE, help="CelebA-style attribute file "
                          "(list_attr_celeba.txt layout) labelling the images of --data DIR."),
             click.option("--no-align", is_flag=True,
@@ -331,7 +334,8 @@ def encoder(ctx, **p):
 
 @train.command()
 @core_options(lr=1e-2, batch=32, steps=3000,
-              data_help="'synth': fresh procedural renders of params_from_noise(z) every step.")
+              data_help="'synth': fresh procedural renders of params_from_noise(z) every step.",
+              data_metavar="synth")
 @click.option("--oracle", "oracle_dir", type=FILE, help="Attribute oracle folder for the "
               "feature loss and the evaluation (default: the shipped one).")
 @weight_option("--lambda-l1", 1.0,
