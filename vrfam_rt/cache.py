@@ -43,9 +43,20 @@ STAMPS = ".stamps.json"
 def locked(folder: Path) -> Iterator[None]:
     """Exclusive lock on `folder/.lock` for the duration of the block (blocks if held).
 
-    Not reentrant: a block inside another on the same folder waits for itself."""
-    folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / ".lock", "a+") as handle:
+    Not reentrant: a block inside another on the same folder waits for itself. An
+    existing folder this process cannot write (a read-only cache) is used unlocked:
+    nothing here can change it."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        handle = open(folder / ".lock", "a+")
+    except OSError:
+        if not folder.is_dir():
+            raise
+        handle = None
+    if handle is None:
+        yield
+        return
+    with handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield
@@ -108,9 +119,12 @@ def problem(folder: Path, kind: str, bundle_digest: str) -> str | None:
         with stamps_of(folder) as stamps:
             return compiled_problem(folder, stamps)
     try:
-        manifest = manifests.read(folder, kind)
+        # a plan folder is there (with its lock) before its first plan is stored
+        manifest = manifests.read(folder, kind, missing_ok=kind == "engines")
     except manifests.ManifestError as exc:
         return exc.problem
+    if not manifest:
+        return None
     name = manifests.FORMATS[kind].file
     if manifest.get("bundle_digest") != bundle_digest:
         return f"{name}: made for another bundle"
@@ -138,7 +152,9 @@ def files_problem(folder: Path, listed, stamps: dict) -> str | None:
 
 def compiled_problem(folder: Path, stamps: dict) -> str | None:
     """The first of OpenVINO's compiled models (`*.blob`, no manifest) that changed since
-    it was first seen (and stamped). One damaged before it was first seen passes."""
+    it was first seen (and stamped). One damaged before it was first seen passes; one
+    that another process's OpenVINO was still writing when it was first seen is said
+    once (its folder then goes and is compiled anew: a cost, never a wrong result)."""
     for path in sorted(folder.glob("*.blob")):
         stamp = stamps.get(path.name)
         seen = stamp.get("sha256") if isinstance(stamp, dict) else None
@@ -150,14 +166,16 @@ def compiled_problem(folder: Path, stamps: dict) -> str | None:
 def discard(folder: Path) -> None:
     """Move `folder` out of the way (a rename to a unique hidden sibling), then delete it:
     the name is free at once, whatever the deletion does."""
-    aside = Path(tempfile.mkdtemp(prefix=f".{folder.name}.damaged.", dir=folder.parent))
+    aside = None
     try:
+        aside = Path(tempfile.mkdtemp(prefix=f".{folder.name}.damaged.", dir=folder.parent))
         os.replace(folder, aside / folder.name)
     except OSError as exc:
-        shutil.rmtree(aside, ignore_errors=True)
         raise VrfamError(f"{folder} is damaged and cannot be moved away ({exc.strerror}); "
                          "delete it by hand") from None
-    shutil.rmtree(aside, ignore_errors=True)
+    finally:
+        if aside is not None:
+            shutil.rmtree(aside, ignore_errors=True)
 
 
 def usable(folder: Path, kind: str, bundle_digest: str, what: str,
@@ -179,6 +197,6 @@ def stamped(folder: Path, kind: str, bundle_digest: str) -> Path:
     none of them); one damaged already is a VrfamError."""
     wrong = problem(folder, kind, bundle_digest)
     if wrong is not None:
-        raise VrfamError(f"{folder} was just written and does not match its manifest "
-                         f"({wrong}); check the disk (full? failing?) and run again")
+        raise VrfamError(f"{folder} does not match its manifest right after it was written "
+                         f"({wrong}); check the disk and run again")
     return folder
