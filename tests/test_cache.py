@@ -15,8 +15,9 @@ from click.testing import CliRunner
 from PIL import Image
 
 from vrfam_rt import cache as bundle_cache
-from vrfam_rt import runtime
+from vrfam_rt import manifests, runtime
 from vrfam_rt.calibration.data import generator_samples
+from vrfam_rt.calibration.quantize import PLAN_VERSION
 from vrfam_rt.cli import main
 from vrfam_rt.engines.build import build_engines
 from vrfam_rt.fileio import sha256_file, staged_dir
@@ -57,14 +58,15 @@ def undamaged(tiny, healed, inputs):
 @pytest.fixture
 def cache(tiny, healed, tmp_path, monkeypatch):
     """A copy of the sound cache (fp32 only, no stamps), whose export makes the fp32
-    folder again by copying the sound one: `cache.exports` counts the exports, and
-    `cache.export_seconds` makes one last that long."""
+    folder again by copying the sound one (`cache.exports` lists them;
+    `cache.export_seconds` makes one last that long), and whose calibration writes the
+    sound fp32 encoder and generator as INT8 graphs (`cache.calibrations` lists them)."""
     sound = runtime.cache_dir(tiny, healed[0]) / "fp32"
     folder = runtime.cache_dir(tiny, tmp_path)
     shutil.copytree(sound, folder / "fp32", ignore=shutil.ignore_patterns(".*"))
 
     class Cache:
-        root, fp32, exports, export_seconds = tmp_path, folder / "fp32", [], 0.0
+        root, fp32, exports, export_seconds, calibrations = tmp_path, folder / "fp32", [], 0.0, []
 
     def export_bundle(bundle, out, precisions=("fp32",), *args, **kwargs):
         Cache.exports.append(precisions)
@@ -72,7 +74,18 @@ def cache(tiny, healed, tmp_path, monkeypatch):
         with staged_dir(out / "fp32") as tmp:
             shutil.copytree(sound, tmp, dirs_exist_ok=True, ignore=shutil.ignore_patterns(".*"))
 
+    def calibrate(bundle, out, components, target, **kwargs):
+        Cache.calibrations.append(target)
+        held = manifests.read(sound, "export")
+        with staged_dir(out / f"int8-{target}") as tmp:
+            for component in components:
+                shutil.copy(sound / held["files"][component]["file"], tmp)
+            manifests.write(tmp, "export", held | {
+                "precision": "int8", "target": target, "plan": PLAN_VERSION,
+                "files": {c: held["files"][c] for c in components}})
+
     monkeypatch.setattr("vrfam_rt.export.lowering.export_bundle", export_bundle)
+    monkeypatch.setattr("vrfam_rt.calibration.calibrate.calibrate", calibrate)
     return Cache
 
 
@@ -136,6 +149,23 @@ def test_a_damaged_cached_graph_is_said_and_made_again(damage, backend, tiny, ca
     said.clear()
     runtime.open_runtime(tiny, backend, cache_root=cache.root, say=said.append)
     assert said == [] and cache.exports == [("fp32",)]
+
+
+@pytest.mark.parametrize("backend,target", [("ort", "cpu"), ("openvino", "openvino")])
+def test_damaged_int8_graphs_are_said_and_calibrated_again(backend, target, tiny, cache, inputs):
+    if backend == "openvino":
+        pytest.importorskip("openvino")
+    sound = runtime.open_runtime(tiny, backend, "int8", cache_root=cache.root).edit(*inputs)
+    folder = runtime.cache_dir(tiny, cache.root) / f"int8-{target}"
+    truncate(folder)
+    said = []
+    runner = runtime.open_runtime(tiny, backend, "int8", cache_root=cache.root,
+                                  say=said.append)
+    assert notes(said) == [f"note: the cached INT8 graphs for {target} in {folder} are "
+                           f"damaged (encoder.onnx: size 1000, expected "
+                           f"{(cache.fp32 / 'encoder.onnx').stat().st_size}); rebuilding them"]
+    assert cache.calibrations == [target, target] and cache.exports == []
+    assert torch.allclose(runner.edit(*inputs), sound, atol=1e-5)
 
 
 def test_each_file_is_hashed_once_then_trusted_while_its_stat_matches_its_stamp(tiny, cache,
