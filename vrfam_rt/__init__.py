@@ -14,7 +14,6 @@ split between build time (making graphs and plans) and run time (running them):
 | vrfam_rt.engines        | engines/             | build time: TensorRT / TensorRT-RTX     |
 | vrfam_rt.backends       | vrfam_rt/backends/   | run time: eager, ort, trt stage calls   |
 | vrfam_rt.runtime        | vrfam_rt/runtime.py  | the one bridge: build on demand, cached |
-| vrfam_rt.cache          | vrfam_rt/cache.py    | the per-bundle cache: checked, healed   |
 | vrfam_rt.pipeline       | vrfam_rt/pipeline.py | run time: EditPipeline                  |
 | vrfam_rt.benchmarks     | benchmarks/          | bench, profile, roofline, evaluation    |
 | vrfam_rt.cli            | vrfam_rt/cli/        | the `vrfam-rt` command line             |
