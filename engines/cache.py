@@ -10,14 +10,13 @@ an exclusive file lock, so concurrent builds of one folder cannot corrupt it.
 """
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import hashlib
 import json
 from dataclasses import asdict
 from pathlib import Path
 
 from vrfam_rt import manifests
+from vrfam_rt.cache import locked  # noqa: F401  (the one cache lock; build.py takes it here)
 from vrfam_rt.fileio import sha256_bytes, sha256_file, write_bytes_atomic
 from vrfam_rt.manifests import Target
 
@@ -26,18 +25,6 @@ def engine_key(onnx_sha256: str, target: Target, profile: dict, options: dict) -
     ident = {"onnx": onnx_sha256, "target": asdict(target), "profile": profile,
              "options": options}
     return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()
-
-
-@contextlib.contextmanager
-def locked(folder: Path):
-    """Exclusive lock on `folder/.lock` for the duration of the block (blocks if held)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / ".lock", "a+") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def cached_entry(folder: Path, component: str, key: str) -> dict | None:

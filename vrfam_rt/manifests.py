@@ -5,9 +5,9 @@
 | export  | manifest.json | `vrfam-rt export`, `calibrate`      | vrfam-rt-onnx     | 1       |
 | engines | manifest.json | `vrfam-rt build-engines`            | vrfam-rt-engines  | 2       |
 
-`read` fails one way for every kind: a VrfamError naming the file, what is wrong with
-it (missing, not JSON, another format or version) and the command that makes a good
-one. `write` replaces the file atomically. The engines manifest also records the
+`read` fails one way for every kind: a ManifestError (a VrfamError) naming the file,
+what is wrong with it (missing, not JSON, another format or version) and the command
+that makes a good one. `write` replaces the file atomically. The engines manifest also records the
 `Target` its plans are bound to.
 """
 from __future__ import annotations
@@ -38,6 +38,15 @@ FORMATS = {
 }
 
 
+class ManifestError(VrfamError):
+    """A manifest that cannot be read; `problem` says what is wrong with it in a few words
+    and no fix (`manifest.json: not valid JSON (...)`), for callers that remake it."""
+
+    def __init__(self, message: str, problem: str):
+        super().__init__(message)
+        self.problem = problem
+
+
 def path_of(folder: str | Path, kind: str) -> Path:
     return Path(folder) / FORMATS[kind].file
 
@@ -54,18 +63,22 @@ def read(folder: str | Path, kind: str, missing_ok: bool = False) -> dict[str, A
             return {}
         inside = sorted(d.name for d in Path(folder).glob("*/") if (d / fmt.file).is_file())
         if inside:                  # an export root, say, instead of one precision folder
-            raise VrfamError(f"{folder} holds no {fmt.file}; point at one of its folders "
-                             f"({', '.join(inside)})")
-        raise VrfamError(f"{folder} holds no {fmt.file}; {fmt.how}")
+            raise ManifestError(f"{folder} holds no {fmt.file}; point at one of its folders "
+                                f"({', '.join(inside)})", f"{fmt.file}: missing")
+        raise ManifestError(f"{folder} holds no {fmt.file}; {fmt.how}", f"{fmt.file}: missing")
     try:
         manifest = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise VrfamError(f"{path} is not valid JSON ({exc}); {fmt.how}") from None
+        raise ManifestError(f"{path} is not valid JSON ({exc}); {fmt.how}",
+                            f"{fmt.file}: not valid JSON ({exc})") from None
     if not isinstance(manifest, dict) or manifest.get("format") != fmt.name:
-        raise VrfamError(f"{path} is not a {fmt.name} manifest; {fmt.how}")
+        raise ManifestError(f"{path} is not a {fmt.name} manifest; {fmt.how}",
+                            f"{fmt.file}: not a {fmt.name} manifest")
     if manifest.get("format_version") != fmt.version:
-        raise VrfamError(f"{path} has format version {manifest.get('format_version')}; this "
-                         f"vrfam-rt reads version {fmt.version}; {fmt.how}")
+        raise ManifestError(f"{path} has format version {manifest.get('format_version')}; "
+                            f"this vrfam-rt reads version {fmt.version}; {fmt.how}",
+                            f"{fmt.file}: format version {manifest.get('format_version')}, "
+                            f"not {fmt.version}")
     return manifest
 
 

@@ -5,7 +5,9 @@ run anything, and what `EditPipeline.from_bundle` does for Python users: for `or
 `openvino` it exports the bundle's ONNX graphs (and for `int8` calibrates them on
 samples of the bundle's generator), for `trt` it exports FP16 graphs and builds plans
 (TensorRT on a local GPU, else TensorRT-RTX ahead of time), each once, into a cache
-folder per bundle (keyed by the bundle's digest); later calls reuse what is there.
+folder per bundle (keyed by the bundle's digest); later calls reuse what is there once
+it matches its manifest, and make again, after a one-line note, what is damaged
+(vrfam_rt.cache: hashed once per file, then stamped; one process at a time per bundle).
 `auto` picks trt where plans can run on a local NVIDIA GPU, else openvino, else ort.
 What cannot be made here (plans need a GPU to run) is one VrfamError or
 MissingDependency naming the command or the missing piece.
@@ -15,6 +17,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
+from vrfam_rt import manifests
+from vrfam_rt.cache import locked, stamped, usable
 from vrfam_rt.errors import VrfamError
 
 BACKENDS = ("eager", "ort", "openvino", "trt", "auto")
@@ -43,30 +47,33 @@ def bundle_args(bundle) -> str:
 
 
 def exported(bundle, cache: Path, precision: str, say: Callable[[str], None]) -> Path:
-    """`cache/<precision>`, the bundle's ONNX graphs of that precision, exported once."""
+    """`cache/<precision>`, the bundle's ONNX graphs of that precision, exported once
+    (again when damaged). The caller holds the cache's lock."""
     from vrfam_rt.export.lowering import export_bundle
 
-    if not (cache / precision).is_dir():
+    folder = cache / precision
+    if not usable(folder, "export", bundle.digest, f"{precision} graphs", say):
         say(f"exporting {precision} ONNX into {cache} (once per bundle) ...")
         export_bundle(bundle, cache, (precision,))
-    return cache / precision
+        stamped(folder, "export", bundle.digest)
+    return folder
 
 
 def calibrated(bundle, cache: Path, target: str, say: Callable[[str], None]) -> Path:
     """`cache/int8-<target>`, the bundle's INT8 Q/DQ graphs (encoder and generator),
-    calibrated once on CALIBRATION_SAMPLES samples of its generator."""
+    calibrated once (again when damaged) on CALIBRATION_SAMPLES samples of its generator.
+    The caller holds the cache's lock."""
     from vrfam_rt.calibration.calibrate import calibrate
 
     folder = cache / f"int8-{target}"
-    if not folder.is_dir():
+    if not usable(folder, "export", bundle.digest, f"INT8 graphs for {target}", say):
         exported(bundle, cache, "fp32", say)     # the graphs calibration quantizes
         say(f"calibrating INT8 graphs into {folder} on {CALIBRATION_SAMPLES} generator samples "
             f"(once per bundle; `vrfam-rt calibrate {bundle_args(bundle)} --target {target} "
             f"--out {cache} --force` redoes it with other data) ...")
         calibrate(bundle, cache, ("encoder", "generator"), target,
                   samples=CALIBRATION_SAMPLES, progress=lambda step: say(f"  {step} ..."))
-        return folder
-    from vrfam_rt import manifests
+        return stamped(folder, "export", bundle.digest)
     from vrfam_rt.calibration.quantize import PLAN_VERSION
 
     held = manifests.read(folder, "export")
@@ -136,10 +143,13 @@ def open_runtime(bundle, backend: str = "eager", precision: str = "fp32", device
         if precision not in PRECISIONS:
             raise VrfamError(f"the openvino backend runs {', '.join(PRECISIONS)}, "
                              f"not {precision}")
-        fp32 = exported(bundle, cache, "fp32", say)
-        if precision == "int8":
-            runner = OpenVinoBackend(calibrated(bundle, cache, "openvino", say), "int8", threads,
-                                     cache / "openvino", fallback=fp32)
+        with locked(cache):
+            fp32 = exported(bundle, cache, "fp32", say)
+            int8 = calibrated(bundle, cache, "openvino", say) if precision == "int8" else None
+            usable(cache / "openvino", "openvino", bundle.digest, "OpenVINO compiled models",
+                   say)                 # a damaged one goes; OpenVINO compiles anew
+        if int8:
+            runner = OpenVinoBackend(int8, "int8", threads, cache / "openvino", fallback=fp32)
         else:
             runner = OpenVinoBackend(fp32, precision, threads, cache / "openvino")
         if runner.note:
@@ -148,20 +158,25 @@ def open_runtime(bundle, backend: str = "eager", precision: str = "fp32", device
     if backend == "ort":
         if precision == "bf16":
             raise VrfamError("the ort backend runs fp32, fp16 or int8, not bf16")
-        if precision == "int8":
-            return OrtBackend(calibrated(bundle, cache, "cpu", say), device, threads,
-                              fallback=exported(bundle, cache, "fp32", say))
-        return OrtBackend(exported(bundle, cache, precision, say), device, threads)
+        with locked(cache):
+            if precision != "int8":
+                return OrtBackend(exported(bundle, cache, precision, say), device, threads)
+            int8 = calibrated(bundle, cache, "cpu", say)
+            fp32 = exported(bundle, cache, "fp32", say)
+        return OrtBackend(int8, device, threads, fallback=fp32)
     from vrfam_rt.engines.build import build_engines, choose_target
     target = choose_target("auto")
     precision = "fp16" if precision == "fp32" else precision
     if precision not in ("fp16", "int8"):
         raise VrfamError(f"the trt backend runs fp16 or int8 plans, not {precision}")
     plans = cache / f"engines-{precision}"
-    if precision == "int8":
-        source = calibrated(bundle, cache, "trt", say)
-    else:
-        source = exported(bundle, cache, precision, say)
-    say(f"plans for {target.describe()} in {plans} ...")
-    build_engines(source, plans, max_batch=max_batch, target=target)
+    with locked(cache):
+        if precision == "int8":
+            source = calibrated(bundle, cache, "trt", say)
+        else:
+            source = exported(bundle, cache, precision, say)
+        usable(plans, "engines", bundle.digest, f"{precision} plans", say)   # a damaged one goes
+        say(f"plans for {target.describe()} in {plans} ...")
+        build_engines(source, plans, max_batch=max_batch, target=target)
+        stamped(plans, "engines", bundle.digest)
     return open_backend("trt", engine_dir=plans, device=device if device != "cpu" else "cuda")
