@@ -71,13 +71,14 @@ def cache(tiny, healed, tmp_path, monkeypatch):
     def export_bundle(bundle, out, precisions=("fp32",), *args, **kwargs):
         Cache.exports.append(precisions)
         time.sleep(Cache.export_seconds)
-        with staged_dir(out / "fp32") as tmp:
+        with staged_dir(out / "fp32", "export", "test stand-in export", force=True) as tmp:
             shutil.copytree(sound, tmp, dirs_exist_ok=True, ignore=shutil.ignore_patterns(".*"))
 
     def calibrate(bundle, out, components, target, **kwargs):
         Cache.calibrations.append(target)
         held = manifests.read(sound, "export")
-        with staged_dir(out / f"int8-{target}") as tmp:
+        with staged_dir(out / f"int8-{target}", "INT8 export", "test stand-in calibration",
+                        force=True) as tmp:
             for component in components:
                 shutil.copy(sound / held["files"][component]["file"], tmp)
             manifests.write(tmp, "export", held | {

@@ -294,10 +294,10 @@ def test_cuda_graphs_are_refused_without_cuda_and_for_other_backends(tmp_path):
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA; the refusal is for machines without it")
     result = edit(PHOTO, "--config", "tiny", "--attr", "Smiling", "--cuda-graphs", "--out", tmp_path)
-    assert result.exit_code == 1 and "CUDA graphs need a CUDA device" in result.output
+    assert result.exit_code == 2 and "CUDA graphs need a CUDA device" in result.output
     result = edit(PHOTO, "--config", "tiny", "--attr", "Smiling", "--backend", "ort",
                   "--cuda-graphs", "--out", tmp_path)
-    assert result.exit_code == 1 and "applies to the eager backend" in result.output
+    assert result.exit_code == 2 and "applies to the eager backend" in result.output
     assert not any(tmp_path.iterdir())
 
 

@@ -58,4 +58,4 @@ def test_the_cli_bounds_every_stage_and_counts_the_eager_flops(tmp_path, tiny, t
         assert graph == pytest.approx(eager[stage], rel=0.01), stage
     result = CliRunner().invoke(main, ["profile", "--config", "tiny", "--roofline", "h200",
                                        "--precision", "int8"])
-    assert result.exit_code == 1 and "fp16 or fp32" in result.stderr
+    assert result.exit_code == 2 and "fp16 or fp32" in result.stderr

@@ -64,7 +64,7 @@ def test_eval_picks_the_method_of_a_suite_and_refuses_it_for_a_single_bundle(sui
     assert report["bundle"] == str(suite / "interfacegan") and report["method"] == "interfacegan"
     result = CliRunner().invoke(main, ["eval", "--bundle", str(suite / "vrfam"), "--method",
                                        "e4e-linear", "--samples", "6"])
-    assert result.exit_code == 1 and "is a single bundle" in result.output
+    assert result.exit_code == 2 and "is a single bundle" in result.output
     with pytest.raises(VrfamError, match="not a model suite"):
         member(suite / "vrfam", "vrfam")
 

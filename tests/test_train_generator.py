@@ -109,7 +109,7 @@ def test_the_learning_rate_decays_by_cosine_to_its_final_fraction(tmp_path):
 def test_generator_trains_on_synth_only(tmp_path):
     result = train("generator", "--config", "tiny", "--data", "generator", "--steps", 1,
                    "--out", tmp_path / "run")
-    assert result.exit_code == 1 and "--data synth" in result.output
+    assert result.exit_code == 2 and "--data synth" in result.output
 
 
 def test_generator_resume_equals_an_uninterrupted_run(tmp_path):

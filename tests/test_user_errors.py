@@ -345,3 +345,18 @@ def test_the_progress_bar_shows_on_a_terminal_and_not_in_a_pipe(tmp_path):
     assert process.wait(timeout=120) == 0
     text = shown.decode(errors="replace")
     assert "editing 2/2 photos" in text and "/s, ETA" in text
+
+
+# ---- one exit-code policy: unsupported backend/precision pairs are usage errors ------------------
+@pytest.mark.parametrize("args, says", [
+    (["--backend", "ort", "--precision", "bf16"], "not bf16"),
+    (["--backend", "openvino", "--precision", "fp16"], "not fp16"),
+    (["--backend", "trt", "--precision", "bf16"], "not bf16"),
+    (["--backend", "eager", "--precision", "int8"], "not 'int8'"),
+    (["--backend", "eager", "--precision", "fp16"], "eager fp16 needs a CUDA device"),
+    (["--backend", "openvino", "--device", "cuda"], "runs on the CPU"),
+])
+def test_unsupported_backend_precision_pairs_are_usage_errors(user, args, says):
+    run("edit", EXAMPLE, "--attr", "Smiling", "--no-align", "--config", "tiny", "--out", "o",
+        *args, code=USAGE, says=says)
+    assert not (user.root / "o").exists() or not any((user.root / "o").iterdir())

@@ -34,9 +34,9 @@ from typing import Callable, Iterator
 
 from vrfam_rt import manifests
 from vrfam_rt.errors import VrfamError
-from vrfam_rt.fileio import sha256_file, write_json_atomic
+from vrfam_rt.fileio import LOCK_FILE, STAMPS_FILE, sha256_file, write_json_atomic
 
-STAMPS = ".stamps.json"
+STAMPS = STAMPS_FILE
 
 
 @contextlib.contextmanager
@@ -48,7 +48,7 @@ def locked(folder: Path) -> Iterator[None]:
     nothing here can change it."""
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        handle = open(folder / ".lock", "a+")
+        handle = open(folder / LOCK_FILE, "a+")
     except OSError:
         if not folder.is_dir():
             raise

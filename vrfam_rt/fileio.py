@@ -126,15 +126,20 @@ def write_json_atomic(path: str | os.PathLike, obj: Any) -> None:
 
 
 OWNER_FILE = ".vrfam-rt.json"   # in every staged folder: which command made it, and what
+STAMPS_FILE = ".stamps.json"    # vrfam_rt.cache's record of the hashes it checked
+LOCK_FILE = ".lock"             # the file a folder's users lock (vrfam_rt.cache.locked)
+BOOKKEEPING = {OWNER_FILE, STAMPS_FILE, LOCK_FILE}    # vrfam-rt's own, in any of its folders
 
 
 def _entries(folder: Path) -> set[str]:
-    """Every file, link and folder under `folder`, as POSIX paths relative to it."""
+    """Every file, link and folder under `folder`, as POSIX paths relative to it, but
+    vrfam-rt's bookkeeping files."""
     found = set()
     for root, dirs, files in os.walk(folder):
         base = Path(root).relative_to(folder)
-        found.update((base / name).as_posix() for name in dirs + files)
-    return found - {OWNER_FILE}
+        found.update((base / name).as_posix() for name in dirs + files
+                     if name not in BOOKKEEPING)
+    return found
 
 
 def made_by(folder: str | os.PathLike) -> dict | None:

@@ -19,7 +19,7 @@ from typing import Callable
 
 from vrfam_rt import manifests
 from vrfam_rt.cache import locked, stamped, usable
-from vrfam_rt.errors import VrfamError
+from vrfam_rt.errors import UsageError
 
 BACKENDS = ("eager", "ort", "openvino", "trt", "auto")
 CALIBRATION_SAMPLES = 16     # generator samples an on-demand INT8 calibration uses
@@ -117,7 +117,7 @@ def open_runtime(bundle, backend: str = "eager", precision: str = "fp32", device
 
     say = say or (lambda message: None)
     if backend not in BACKENDS:
-        raise VrfamError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
+        raise UsageError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
     if backend == "auto" and cuda_graphs:
         backend = "eager"               # CUDA-graph replay is the eager backend's
     if backend == "auto":
@@ -131,7 +131,7 @@ def open_runtime(bundle, backend: str = "eager", precision: str = "fp32", device
         return open_backend("eager", bundle=bundle, device=device, precision=precision,
                             cuda_graphs=cuda_graphs)
     if cuda_graphs:
-        raise VrfamError("--cuda-graphs applies to the eager backend (TensorRT plans replay "
+        raise UsageError("--cuda-graphs applies to the eager backend (TensorRT plans replay "
                          "their own graphs)")
     cache = cache_dir(bundle, cache_root)
     if backend == "openvino":
@@ -139,9 +139,9 @@ def open_runtime(bundle, backend: str = "eager", precision: str = "fp32", device
 
         import_openvino()
         if device != "cpu":
-            raise VrfamError(f"the openvino backend runs on the CPU, not {device}")
+            raise UsageError(f"the openvino backend runs on the CPU, not {device}")
         if precision not in PRECISIONS:
-            raise VrfamError(f"the openvino backend runs {', '.join(PRECISIONS)}, "
+            raise UsageError(f"the openvino backend runs {', '.join(PRECISIONS)}, "
                              f"not {precision}")
         with locked(cache):
             fp32 = exported(bundle, cache, "fp32", say)
@@ -157,7 +157,7 @@ def open_runtime(bundle, backend: str = "eager", precision: str = "fp32", device
         return runner
     if backend == "ort":
         if precision == "bf16":
-            raise VrfamError("the ort backend runs fp32, fp16 or int8, not bf16")
+            raise UsageError("the ort backend runs fp32, fp16 or int8, not bf16")
         with locked(cache):
             if precision != "int8":
                 return OrtBackend(exported(bundle, cache, precision, say), device, threads)
@@ -168,7 +168,7 @@ def open_runtime(bundle, backend: str = "eager", precision: str = "fp32", device
     target = choose_target("auto")
     precision = "fp16" if precision == "fp32" else precision
     if precision not in ("fp16", "int8"):
-        raise VrfamError(f"the trt backend runs fp16 or int8 plans, not {precision}")
+        raise UsageError(f"the trt backend runs fp16 or int8 plans, not {precision}")
     plans = cache / f"engines-{precision}"
     with locked(cache):
         if precision == "int8":

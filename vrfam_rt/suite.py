@@ -15,7 +15,7 @@ from __future__ import annotations
 from importlib import resources
 from pathlib import Path
 
-from vrfam_rt.errors import VrfamError
+from vrfam_rt.errors import UsageError, VrfamError
 
 METHODS = ("vrfam", "interfacegan", "interfacegan-conditional", "e4e-linear")
 MANIFEST = "suite.json"
@@ -34,7 +34,7 @@ def is_suite(path: Path) -> bool:
 def member(suite: Path | None = None, method: str = "vrfam") -> Path:
     """The bundle folder of `method` in `suite` (default: the shipped suite)."""
     if method not in METHODS:
-        raise VrfamError(f"method {method!r} is not one of {', '.join(METHODS)}")
+        raise UsageError(f"method {method!r} is not one of {', '.join(METHODS)}")
     where = Path(suite) if suite is not None else default_suite()
     if not is_suite(where):
         what = "the default model suite is not installed" if suite is None else \
@@ -52,7 +52,7 @@ def resolve(path: Path | None, method: str | None = None) -> Path:
     if path is None or is_suite(path):
         return member(path, method or "vrfam")
     if method:
-        raise VrfamError(f"--method picks a bundle of a model suite; {path} is a single "
+        raise UsageError(f"--method picks a bundle of a model suite; {path} is a single "
                          "bundle (leave out --method)")
     return Path(path)
 

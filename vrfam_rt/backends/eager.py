@@ -7,7 +7,7 @@ import functools
 import torch
 
 from vrfam_rt.backends.base import Backend
-from vrfam_rt.errors import VrfamError
+from vrfam_rt.errors import MissingDependency, UsageError
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
@@ -24,16 +24,16 @@ class EagerBackend(Backend):
         fused, folded, conv_clamp); by default folded on the CPU, where its 1024^2
         layers are bound by memory traffic, and the plain non-fused form elsewhere."""
         if precision not in DTYPES:
-            raise VrfamError(f"the eager backend runs {sorted(DTYPES)}, not {precision!r}")
+            raise UsageError(f"the eager backend runs {sorted(DTYPES)}, not {precision!r}")
         if precision == "fp16" and not str(device).startswith("cuda"):
-            raise VrfamError("eager fp16 needs a CUDA device (float16 convolutions on the CPU "
+            raise UsageError("eager fp16 needs a CUDA device (float16 convolutions on the CPU "
                              "are hundreds of times slower); use bf16 on the CPU")
         if str(device).startswith("cuda") and not torch.cuda.is_available():
-            raise VrfamError(f"device {device!r} asked for, but torch sees no CUDA device")
+            raise MissingDependency(f"device {device!r} asked for, but torch sees no CUDA device")
         self.bundle, self.device, self.precision = bundle, torch.device(device), precision
         self.dtype = DTYPES[precision]
         if cuda_graphs and self.device.type != "cuda":
-            raise VrfamError("CUDA graphs need a CUDA device")
+            raise MissingDependency("CUDA graphs need a CUDA device")
         if channels_last is None:
             channels_last = self.device.type == "cpu"
         self.channels_last, self.cuda_graphs = channels_last, cuda_graphs

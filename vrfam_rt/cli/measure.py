@@ -9,7 +9,7 @@ from vrfam_rt.cli.common import (BACKEND_CHOICES, CONFIGS, DEVICE, FILE, ONNX_HE
                                  OUT_FILE, PRECISION_CHOICES, bundle_from, bundle_options, cache_root, device_options,
                                  json_option, many_option, onnx_folders, open_runtime,
                                  runtime_options, say, set_threads, table, write_json)
-from vrfam_rt.errors import VrfamError
+from vrfam_rt.errors import UsageError, VrfamError
 
 
 BENCH_PRECISIONS = {"eager": ("fp32", "bf16", "fp16"), "ort": ("fp32", "fp16", "int8"),
@@ -212,7 +212,7 @@ def _roofline(bundle, gpu: str, precision: str, batch: int, top: int, json_path)
     from vrfam_rt.runtime import cache_dir, exported
 
     if precision not in ("fp32", "fp16"):
-        raise VrfamError(f"--roofline takes --precision fp16 or fp32, not {precision}")
+        raise UsageError(f"--roofline takes --precision fp16 or fp32, not {precision}")
     graphs = exported(bundle, cache_dir(bundle, cache_root()), precision,
                       say=say)
     report = roofline(graphs, gpu, batch)

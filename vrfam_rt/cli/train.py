@@ -15,7 +15,7 @@ import click
 from vrfam_rt.cli.common import (DEVICE_OR_AUTO, FILE, OUT_DIR, environment, many_option, say,
                                  set_threads, weight_option, write_json)
 from vrfam_rt.config import config_names
-from vrfam_rt.errors import MissingDependency, VrfamError
+from vrfam_rt.errors import MissingDependency, UsageError, VrfamError
 
 GENERATOR = "generator"
 SYNTH = "synth"
@@ -365,7 +365,7 @@ def generator(ctx, **p):
     from vrfam_rt.training.oracle import load_judge, load_oracles
 
     if p["data"] != SYNTH:
-        raise VrfamError(f"--data {p['data']}: the generator trains on --data {SYNTH} only")
+        raise UsageError(f"--data {p['data']}: the generator trains on --data {SYNTH} only")
     bundle, options, ranks = _start(ctx, p)
     oracle = load_oracles(p["oracle_dir"])[0]
     try:
