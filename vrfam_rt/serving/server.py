@@ -38,7 +38,7 @@ from vrfam_rt.serving.triton_model import PARAMETER
 MODEL = "vrfam_edit"
 SERVE_HINT = "pip install 'vrfam-rt[serve]'"
 EXIT_TIMEOUT_S = 2          # tritonserver --exit-timeout-secs: in-flight requests' grace
-STOP_S = 3.5                # from SIGTERM to SIGKILL of tritonserver and its stubs
+STOP_S = 3.0                # from SIGTERM to SIGKILL of tritonserver and its stubs
 SHM = Path("/dev/shm")
 
 
