@@ -8,6 +8,7 @@ import subprocess
 import sys
 import threading
 import time
+from http.client import HTTPException
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +29,8 @@ grpcclient = pytest.importorskip("tritonclient.grpc")
 
 FACE = default_suite() / "faces" / "example.png"
 START_S = 300            # a cold start exports the default bundle's graphs first
+MAX_BYTES = 200_000      # the module's server: --max-bytes (the example face has 12 kB)
+STOP_S = 5               # SIGTERM to exit, idle or busy (a 30 s grace is Kubernetes')
 
 
 def free_ports(n: int) -> list[int]:
@@ -77,7 +80,8 @@ def stop_serve(process) -> None:
 @pytest.fixture(scope="module")
 def server(shared_cache):
     process, http, grpc, metrics = start_serve(shared_cache, "--max-batch", "4",
-                                               "--max-queue-delay-us", "200000")
+                                               "--max-queue-delay-us", "200000",
+                                               "--max-bytes", str(MAX_BYTES))
     yield http, grpc, metrics
     stop_serve(process)
 
@@ -147,27 +151,37 @@ def noise_png() -> bytes:
 
 
 BAD = [
-    (b"not an image", "Smiling=1", False, "not a readable image"),
-    ("noise", "Smiling=1", True, "no face found"),
-    ("face", "Smiles=1", False, "unknown attribute 'Smiles'"),
-    ("face", "Smiling=2", False, "outside [-1.5, 1.5]"),
-    ("face", "Smiling=x", False, "is not a number"),
+    (b"not an image", "Smiling=1", False, "image: not a readable image (not a format PIL knows)"),
+    (b"", "Smiling=1", False, "image: empty; send an encoded photo"),
+    (b"\xff" * (MAX_BYTES + 1), "Smiling=1", False,
+     f"image: {MAX_BYTES + 1} bytes, over this server's limit of {MAX_BYTES}"),
+    ("noise", "Smiling=1", True, "image: no face found; send a frontal photo, or align=false"),
+    ("face", "Smiles=1", False, "edits Smiles=1: unknown attribute 'Smiles'"),
+    ("face", "Smiling=2", False, "edits: alpha 2 for Smiling is outside [-1.5, 1.5]"),
+    ("face", "Smiling=x", False, "edits Smiling=x: alpha 'x' is not a number"),
 ]
 
 
-def test_each_bad_request_is_named_and_its_batch_mates_are_answered(server):
-    http, _, _ = server
+def test_each_bad_request_is_named_counted_as_failed_and_its_batch_mates_are_answered(server):
+    """A bad request gets HTTP 400 and one line that names its input (no repr, no CLI
+    flag), and counts in vrfam_edit_request_failure (Triton's Python backend counts it
+    in nv_inference_request_success: see triton_model.py)."""
+    http, _, metrics = server
     client = httpclient.InferenceServerClient(http, concurrency=8)
     images = {"face": FACE.read_bytes(), "noise": noise_png()}
+    failed = metric(metrics, "vrfam_edit_request_failure")
     good = client.async_infer(MODEL, inputs(images["face"], "Smiling=0.5", align=False))
     bad = [client.async_infer(MODEL, inputs(images.get(i, i), e, a)) for i, e, a, _ in BAD]
     good2 = client.async_infer(MODEL, inputs(images["face"], "Eyeglasses=-1", align=False))
     for pending, (_, _, _, message) in zip(bad, BAD):
-        with pytest.raises(Exception) as caught:
+        with pytest.raises(httpclient.InferenceServerException) as caught:
             pending.get_result()
-        assert message in str(caught.value)
+        said = caught.value.message()
+        assert caught.value.status() == "400" and said.startswith(message), said
+        assert "\n" not in said and not any(s in said for s in ("<", "0x", "--", "Traceback"))
     assert decode(good.get_result().as_numpy("png")[0, 0]).shape == (64, 64, 3)
     assert decode(good2.get_result().as_numpy("png")[0, 0]).shape == (64, 64, 3)
+    assert metric(metrics, "vrfam_edit_request_failure") - failed == len(BAD)
 
 
 def test_wrong_shape_or_dtype_is_refused_and_the_server_stays_up(server):
@@ -201,20 +215,67 @@ def _session_members(sid: int) -> list[str]:
     return found
 
 
-@pytest.mark.parametrize("backend", [["--backend", "eager"],
-                                     ["--backend", "openvino", "--precision", "int8"]])
-def test_sigterm_stops_triton_and_its_stubs(shared_cache, backend):
-    process, _, _, _ = start_serve(shared_cache, "--config", "tiny", *backend)
+def _shared_memory(pid: int) -> list[Path]:
+    """The Python backend's /dev/shm regions of the server `vrfam-rt serve` (pid) ran."""
+    return list(Path("/dev/shm").glob(f"vrfam_serve_{pid}_*"))
+
+
+@pytest.mark.parametrize("backend, busy", [(["--backend", "eager"], True),
+                                           (["--backend", "openvino", "--precision", "int8"], False)])
+def test_sigterm_stops_triton_and_its_stubs_within_5_s_with_a_client_connected(
+        shared_cache, backend, busy):
+    """A client holding an idle keep-alive connection (as tritonclient does), and for
+    `busy` a request in flight, does not hold the stop up to Triton's 30 s default."""
+    process, http, _, _ = start_serve(shared_cache, "--config", "tiny", *backend)
     children = [p.parent.name for p in Path("/proc").glob("[0-9]*/stat")
                 if p.read_text().rsplit(")", 1)[1].split()[1] == str(process.pid)]
     (triton,) = children                    # tritonserver leads a session of its own
     assert len(_session_members(int(triton))) >= 2, "tritonserver and the model's stub"
+    assert _shared_memory(process.pid)
+    client = httpclient.InferenceServerClient(http)
+    assert client.is_model_ready(MODEL)
+    pending = client.async_infer(MODEL, inputs(FACE.read_bytes(), "Smiling=1", align=False)) \
+        if busy else None
+    start = time.monotonic()
     stop_serve(process)
+    took = time.monotonic() - start
+    assert took < STOP_S, f"stopped in {took:.1f} s"
     assert process.returncode == 0 and "stopped" in "".join(process.said)
+    assert "Traceback" not in "".join(process.said)
+    if pending:               # answered, or failed at once (an error, the connection closed)
+        try:
+            assert pending.get_result().as_numpy("png").shape == (1, 1)
+        except (httpclient.InferenceServerException, ConnectionError, HTTPException):
+            pass                # geventhttpclient's HTTPConnectionClosed is an HTTPException
     deadline = time.monotonic() + 10
     while _session_members(int(triton)) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert _session_members(int(triton)) == []
+    assert _shared_memory(process.pid) == []
+
+
+def test_a_failed_start_says_so_in_a_few_lines_keeps_its_log_and_leaves_no_shared_memory(
+        shared_cache):
+    http, grpc, metrics = free_ports(3)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "vrfam_rt", "serve", "--config", "tiny", "--ready-timeout", "1",
+         "--http-port", str(http), "--grpc-port", str(grpc), "--metrics-port", str(metrics)],
+        env={**os.environ, "VRFAM_RT_CACHE": str(shared_cache)}, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True)
+    _, stderr = process.communicate(timeout=START_S)
+    lines = stderr[stderr.index("error: "):].strip().splitlines()     # after the progress
+    assert process.returncode == 1 and len(lines) <= 3 and "Traceback" not in stderr, lines
+    assert "was not ready after 1 s (--ready-timeout)" in lines[0]
+    log = Path(lines[0].split("its log (")[1].split(")")[0])
+    assert log.is_file()
+    log.unlink()
+    assert _shared_memory(process.pid) == []
+
+
+def test_bad_option_values_are_usage_errors():
+    for command in (["serve", "--max-bytes", "0"], ["loadtest", "--wait", "-1"]):
+        result = CliRunner().invoke(main, command)
+        assert result.exit_code == 2 and "Traceback" not in result.output, result.output
 
 
 def test_the_model_configuration_parses_as_triton_reads_it():
@@ -254,7 +315,8 @@ def test_the_service_answers_each_request_in_order(tiny):
 def test_loadtest_reports_each_level_with_the_batches_the_server_ran(server, tmp_path):
     http, _, _ = server
     result = CliRunner().invoke(main, ["loadtest", "--url", http, "--concurrency", "1,4",
-                                       "--requests", "12", "--json", str(tmp_path / "l.json")])
+                                       "--requests", "12", "--wait", "30",
+                                       "--json", str(tmp_path / "l.json")])
     assert result.exit_code == 0, result.output
     one, four = json.loads((tmp_path / "l.json").read_text())["levels"]
     assert (one["concurrency"], four["concurrency"]) == (1, 4)
@@ -265,11 +327,28 @@ def test_loadtest_reports_each_level_with_the_batches_the_server_ran(server, tmp
     assert "req/s" in result.stdout and "mean batch" in result.stdout
 
 
-def test_loadtest_without_a_server_says_so_in_one_line():
+def test_loadtest_counts_every_error_under_one_message(server, tmp_path):
+    http, _, _ = server
+    result = CliRunner().invoke(main, ["loadtest", "--url", http, "--concurrency", "1,3",
+                                       "--requests", "6", "--edits", "Smiles=1",
+                                       "--json", str(tmp_path / "l.json")])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    for row in json.loads((tmp_path / "l.json").read_text())["levels"]:
+        [(message, count)] = row["error_messages"]         # one kind, all of them
+        assert row["errors"] == count == 6, row
+        assert message.startswith("[400] edits Smiles=1: unknown attribute 'Smiles'")
+    assert "concurrency 3: 6 x [400] edits Smiles=1: unknown attribute" in result.stderr
+
+
+def test_loadtest_without_a_server_says_so_in_one_line_after_waiting():
     (port,) = free_ports(1)
     result = CliRunner().invoke(main, ["loadtest", "--url", f"127.0.0.1:{port}", "--requests", "1"])
     assert result.exit_code == 1
     assert "no Triton server answers there" in result.stderr and len(result.stderr.splitlines()) == 1
+    start = time.monotonic()
+    result = CliRunner().invoke(main, ["loadtest", "--url", f"127.0.0.1:{port}", "--wait", "1"])
+    assert result.exit_code == 1 and time.monotonic() - start >= 1
+    assert "after 1 s (--wait)" in result.stderr and len(result.stderr.splitlines()) == 1
 
 
 def parse_repo(root: Path) -> dict:

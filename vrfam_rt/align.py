@@ -41,6 +41,11 @@ def ffhq_quad(landmarks: np.ndarray) -> np.ndarray:
     return np.stack([c - x - y, c - x + y, c + x + y, c + x - y])
 
 
+class NoFaceFound(VrfamError):
+    """The detector found no face in a photo (a server words the way out in its own
+    terms: the request's `align` input rather than --no-align)."""
+
+
 class FaceAligner:
     """Detects the largest face in an RGB image and returns its FFHQ-aligned crop."""
 
@@ -83,7 +88,7 @@ class FaceAligner:
 
         points = self.landmarks(np.asarray(image))
         if points is None:
-            raise VrfamError(f"{source}: no face found; use a frontal photo or pass --no-align")
+            raise NoFaceFound(f"{source}: no face found; use a frontal photo or pass --no-align")
         quad = ffhq_quad(points)
         side = np.hypot(*(quad[3] - quad[0]))
         if side > 2 * size:   # shrink first so the quad resampling does not alias

@@ -54,7 +54,9 @@ def read_rgb(path: str | Path | bytes, max_pixels: int = MAX_PIXELS,
                 img = Image.alpha_composite(background, img.convert("RGBA"))
             return img.convert("RGB")
     except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError) as exc:
-        raise VrfamError(f"{path}: not a readable image ({exc})") from None
+        # PIL names an in-memory file by its repr (<_io.BytesIO object at 0x...>)
+        reason = "not a format PIL knows" if isinstance(exc, UnidentifiedImageError) else exc
+        raise VrfamError(f"{path}: not a readable image ({reason})") from None
 
 
 @contextlib.contextmanager

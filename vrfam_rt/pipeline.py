@@ -83,7 +83,8 @@ def parse_edits(attrs: list[str], attributes: tuple[str, ...], sweep: str | None
             if abs(alpha) > ALPHA_LIMIT and not force:
                 how = {"--attr": "; pass --force to use it anyway",
                        "edits": "; pass force=True to use it anyway"}.get(option, "")
-                raise UsageError(f"alpha {alpha:g} for {name} is outside [-{ALPHA_LIMIT}, "
+                raise UsageError(f"{'--alpha-sweep' if sweep else option}: alpha {alpha:g} for "
+                                 f"{name} is outside [-{ALPHA_LIMIT}, "
                                  f"{ALPHA_LIMIT}], the range the transformers were trained "
                                  f"for{how}")
     rows = [tuple((name, alpha) for (name, _), alpha in zip(pairs, row)) for row in alphas]

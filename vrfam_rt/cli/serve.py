@@ -2,6 +2,7 @@
 (vrfam_rt.serving)."""
 from __future__ import annotations
 
+import os
 import sys
 import tempfile
 import threading
@@ -13,6 +14,7 @@ from vrfam_rt.cli.common import (bundle_from, bundle_options, cache_root, enviro
                                  json_option, many_option, open_runtime, runtime_options, say,
                                  set_threads, table, write_json)
 from vrfam_rt.images import MAX_PIXELS
+from vrfam_rt.serving import MAX_BYTES
 
 PORT = click.IntRange(1, 65535)
 
@@ -33,19 +35,23 @@ PORT = click.IntRange(1, 65535)
               help="Triton's gRPC port.")
 @click.option("--metrics-port", default=8002, show_default=True, type=PORT,
               help="Prometheus metrics (nv_inference_exec_count: batches, "
-              "nv_inference_request_success: requests).")
+              "nv_inference_request_success: requests answered, failed ones included; "
+              "vrfam_edit_request_failure: requests failed).")
 @click.option("--max-pixels", default=MAX_PIXELS, show_default=True, type=click.IntRange(1),
               help="Refuse uploads that decode to more pixels.")
+@click.option("--max-bytes", default=MAX_BYTES, show_default=True, type=click.IntRange(1),
+              help="Refuse, before decoding, uploads (`image`) of more bytes (default 20 MiB).")
 @click.option("--ready-timeout", default=600, show_default=True, type=click.IntRange(1),
               help="Seconds the model may take to load.")
 def serve(backend, precision, device, threads, bundle_path, method, config, seed, max_batch,
-          max_queue_delay_us, host, http_port, grpc_port, metrics_port, max_pixels,
+          max_queue_delay_us, host, http_port, grpc_port, metrics_port, max_pixels, max_bytes,
           ready_timeout):
-    """Serve edits on Triton (model vrfam_edit, dynamic batching) until Ctrl-C or SIGTERM.
+    """Serve edits on Triton (model vrfam_edit, dynamic batching) until Ctrl-C or SIGTERM
+    (which stop it within a few seconds).
 
     Each request: `image` (BYTES [1,1], an encoded photo), `edits` (BYTES [1,1], e.g.
     "Smiling=1.0,Eyeglasses=-1"), optional `align` (BOOL [1,1], default true); the
-    answer: `png` (BYTES [1,1]), or an error naming the problem.
+    answer: `png` (BYTES [1,1]), or an error (HTTP 400) naming the input at fault.
 
     Example: vrfam-rt serve --max-batch 8 --max-queue-delay-us 5000
     """
@@ -69,12 +75,17 @@ def serve(backend, precision, device, threads, bundle_path, method, config, seed
     root = cache_root()
     options = {"bundle": None if config else str(bundle.path), "config": config, "seed": seed,
                **resolved, "threads": threads, "cache_root": str(root) if root else None,
-               "max_batch": max_batch, "max_pixels": max_pixels,
+               "max_batch": max_batch, "max_pixels": max_pixels, "max_bytes": max_bytes,
                "label": f"{name} on {resolved['backend']} {resolved['precision']}"}
     workspace = Path(tempfile.mkdtemp(prefix="vrfam-serve-"))
     run(options, ports, max_batch, max_queue_delay_us, environment(), workspace, say,
         ready_timeout_s=ready_timeout)
     say("stopped")
+    # the end, without the interpreter's teardown: the warm-up runtime's (OpenVINO int8:
+    # 3-9 s on 2 busy cores) would hold a stop past a deployment's grace period
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 @click.command()
@@ -91,12 +102,15 @@ def serve(backend, precision, device, threads, bundle_path, method, config, seed
               "default bundle's example face crop, sent with align=false].")
 @click.option("--edits", default="Smiling=1.0", show_default=True,
               help="The edits of every request, as `--attr` values joined by commas.")
+@click.option("--wait", "wait_s", default=0, show_default=True, type=click.FloatRange(0),
+              help="Seconds to wait for the server's vrfam_edit to be ready (e.g. one just "
+              "started with `vrfam-rt serve &`).")
 @json_option()
-def loadtest(url, protocol, levels, requests, images, edits, json_path):
+def loadtest(url, protocol, levels, requests, images, edits, wait_s, json_path):
     """Requests/s and p50/p90/p99 latency of a `vrfam-rt serve` server per concurrency,
     with the batches it ran (Triton's statistics).
 
-    Example: vrfam-rt loadtest --url 127.0.0.1:8000 --concurrency 1,4,16 --requests 200
+    Example: vrfam-rt loadtest --url 127.0.0.1:8000 --concurrency 1,4,16 --requests 200 --wait 600
     """
     from vrfam_rt.images import image_files
     from vrfam_rt.serving.loadtest import check_server, loadtest as run
@@ -104,7 +118,7 @@ def loadtest(url, protocol, levels, requests, images, edits, json_path):
 
     files = image_files(images) if images else [default_suite() / "faces" / "example.png"]
     payloads = [f.read_bytes() for f in files]
-    check_server(url, protocol)
+    check_server(url, protocol, wait_s)
     lock = threading.Lock()
     with click.progressbar(length=requests * len(levels), label=f"loadtest {url}",
                            file=sys.stderr) as bar:
@@ -123,7 +137,7 @@ def loadtest(url, protocol, levels, requests, images, edits, json_path):
         ("p50 ms", "p50_ms", ".1f"), ("p90 ms", "p90_ms", ".1f"), ("p99 ms", "p99_ms", ".1f"),
         ("batches", "batches", "d"), ("mean batch", "mean_batch", ".2f")]))
     for row in report["levels"]:
-        for message, count in row.get("first_errors", []):
+        for message, count in row.get("error_messages", []):
             say(f"concurrency {row['concurrency']}: {count} x {message}")
     write_json(json_path, report)
     if any(row["errors"] for row in report["levels"]):

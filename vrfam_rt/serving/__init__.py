@@ -11,3 +11,5 @@ our own rather than a PyTriton-bound callable: PyTriton answers a dynamic batch 
 whole (one failing request fails every request batched with it), where the Python
 backend answers each request with its own output or error.
 """
+
+MAX_BYTES = 20 * 2**20       # the largest upload decoded by default (vrfam-rt serve --max-bytes)

@@ -7,9 +7,11 @@ from dataclasses import dataclass
 
 import torch
 
+from vrfam_rt.align import NoFaceFound
 from vrfam_rt.errors import VrfamError
 from vrfam_rt.images import png_bytes, to_pil
 from vrfam_rt.pipeline import EditPipeline, parse_edits
+from vrfam_rt.serving import MAX_BYTES
 
 
 @dataclass(frozen=True)
@@ -24,16 +26,28 @@ class EditRequest:
 
 
 class EditService:
-    """Answers batches of EditRequests with one pipeline."""
+    """Answers batches of EditRequests with one pipeline; uploads over `max_bytes` are
+    refused before they are decoded."""
 
-    def __init__(self, pipeline: EditPipeline):
+    def __init__(self, pipeline: EditPipeline, max_bytes: int = MAX_BYTES):
         self.pipeline = pipeline
+        self.max_bytes = max_bytes
 
     def prepare(self, request: EditRequest) -> tuple[torch.Tensor, torch.Tensor]:
-        """(uint8 face crop [3,S,S], alpha row [A]) or a VrfamError naming the problem."""
+        """(uint8 face crop [3,S,S], alpha row [A]) or a VrfamError naming the request's
+        input at fault (`image`, `edits`, `align`) and what to send instead."""
+        if not request.image:
+            raise VrfamError("image: empty; send an encoded photo (JPEG, PNG, WebP)")
+        if len(request.image) > self.max_bytes:
+            raise VrfamError(f"image: {len(request.image)} bytes, over this server's limit of "
+                             f"{self.max_bytes}; send a smaller photo")
         parts = [p for p in request.edits.split(",") if p.strip()]
         edit = parse_edits(parts, self.pipeline.attributes, option="edits")[0] if parts else None
-        face = self.pipeline.load(request.image, align=request.align, name="image")
+        try:
+            face = self.pipeline.load(request.image, align=request.align, name="image")
+        except NoFaceFound:
+            raise VrfamError("image: no face found; send a frontal photo, or align=false "
+                             "with a face crop") from None
         return face, self.pipeline.alpha_row(edit)
 
     def __call__(self, requests: list[EditRequest]) -> list[bytes | VrfamError]:

@@ -43,20 +43,25 @@ def make_inputs(module, image: bytes, edits: str, align: bool):
     return tensors
 
 
-def check_server(url: str, protocol: str):
-    """A client of the server at `url`, or one line saying why there is none to test."""
+def check_server(url: str, protocol: str, wait_s: float = 0):
+    """A client of the server at `url` once its vrfam_edit is ready (asked every half
+    second for up to `wait_s`), or one line saying why there is none to test."""
     module = client_module(protocol)
-    try:
-        client = module.InferenceServerClient(url)
-        ready = client.is_model_ready(MODEL)
-    except Exception as exc:
-        reason = (str(exc).splitlines() or [type(exc).__name__])[0]
-        raise VrfamError(f"--url {url}: no Triton server answers there over {protocol} "
-                         f"({reason}); start one with `vrfam-rt serve`") from None
-    if not ready:
-        raise VrfamError(f"--url {url}: the server has no ready {MODEL} model; start it "
-                         "with `vrfam-rt serve`")
-    return client
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            client = module.InferenceServerClient(url)
+            if client.is_model_ready(MODEL):
+                return client
+            reason = f"the server has no ready {MODEL} model"
+        except Exception as exc:                     # refused, unreachable, not Triton
+            said = (str(exc).splitlines() or [type(exc).__name__])[0]
+            reason = f"no Triton server answers there over {protocol} ({said})"
+        if time.monotonic() >= deadline:
+            break
+        time.sleep(0.5)
+    waited = f"after {wait_s:g} s (--wait)" if wait_s else "(--wait SECONDS waits for one starting)"
+    raise VrfamError(f"--url {url}: {reason} {waited}; start one with `vrfam-rt serve`")
 
 
 def batch_counts(client, protocol: str) -> Counter:
@@ -99,7 +104,7 @@ def run_level(url: str, protocol: str, concurrency: int, requests: int, images: 
                     latencies.append(ms)
             except Exception as exc:                 # counted; the run goes on
                 with lock:
-                    errors.append(str(exc).splitlines()[0][:200])
+                    errors.append((str(exc).splitlines() or [type(exc).__name__])[0][:200])
             tick()
 
     threads = [threading.Thread(target=worker) for _ in range(concurrency)]
@@ -114,8 +119,8 @@ def run_level(url: str, protocol: str, concurrency: int, requests: int, images: 
     if latencies:
         row.update({"p50_ms": statistics.median(latencies), "p90_ms": percentile(latencies, 90),
                     "p99_ms": percentile(latencies, 99), "mean_ms": statistics.fmean(latencies)})
-    if errors:
-        row["first_errors"] = sorted(Counter(errors).items(), key=lambda kv: -kv[1])[:3]
+    if errors:                                       # every kind, most frequent first
+        row["error_messages"] = sorted(Counter(errors).items(), key=lambda kv: -kv[1])
     return row
 
 

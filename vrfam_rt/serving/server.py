@@ -7,11 +7,19 @@ The Python backend's stub embeds libpython, so the interpreter's libdir leads
 LD_LIBRARY_PATH (else it loads the system's libpython and fails), and this
 interpreter's folder leads PATH (the stub takes its packages from the python3 found
 there: this environment's).
+
+Stopping: Triton waits for its HTTP connections to close, an idle keep-alive one too
+(tritonclient keeps one), up to its exit timeout; EXIT_TIMEOUT_S keeps that short, so
+SIGTERM or Ctrl-C stops a server within about STOP_S whether idle or busy (a request
+still running after EXIT_TIMEOUT_S fails with its connection closed). The Python
+backend's shared-memory regions carry a prefix of this process's own, so that what a
+killed stub leaves in /dev/shm is removed after it.
 """
 from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -29,7 +37,9 @@ from vrfam_rt.serving.triton_model import PARAMETER
 
 MODEL = "vrfam_edit"
 SERVE_HINT = "pip install 'vrfam-rt[serve]'"
-STOP_GRACE_S = 30           # what Triton gets to unload its models before it is killed
+EXIT_TIMEOUT_S = 2          # tritonserver --exit-timeout-secs: in-flight requests' grace
+STOP_S = 3.0                # from SIGTERM to SIGKILL of tritonserver and its stubs
+SHM = Path("/dev/shm")
 
 
 @dataclass(frozen=True)
@@ -135,14 +145,16 @@ def server_environment(environment: dict[str, str]) -> dict[str, str]:
     return env
 
 
-def server_command(home: Path, backends: Path, repo: Path, ports: Ports) -> list[str]:
+def server_command(home: Path, backends: Path, repo: Path, ports: Ports,
+                   shm_prefix: str) -> list[str]:
     return [str(home / "bin" / "tritonserver"), "--model-repository", str(repo),
             "--backend-directory", str(backends), "--model-control-mode", "none",
             "--exit-on-error", "true", "--strict-readiness", "true",
             "--http-address", ports.host, "--http-port", str(ports.http),
             "--grpc-address", ports.host, "--grpc-port", str(ports.grpc),
             "--metrics-address", ports.host, "--metrics-port", str(ports.metrics),
-            "--allow-gpu-metrics", "false", "--exit-timeout-secs", str(STOP_GRACE_S)]
+            "--allow-gpu-metrics", "false", "--exit-timeout-secs", str(EXIT_TIMEOUT_S),
+            "--backend-config", f"python,shm-region-prefix-name={shm_prefix}"]
 
 
 def _die_with_parent() -> None:
@@ -157,8 +169,10 @@ def _die_with_parent() -> None:
 class TritonServer:
     """tritonserver serving a model repository, as a child process."""
 
-    def __init__(self, command: list[str], env: dict[str, str], log: Path, ports: Ports):
+    def __init__(self, command: list[str], env: dict[str, str], log: Path, ports: Ports,
+                 shm_prefix: str):
         self.command, self.env, self.log_path, self.ports = command, env, log, ports
+        self.shm_prefix = shm_prefix
         self.process: subprocess.Popen | None = None
 
     def start(self) -> None:
@@ -167,12 +181,14 @@ class TritonServer:
                                             stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                             start_new_session=True, preexec_fn=_die_with_parent)
 
-    def log_tail(self, lines: int = 15) -> str:
+    def last_line(self) -> str:
+        """The log's last line: what Triton did last, its error when it failed."""
         try:
-            text = self.log_path.read_text(errors="replace").splitlines()
+            lines = [line.strip() for line in self.log_path.read_text(errors="replace").splitlines()
+                     if line.strip()]
         except OSError:
-            return ""
-        return "\n".join(text[-lines:])
+            return "(no log)"
+        return (lines or ["(empty)"])[-1][:500]
 
     def ready(self) -> bool:
         url = f"http://{self.ports.host}:{self.ports.http}/v2/models/{MODEL}/ready"
@@ -182,28 +198,35 @@ class TritonServer:
         except (urllib.error.URLError, OSError):
             return False
 
-    def wait_ready(self, timeout_s: float) -> None:
+    def wait_ready(self, timeout_s: float, stop) -> bool:
+        """True once the model is ready; False when `stop()` turned true first."""
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
+            if stop():
+                return False
             if self.process.poll() is not None:
-                raise VrfamError(f"tritonserver stopped while starting (exit {self.process.returncode}); "
-                                 f"its log ({self.log_path}) ends:\n{self.log_tail()}")
+                raise VrfamError(f"tritonserver stopped while starting (exit "
+                                 f"{self.process.returncode}); {self.log_tail_says()}")
             if self.ready():
-                return
+                return True
             time.sleep(0.25)
-        raise VrfamError(f"{MODEL} was not ready after {timeout_s:.0f} s; its log "
-                         f"({self.log_path}) ends:\n{self.log_tail()}")
+        raise VrfamError(f"{MODEL} was not ready after {timeout_s:.0f} s (--ready-timeout); "
+                         f"{self.log_tail_says()}")
+
+    def log_tail_says(self) -> str:
+        return f"its log ({shlex.quote(str(self.log_path))}) ends:\n{self.last_line()}"
 
     def stop(self) -> None:
-        """SIGTERM (Triton unloads its models and stops its stubs), then SIGKILL to the
-        whole session after STOP_GRACE_S: nothing of it outlives this call."""
+        """SIGTERM (Triton lets in-flight requests finish for EXIT_TIMEOUT_S, unloads its
+        model and stops its stubs), then SIGKILL to the whole session STOP_S after the
+        SIGTERM, and the stubs' shared memory removed: nothing of it outlives this call."""
         process = self.process
         if process is None:
             return
         if process.poll() is None:
             process.send_signal(signal.SIGTERM)
             try:
-                process.wait(STOP_GRACE_S + 5)
+                process.wait(STOP_S)
             except subprocess.TimeoutExpired:
                 pass
         try:
@@ -212,34 +235,39 @@ class TritonServer:
             pass
         process.wait()
         self.process = None
+        for region in SHM.glob(f"{self.shm_prefix}*"):
+            region.unlink(missing_ok=True)
 
 
 def serve(options: dict, ports: Ports, max_batch: int, queue_delay_us: int,
           environment: dict[str, str], workspace: Path, say,
           ready_timeout_s: float = 600) -> None:
-    """Serve `vrfam_edit` until SIGINT or SIGTERM, then stop the server; the workspace
-    (repository, backends, log) is removed after."""
+    """Serve `vrfam_edit` until SIGINT or SIGTERM, then stop the server. The workspace
+    (repository, backends) is removed after; Triton's log, beside it, too unless the
+    server failed (the error names it)."""
     home = triton_home()
+    log = workspace.with_name(workspace.name + ".log")
     try:
         backends = backends_folder(home, workspace)
         repo = workspace / "models"
         write_repository(repo, edit_model_config(options, max_batch, queue_delay_us))
-        server = TritonServer(server_command(home, backends, repo, ports),
-                              server_environment(environment), workspace / "tritonserver.log",
-                              ports)
+        shm_prefix = f"vrfam_serve_{os.getpid()}_"
+        server = TritonServer(server_command(home, backends, repo, ports, shm_prefix),
+                              server_environment(environment), log, ports, shm_prefix)
         stop = _stop_on_signals()
         server.start()
         try:
-            server.wait_ready(ready_timeout_s)
-            say(f"serving {MODEL} ({options['label']}; max batch {max_batch}, queue delay "
-                f"{queue_delay_us} us) at {ports.describe()}")
+            if server.wait_ready(ready_timeout_s, stop):
+                say(f"serving {MODEL} ({options['label']}; max batch {max_batch}, queue delay "
+                    f"{queue_delay_us} us) at {ports.describe()}")
             while not stop():
                 if server.process.poll() is not None:
                     raise VrfamError(f"tritonserver stopped (exit {server.process.returncode}); "
-                                     f"its log ends:\n{server.log_tail()}")
+                                     f"{server.log_tail_says()}")
                 time.sleep(0.2)
         finally:
             server.stop()
+        log.unlink(missing_ok=True)
     finally:
         shutil.rmtree(workspace, ignore_errors=True)
 

@@ -6,6 +6,14 @@ them; each request carries `image` (BYTES [n,1]: encoded photos), `edits` (BYTES
 gets `png` (BYTES [n,1]) or an error naming its problem, whatever the other requests
 of its batch hold. Triton itself refuses a request of the wrong shape or dtype.
 
+Triton's `nv_inference_request_failure` cannot count these errors: its Python backend
+(Triton 2.51, and to this day) reports a whole `execute` call as one success or one
+failure, so a request answered with an error counts as a success, and only an exception
+out of `execute` counts as failures (every request of the batch, answered HTTP 500 with
+the backend's traceback). The model therefore counts its failed requests itself, in
+the counter FAILURES on Triton's metrics port, labelled with the reason: `input` (a bad
+request: HTTP 400) or `internal` (a bug or out of memory: HTTP 500).
+
 This module is imported by the Python backend's stub process, where
 `triton_python_backend_utils` exists; its options come from the model configuration's
 `vrfam_rt` parameter (JSON written by `vrfam-rt serve`), never from the environment.
@@ -21,6 +29,7 @@ from vrfam_rt.errors import VrfamError
 from vrfam_rt.serving.edits import EditRequest, EditService
 
 PARAMETER = "vrfam_rt"       # the model configuration parameter holding the options
+FAILURES = "vrfam_edit_request_failure"
 
 
 def open_service(options: dict, say=print) -> EditService:
@@ -37,7 +46,7 @@ def open_service(options: dict, say=print) -> EditService:
         bundle, options["backend"], options["precision"], options.get("device", "cpu"),
         options.get("cache_root"), max_batch=options["max_batch"], threads=options.get("threads"),
         align=False, say=say, max_pixels=options["max_pixels"])
-    return EditService(pipeline)
+    return EditService(pipeline, options["max_bytes"])
 
 
 def request_items(image: np.ndarray, edits: np.ndarray, align: np.ndarray | None) -> list[EditRequest]:
@@ -76,14 +85,21 @@ class TritonPythonModel:
         options = json.loads(config["parameters"][PARAMETER]["string_value"])
         log = pb_utils.Logger
         self.service = open_service(options, say=lambda line: log.log_info(f"vrfam_edit: {line}"))
+        self.failure_family = pb_utils.MetricFamily(
+            name=FAILURES, kind=pb_utils.MetricFamily.COUNTER,
+            description="vrfam_edit requests answered with an error, by reason (input: a bad "
+                        "request, HTTP 400; internal: HTTP 500)")
+        self.failures = {reason: self.failure_family.Metric(
+            labels={"model": args["model_name"], "reason": reason}) for reason in ("input", "internal")}
         log.log_info(f"vrfam_edit: ready ({options['backend']} {options['precision']}, "
                      f"max batch {options['max_batch']})")
 
     def _error(self, message: str, internal: bool = False):
+        """An error response, counted in FAILURES."""
         error = self.pb.TritonError
-        code = getattr(error, "INTERNAL" if internal else "INVALID_ARG", None)
-        made = error(message) if code is None else error(message, code)
-        return self.pb.InferenceResponse(error=made)
+        self.failures["internal" if internal else "input"].increment(1)
+        code = error.INTERNAL if internal else error.INVALID_ARG
+        return self.pb.InferenceResponse(error=error(message, code))
 
     def execute(self, requests):
         pb = self.pb
@@ -108,8 +124,10 @@ class TritonPythonModel:
             return answers
         except Exception as exc:           # a bug or out of memory: say so, keep serving
             pb.Logger.log_error(f"vrfam_edit: {traceback.format_exc()}")
-            return [self._error(f"internal error: {type(exc).__name__}: {exc}", internal=True)
-                    for _ in requests]
+            return [self._error(f"internal error ({type(exc).__name__}); the server's log has "
+                                "the details", internal=True) for _ in requests]
 
     def finalize(self):
         self.service = None
+        self.failures = None            # a family outlives its metrics (the backend says so)
+        self.failure_family = None
