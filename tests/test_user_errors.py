@@ -106,7 +106,7 @@ def test_synth_render_and_triton_repo_force_keep_a_users_files(user, tiny_export
                                                                says):
     run("synth", "render", "--n", 2, "--out", out, "--force", code=code, says=says)
     run("triton-repo", "--onnx", tiny_exports[0] / "fp32", "--out", out, "--force",
-        code=FAILED, says=says)
+        code=code, says=says)
     assert user.intact()
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from vrfam_rt.cli.common import (bundle_from, bundle_options, cache_root, environment,
+from vrfam_rt.cli.common import (OUT_DIR, bundle_from, bundle_options, cache_root, environment,
                                  json_option, many_option, open_runtime, runtime_options, say,
                                  set_threads, table, write_json)
 from vrfam_rt.images import MAX_PIXELS
@@ -150,7 +150,7 @@ def loadtest(url, protocol, levels, requests, images, edits, wait_s, json_path):
 @click.option("--onnx", type=click.Path(file_okay=False, path_type=Path),
               help="An ONNX export precision folder (e.g. onnx/fp16): onnxruntime_onnx or "
               "openvino models (--runtime).")
-@click.option("--out", required=True, type=click.Path(path_type=Path),
+@click.option("--out", required=True, type=OUT_DIR,
               help="The model repository folder to write.")
 @click.option("--runtime", default="onnxruntime", show_default=True,
               type=click.Choice(["onnxruntime", "openvino"]), help="Triton backend for --onnx.")
