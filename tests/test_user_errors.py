@@ -328,15 +328,15 @@ def test_help_offers_only_values_the_command_takes():
 def test_ctrl_c_during_edit_says_what_was_written_and_exits_130(user, monkeypatch):
     from vrfam_rt.pipeline import EditPipeline
 
-    run_batch, calls = EditPipeline.run, []
+    edit_batch, calls = EditPipeline.edit, []
 
-    def interrupted_on_the_second_batch(self, faces, edits):
-        calls.append(len(faces))
+    def interrupted_on_the_second_batch(self, inversion, edits):
+        calls.append(len(inversion))
         if len(calls) == 2:
             raise KeyboardInterrupt
-        return run_batch(self, faces, edits)
+        return edit_batch(self, inversion, edits)
 
-    monkeypatch.setattr(EditPipeline, "run", interrupted_on_the_second_batch)
+    monkeypatch.setattr(EditPipeline, "edit", interrupted_on_the_second_batch)
     result = CliRunner().invoke(main, ["edit", str(EXAMPLE), str(EXAMPLE), str(EXAMPLE),
                                        "--batch", "1", "--attr", "Smiling", "--no-align",
                                        "--backend", "eager", "--config", "tiny", "--out", "out"])
