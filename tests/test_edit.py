@@ -458,3 +458,12 @@ def test_the_cli_the_api_and_the_server_give_the_same_pixels(pipe, tmp_path):
                                               align=False)])
     for image in (api, Image.open(io.BytesIO(served))):
         assert np.abs(pixels(image) - cli).max() <= 1
+
+
+def test_a_backend_compiled_per_batch_size_runs_padded_batches_and_drops_the_padding(
+        pipe, stage_calls, monkeypatch):
+    plain = pipe.invert([EXAMPLE] * 3)
+    monkeypatch.setattr(pipe.backend, "static_shapes", True)     # as OpenVINO's
+    padded = pipe.invert([EXAMPLE] * 3)                          # max_batch 4: 3 runs as 4
+    assert stage_calls["encoder"] == [3, 4] and len(padded) == 3
+    torch.testing.assert_close(padded.wplus, plain.wplus, rtol=1e-4, atol=1e-4)
