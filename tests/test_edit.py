@@ -467,3 +467,18 @@ def test_a_backend_compiled_per_batch_size_runs_padded_batches_and_drops_the_pad
     padded = pipe.invert([EXAMPLE] * 3)                          # max_batch 4: 3 runs as 4
     assert stage_calls["encoder"] == [3, 4] and len(padded) == 3
     torch.testing.assert_close(padded.wplus, plain.wplus, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.usefixtures("dlib")          # aligns a photo
+def test_an_aligned_face_keeps_the_square_that_cuts_it_from_the_photo(tiny):
+    from vrfam_rt.align import warp
+    from vrfam_rt.backends.eager import EagerBackend
+    from vrfam_rt.images import to_tensor
+    from vrfam_rt.pipeline import EditPipeline
+
+    face = EditPipeline(EagerBackend(tiny), 64).invert(PHOTO)[0]
+    corners = face.transform.numpy()                          # UL, LL, LR, UR
+    sides = np.hypot(*(np.roll(corners, -1, axis=0) - corners).T)
+    assert np.allclose(sides, sides[0]) and sides[0] > 64    # a square, shrunk to 64 px
+    photo = read_rgb(PHOTO)
+    assert torch.equal(to_tensor(warp(photo, corners, 64)), face.crop)
