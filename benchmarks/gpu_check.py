@@ -7,7 +7,7 @@ step, so a run cut short still leaves what it measured):
    from vrfam_rt.runtime.open_runtime (as `vrfam-rt edit` gets them), exported and
    built into `<out>/cache` when the exporter (onnx + onnxscript) is importable;
 3. FP16 TensorRT plans when TensorRT is importable;
-4. every runner against eager FP32: PSNR of the edited image;
+4. every runner against eager FP32: PSNR of the edited image (EditPipeline on it);
 5. the benchmark: eager FP32, FP16 (also channels-last, and with the fused generator),
    BF16 and TensorRT, interleaved;
 6. per-layer time of eager FP16 (the slowest layers of each stage);
@@ -100,13 +100,19 @@ def gpu_check(out: Path, config: str = "ffhq-1024", device: str = "cuda", batche
             trt_reason if not trt_ok else "no exporter")}
 
     def parity():
+        from vrfam_rt.pipeline import EditPipeline
+
         gen = torch.Generator().manual_seed(1)
         size = bundle.config.encoder.input_size
-        image = (torch.rand(1, 3, size, size, generator=gen) * 2 - 1).to(device)
-        alphas = torch.zeros(1, len(bundle.attributes), device=device)
+        image = torch.rand(1, 3, size, size, generator=gen) * 2 - 1        # [1,3,S,S]
+        alphas = torch.zeros(1, len(bundle.attributes))                     # [1,K]
         alphas[:, 0] = 1.0
-        reference = runners["eager fp32"].edit(image, alphas).cpu()
-        return {name: psnr(reference, r.edit(image, alphas).cpu())
+
+        def edited(runner):                  # the edit as the pipeline runs it: [1,3,R,R]
+            pipe = EditPipeline(runner, size, align=False)
+            return pipe.render(pipe.encode(image), alphas).cpu()
+        reference = edited(runners["eager fp32"])
+        return {name: psnr(reference, edited(r))
                 for name, r in runners.items() if name != "eager fp32"}
     report["psnr_vs_eager_fp32_db"] = step("parity", parity)
 

@@ -1,4 +1,5 @@
 """`vrfam-rt edit`: a real photo end to end, every input format, every bad input."""
+import io
 import json
 import shutil
 from pathlib import Path
@@ -348,7 +349,136 @@ def test_a_long_grid_label_shrinks_to_stay_in_its_cell():
     from vrfam_rt.pipeline import Edit
 
     edit_ = Edit((("Black_Hair", 1.0), ("Eyeglasses", 1.0), ("Mouth_Slightly_Open", -0.5)))
-    images = {name: torch.zeros(1, 3, 64, 64) for name in ("input", "reconstruction", edit_.name)}
-    band = np.asarray(_grid(images, 0, [edit_]).convert("L"))[:-256]
+    tiles = [Image.new("RGB", (64, 64)) for _ in range(3)]
+    band = np.asarray(_grid(tiles, ["input", "reconstruction", edit_.label]).convert("L"))[:-256]
     assert (band[:, 2 * 256:] < 128).any()                          # the label is drawn
     assert (band[:, 2 * 256:2 * 256 + 3] == 255).all() and (band[:, -3:] == 255).all()
+
+
+# ---- the edit core: invert once, edit many; every front end on EditPipeline -----------------
+EXAMPLE = Path(__file__).resolve().parent.parent / "vrfam_rt" / "assets" / "default" / "faces" \
+    / "example.png"
+
+
+@pytest.fixture(scope="module")
+def pipe():
+    """The shipped default model (64 px) on the eager backend, faces as given."""
+    from vrfam_rt import EditPipeline
+
+    return EditPipeline.from_bundle(None, backend="eager", align=False)
+
+
+@pytest.fixture
+def stage_calls(monkeypatch):
+    """The batch of every stage call any backend makes from here on: {stage: [B, ...]}."""
+    from vrfam_rt.backends.base import Backend
+
+    calls = {"encoder": [], "transformer": [], "generator": []}
+    for stage, seen in calls.items():
+        def counted(self, *inputs, _call=getattr(Backend, stage), _seen=seen):
+            _seen.append(len(inputs[0]))
+            return _call(self, *inputs)
+        monkeypatch.setattr(Backend, stage, counted)
+    return calls
+
+
+def pixels(image) -> np.ndarray:
+    return np.asarray(image, dtype=int)
+
+
+def test_a_plain_edit_runs_each_stage_once_per_face(pipe, stage_calls, tmp_path):
+    pipe(EXAMPLE, {"Smiling": 1})
+    assert stage_calls == {"encoder": [1], "transformer": [1], "generator": [1]}
+    for seen in stage_calls.values():
+        seen.clear()
+    args = ["--attr", "Smiling", "--no-align", "--backend", "eager"]
+    result = edit(EXAMPLE, EXAMPLE, EXAMPLE, *args, "--batch", 2, "--out", tmp_path / "plain")
+    assert result.exit_code == 0, result.output
+    assert stage_calls == {"encoder": [2, 1], "transformer": [2, 1], "generator": [2, 1]}
+    for seen in stage_calls.values():
+        seen.clear()
+    result = edit(EXAMPLE, *args, "--grid", "--out", tmp_path / "grid")   # + the reconstruction
+    assert result.exit_code == 0, result.output
+    assert stage_calls == {"encoder": [1], "transformer": [1], "generator": [1, 1]}
+
+
+def test_one_inversion_serves_many_edits_and_keeps_each_inputs_failure(pipe, stage_calls,
+                                                                        tmp_path):
+    from vrfam_rt.inversion import Inversion
+
+    inversion = pipe.invert([EXAMPLE, b"not an image", Image.open(EXAMPLE)])
+    assert len(inversion) == 2 and inversion.indices == (0, 2)
+    assert inversion.sources == (str(EXAMPLE), "images[2]")
+    [failure] = inversion.failures
+    assert failure.index == 1 and str(failure.error).startswith("images[1]: not a readable image")
+    face = inversion[-1]
+    width, height = Image.open(EXAMPLE).size                 # unaligned: the whole photo
+    assert face.transform.tolist() == [[0, 0], [0, height], [width, height], [width, 0]]
+    assert face.crop.dtype == torch.uint8 and face.crop.shape == (3, 64, 64)
+    assert face.wplus.shape == inversion.wplus.shape[1:] and face.wplus.dim() == 2
+    smile = pipe.edit(inversion, {"Smiling": 1.0})
+    sweep = pipe.edit(inversion, [{}, {"Smiling": -1.0}, {"Smiling": 1.0}])
+    assert stage_calls["encoder"] == [2]                     # the inversion's, only
+    assert sum(stage_calls["transformer"]) == 2 + 2 * 2      # never for the reconstruction
+    assert sum(stage_calls["generator"]) == 2 + 3 * 2
+    assert [e.name for e in sweep.edits] == ["reconstruction", "Smiling-1.0", "Smiling+1.0"]
+    assert len(sweep.crops) == 2 and all(len(row) == 3 for row in sweep.crops)
+    assert sweep.failures == inversion.failures
+    for row_smile, row_sweep in zip(smile.crops, sweep.crops):    # batched apart, same picture
+        assert np.abs(pixels(row_smile[0]) - pixels(row_sweep[2])).max() <= 1
+    assert np.abs(pixels(sweep.crops[0][0]) - pixels(sweep.crops[0][2])).mean() > 1
+
+    loaded = Inversion.load(inversion.save(tmp_path / "faces.safetensors"))
+    assert loaded.sources == inversion.sources and loaded.indices == inversion.indices
+    for key in ("transforms", "crops", "wplus"):
+        assert torch.equal(getattr(loaded, key), getattr(inversion, key)), key
+    assert [str(f.error) for f in loaded.failures] == [str(failure.error)]
+    again = pipe.edit(loaded[1:], {"Smiling": 1.0})
+    assert len(again.crops) == 1
+    assert np.abs(pixels(again.crops[0][0]) - pixels(smile.crops[1][0])).max() <= 1
+    assert stage_calls["encoder"] == [2]
+
+    out = pipe([EXAMPLE, b"not an image"], {"Smiling": 1.0})   # the rest goes on
+    assert isinstance(out[0], Image.Image) and isinstance(out[1], VrfamError)
+    with pytest.raises(VrfamError, match="the image: not a readable image"):
+        pipe(b"not an image", {"Smiling": 1.0})
+    with pytest.raises(VrfamError, match="example.png: not a readable inversion"):
+        Inversion.load(EXAMPLE)
+
+
+def test_the_cli_the_api_and_the_server_give_the_same_pixels(pipe, tmp_path):
+    from vrfam_rt.serving.edits import EditRequest, EditService
+
+    result = edit(EXAMPLE, "--attr", "Smiling=0.5", "--attr", "Eyeglasses=-1", "--no-align",
+                  "--backend", "eager", "--out", tmp_path)
+    assert result.exit_code == 0, result.output
+    cli = pixels(Image.open(tmp_path / "example_Smiling+0.5_Eyeglasses-1.0.png"))
+    [api] = pipe(EXAMPLE, {"Smiling": 0.5, "Eyeglasses": -1})
+    [served] = EditService(pipe)([EditRequest(EXAMPLE.read_bytes(), "Smiling=0.5,Eyeglasses=-1",
+                                              align=False)])
+    for image in (api, Image.open(io.BytesIO(served))):
+        assert np.abs(pixels(image) - cli).max() <= 1
+
+
+def test_a_backend_compiled_per_batch_size_runs_padded_batches_and_drops_the_padding(
+        pipe, stage_calls, monkeypatch):
+    plain = pipe.invert([EXAMPLE] * 3)
+    monkeypatch.setattr(pipe.backend, "static_shapes", True)     # as OpenVINO's
+    padded = pipe.invert([EXAMPLE] * 3)                          # max_batch 4: 3 runs as 4
+    assert stage_calls["encoder"] == [3, 4] and len(padded) == 3
+    torch.testing.assert_close(padded.wplus, plain.wplus, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.usefixtures("dlib")          # aligns a photo
+def test_an_aligned_face_keeps_the_square_that_cuts_it_from_the_photo(tiny):
+    from vrfam_rt.align import warp
+    from vrfam_rt.backends.eager import EagerBackend
+    from vrfam_rt.images import to_tensor
+    from vrfam_rt.pipeline import EditPipeline
+
+    face = EditPipeline(EagerBackend(tiny), 64).invert(PHOTO)[0]
+    corners = face.transform.numpy()                          # UL, LL, LR, UR
+    sides = np.hypot(*(np.roll(corners, -1, axis=0) - corners).T)
+    assert np.allclose(sides, sides[0]) and sides[0] > 64    # a square, shrunk to 64 px
+    photo = read_rgb(PHOTO)
+    assert torch.equal(to_tensor(warp(photo, corners, 64)), face.crop)

@@ -457,11 +457,11 @@ def test_triton_repo_refuses_tensorrt_rtx_plans_and_missing_stages(tiny_exports,
 def test_batches_pad_to_a_few_sizes_for_backends_compiled_per_size():
     import torch
 
-    from vrfam_rt.serving.edits import bucket, pad_batch
+    from vrfam_rt.pipeline import bucket, pad_rows
 
     assert [bucket(n, 8) for n in range(1, 9)] == [1, 2, 4, 4, 8, 8, 8, 8]
     assert bucket(5, 6) == 6 and bucket(9, 8) == 9          # never below the batch
-    faces, rows = torch.arange(3 * 2).view(3, 2), torch.eye(3)
-    padded, padded_rows = pad_batch(faces, rows, 8)
-    assert padded.shape == (4, 2) and torch.equal(padded[3], faces[2])
-    assert torch.equal(padded_rows[:3], rows) and torch.equal(padded_rows[3], rows[2])
+    faces = torch.arange(3 * 2).view(3, 2)
+    padded = pad_rows(faces, bucket(3, 8))
+    assert padded.shape == (4, 2) and torch.equal(padded[:3], faces)
+    assert torch.equal(padded[3], faces[2])

@@ -12,7 +12,8 @@ PACKAGES = {"vrfam_rt": "vrfam_rt", "vrfam_rt.training": "training",
             "vrfam_rt.calibration": "calibration", "vrfam_rt.benchmarks": "benchmarks"}
 BUILD_TIME = ("vrfam_rt.export", "vrfam_rt.engines", "vrfam_rt.calibration",
               "vrfam_rt.training")
-RUN_TIME = ("vrfam_rt.backends", "vrfam_rt.pipeline", "vrfam_rt.images", "vrfam_rt.align")
+RUN_TIME = ("vrfam_rt.backends", "vrfam_rt.pipeline", "vrfam_rt.inversion", "vrfam_rt.images",
+            "vrfam_rt.align")
 
 
 def modules() -> dict[str, Path]:
@@ -135,6 +136,29 @@ def test_cli_modules_stand_on_common_not_on_each_other():
         if name.startswith("vrfam_rt.cli.") and name != "vrfam_rt.cli.common":
             others = {t for t, _ in imports(path) if t.startswith("vrfam_rt.cli")}
             assert others <= {"vrfam_rt.cli.common"}, (name, others)
+
+
+def stage_calls(source: str) -> list[tuple[str, int]]:
+    """(stage, line) of every call `x.encoder(...)`, `x.transformer(...)` or
+    `x.generator(...)` in Python source."""
+    from vrfam_rt.contract import STAGE_NAMES
+
+    return [(node.func.attr, node.lineno) for node in ast.walk(ast.parse(source))
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+            and node.func.attr in STAGE_NAMES]
+
+
+def test_front_ends_edit_through_the_pipeline_never_a_stage():
+    """The CLI and the server call EditPipeline; a stage call there would be a second
+    edit path (only `bench` and `profile`, in benchmarks/, time the stages directly)."""
+    found = {name: stage_calls(path.read_text()) for name, path in MODULES.items()
+             if name.startswith(("vrfam_rt.cli", "vrfam_rt.serving"))}
+    assert len(found) > 10 and {k: v for k, v in found.items() if v} == {}
+
+
+def test_the_stage_call_finder_finds_one():
+    assert stage_calls("def edit(runner, x):\n    return runner.generator(runner.encoder(x))"
+                       ) == [("generator", 2), ("encoder", 2)]
 
 
 def test_the_environment_is_read_at_the_cli_edge_only():

@@ -282,6 +282,34 @@ def test_a_network_called_with_the_wrong_shape_names_the_stage_and_both_shapes(t
         tiny.transformer(torch.zeros(2, 10, 64), torch.zeros(2))
 
 
+@pytest.mark.parametrize("backend", ["eager", "ort", "openvino"])
+def test_every_backend_checks_what_a_stage_is_given_and_names_the_stage(tiny, tiny_exports,
+                                                                         backend):
+    """Stages meet through the ONNX contract: a backend refuses an input of another shape
+    or dtype before it runs, in one ShapeError naming the stage, the input, both shapes."""
+    import torch
+
+    from vrfam_rt.backends.eager import EagerBackend
+    from vrfam_rt.backends.openvino import OpenVinoBackend
+    from vrfam_rt.backends.ort import OrtBackend
+    from vrfam_rt.errors import ShapeError
+
+    fp32 = tiny_exports[0] / "fp32"
+    runner = {"eager": lambda: EagerBackend(tiny), "ort": lambda: OrtBackend(fp32),
+              "openvino": lambda: OpenVinoBackend(fp32)}[backend]()
+    g, K = tiny.config.generator, len(tiny.attributes)
+    L, D = g.n_latent, g.style_dim
+    with pytest.raises(ShapeError, match=r"^encoder: image must be \[B,3,64,64\], got "
+                                         r"\[1, 3, 32, 32\]"):
+        runner.encoder(torch.zeros(1, 3, 32, 32))
+    with pytest.raises(ShapeError, match=rf"^transformer: alphas must be \[2,{K}\], "
+                                         rf"got \[1, {K}\]"):
+        runner.transformer(torch.zeros(2, L, D), torch.zeros(1, K))
+    with pytest.raises(ShapeError, match=r"^generator: wplus must be a floating tensor"):
+        runner.generator(torch.zeros(1, L, D, dtype=torch.uint8))
+    assert runner.generator(torch.zeros(1, L, D)).shape == (1, 3, 64, 64)
+
+
 # ---- nothing writes into the installed package unless told to ----------------------------------
 def test_synth_demo_face_needs_a_target():
     result = CliRunner().invoke(main, ["synth", "demo-face"])
@@ -300,15 +328,15 @@ def test_help_offers_only_values_the_command_takes():
 def test_ctrl_c_during_edit_says_what_was_written_and_exits_130(user, monkeypatch):
     from vrfam_rt.pipeline import EditPipeline
 
-    run_batch, calls = EditPipeline.run, []
+    edit_batch, calls = EditPipeline.edit, []
 
-    def interrupted_on_the_second_batch(self, faces, edits):
-        calls.append(len(faces))
+    def interrupted_on_the_second_batch(self, inversion, edits):
+        calls.append(len(inversion))
         if len(calls) == 2:
             raise KeyboardInterrupt
-        return run_batch(self, faces, edits)
+        return edit_batch(self, inversion, edits)
 
-    monkeypatch.setattr(EditPipeline, "run", interrupted_on_the_second_batch)
+    monkeypatch.setattr(EditPipeline, "edit", interrupted_on_the_second_batch)
     result = CliRunner().invoke(main, ["edit", str(EXAMPLE), str(EXAMPLE), str(EXAMPLE),
                                        "--batch", "1", "--attr", "Smiling", "--no-align",
                                        "--backend", "eager", "--config", "tiny", "--out", "out"])

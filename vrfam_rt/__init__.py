@@ -15,6 +15,7 @@ split between build time (making graphs and plans) and run time (running them):
 | vrfam_rt.backends       | vrfam_rt/backends/   | run time: eager, ort, trt stage calls   |
 | vrfam_rt.runtime        | vrfam_rt/runtime.py  | the one bridge: build on demand, cached |
 | vrfam_rt.pipeline       | vrfam_rt/pipeline.py | run time: EditPipeline                  |
+| vrfam_rt.inversion      | vrfam_rt/inversion.py| run time: faces inverted once, saved    |
 | vrfam_rt.benchmarks     | benchmarks/          | bench, profile, roofline, evaluation    |
 | vrfam_rt.cli            | vrfam_rt/cli/        | the `vrfam-rt` command line             |
 

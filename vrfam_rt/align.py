@@ -82,19 +82,31 @@ class FaceAligner:
         shape = self.predictor(rgb, face)
         return np.array([[p.x, p.y] for p in shape.parts()], dtype=np.float64)
 
-    def align(self, image, size: int, source: str = "image"):
-        """PIL RGB image -> aligned PIL RGB face of size x size."""
-        from PIL import Image
-
+    def quad(self, image, source: str = "image") -> np.ndarray:
+        """PIL RGB image -> the FFHQ crop of its largest face: corners [4,2] (x,y of the
+        upper left, lower left, lower right, upper right) in the image's pixel
+        coordinates (PIL's: the top-left pixel spans [0,1)^2), or NoFaceFound."""
         points = self.landmarks(np.asarray(image))
         if points is None:
             raise NoFaceFound(f"{source}: no face found; use a frontal photo or pass --no-align")
-        quad = ffhq_quad(points)
-        side = np.hypot(*(quad[3] - quad[0]))
-        if side > 2 * size:   # shrink first so the quad resampling does not alias
-            factor = side / (2 * size)
-            image = image.resize((max(1, round(image.width / factor)),
-                                  max(1, round(image.height / factor))), Image.LANCZOS)
-            quad = quad / factor
-        return image.transform((size, size), Image.QUAD, (quad + 0.5).flatten().tolist(),
-                               Image.BILINEAR)
+        return ffhq_quad(points) + 0.5          # landmarks count pixel centres from 0
+
+    def align(self, image, size: int, source: str = "image"):
+        """PIL RGB image -> aligned PIL RGB face of size x size."""
+        return warp(image, self.quad(image, source), size)
+
+
+def warp(image, quad: np.ndarray, size: int):
+    """The crop of PIL `image` whose corners are `quad` [4,2] (as FaceAligner.quad gives
+    them) resampled to a size x size PIL image; a quad over twice the output size is
+    shrunk with the image first, so the bilinear resampling does not alias."""
+    from PIL import Image
+
+    side = np.hypot(*(quad[3] - quad[0]))
+    if side > 2 * size:
+        factor = side / (2 * size)
+        small = image.resize((max(1, round(image.width / factor)),
+                              max(1, round(image.height / factor))), Image.LANCZOS)
+        quad = quad * [small.width / image.width, small.height / image.height]
+        image = small
+    return image.transform((size, size), Image.QUAD, quad.flatten().tolist(), Image.BILINEAR)

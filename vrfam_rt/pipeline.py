@@ -1,22 +1,29 @@
-"""The edit pipeline of the paper's Fig. 1, over any backend.
+"""The edit core: the paper's Fig. 1 over any backend, inverting once and editing many.
 
-photo -> align (dlib FFHQ crop) -> encoder -> fused transformer -> generator -> image
+photo(s) -> decode -> align (dlib FFHQ crop, its transform kept) -> encoder -> Inversion
+Inversion + edits -> fused transformer -> generator -> EditResult (edited crops)
 
 Decoding and alignment run on the CPU; from the uint8 crop on, tensors live on the
 backend's device (resize and normalisation included) until the images come back.
+Batching (`max_batch` rows a stage call, padded to a few sizes for backends compiled per
+batch size), device placement and per-input failures live here: every front end (the
+CLI's edit and eval, the server, gpu-check) calls EditPipeline, never a stage.
 """
 from __future__ import annotations
 
 import difflib
 import math
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from vrfam_rt.config import ALPHA_LIMIT
-from vrfam_rt.errors import UsageError
-from vrfam_rt.images import MAX_PIXELS, normalise, read_rgb, to_tensor
+from vrfam_rt.errors import UsageError, VrfamError
+from vrfam_rt.images import MAX_PIXELS, normalise, read_rgb, to_pil, to_tensor
+from vrfam_rt.inversion import Failure, Inversion
 
 
 @dataclass(frozen=True)
@@ -32,12 +39,19 @@ class Edit:
 
     @property
     def name(self) -> str:
+        if not self.alphas:
+            return "reconstruction"
         return "_".join(f"{attr}{alpha:+.{self.decimals}f}" for attr, alpha in self.alphas)
 
     @property
     def label(self) -> str:
         """The name as a caption: 'Smiling +1.0, Eyeglasses -0.5'."""
+        if not self.alphas:
+            return "reconstruction"
         return ", ".join(f"{attr} {alpha:+.{self.decimals}f}" for attr, alpha in self.alphas)
+
+
+RECONSTRUCTION = Edit(())     # no attribute changed: the generator renders W+ as inverted
 
 
 def parse_edits(attrs: list[str], attributes: tuple[str, ...], sweep: str | None = None,
@@ -111,19 +125,20 @@ def parse_sweep(text: str) -> list[float]:
     return [round(start + (stop - start) * i / (count - 1), 6) for i in range(count)]
 
 
+EXAMPLE = "e.g. {'Smiling': 1.0, 'Eyeglasses': -0.5}"     # the `edits` of the API
+
+
 def edit_texts(edits) -> list[str]:
     """The `edits` argument of the Python API, {attribute: alpha}, as NAME=ALPHA texts;
     a TypeError that says what to pass for anything else."""
-    from collections.abc import Mapping
     from numbers import Real
 
-    example = "e.g. {'Smiling': 1.0, 'Eyeglasses': -0.5}"
     if not isinstance(edits, Mapping):
-        raise TypeError(f"edits must be a mapping {{attribute: alpha}} ({example}), not "
+        raise TypeError(f"edits must be a mapping {{attribute: alpha}} ({EXAMPLE}), not "
                         f"{type(edits).__name__}")
     for name, alpha in edits.items():
         if not isinstance(name, str) or isinstance(alpha, bool) or not isinstance(alpha, Real):
-            raise TypeError(f"edits maps attribute names to numbers ({example}); got "
+            raise TypeError(f"edits maps attribute names to numbers ({EXAMPLE}); got "
                             f"{name!r}: {alpha!r}")
     return [f"{name}={float(alpha)!r}" for name, alpha in edits.items()]
 
@@ -131,7 +146,6 @@ def edit_texts(edits) -> list[str]:
 def as_pil(image, name: str = "the image"):
     """A PIL image or a numpy array (HxWx3 RGB, HxWx4 RGBA or HxW gray; uint8) -> RGB
     PIL image; a TypeError that says what to pass for anything else."""
-    import numpy as np
     from PIL import Image
 
     if isinstance(image, Image.Image):
@@ -146,21 +160,78 @@ def as_pil(image, name: str = "the image"):
                     f"bytes, not {type(image).__name__}")
 
 
+def as_edits(edits, attributes: tuple[str, ...], force: bool = False) -> list[Edit]:
+    """The `edits` argument of EditPipeline.edit -> Edits: a mapping {attribute: alpha}
+    (several attributes applied one after another; {} the reconstruction), an Edit, or a
+    list of them (one image each: a sweep). `force` allows alphas outside [-1.5, 1.5]."""
+    if isinstance(edits, (Mapping, Edit)):
+        edits = [edits]
+    if not isinstance(edits, (list, tuple)) or not edits:
+        raise TypeError(f"edits must be a mapping {{attribute: alpha}} ({EXAMPLE}) or a "
+                        f"non-empty list of them, not {repr(edits)[:80]}")
+    return [as_edit(e, attributes, force) for e in edits]
+
+
+def as_edit(edit, attributes: tuple[str, ...], force: bool = False) -> Edit:
+    """One edit of the API, a mapping {attribute: alpha} ({}: the reconstruction) or an
+    Edit, as an Edit."""
+    if isinstance(edit, Edit):
+        return edit
+    texts = edit_texts(edit)
+    return parse_edits(texts, attributes, force=force, option="edits")[0] if texts \
+        else RECONSTRUCTION
+
+
+def bucket(count: int, limit: int) -> int:
+    """The batch size a batch of `count` runs at on a backend compiled per batch size:
+    the next power of two (at most `limit`), so a server compiles log2(limit) + 1 sizes
+    once instead of one per batch size it happens to see."""
+    size = 1
+    while size < count:
+        size *= 2
+    return min(max(size, count), max(limit, count))
+
+
+def pad_rows(tensor: torch.Tensor, size: int) -> torch.Tensor:
+    """[B,...] -> [size,...]: padded with copies of its last row (whose results are dropped)."""
+    if size == len(tensor):
+        return tensor
+    return torch.cat([tensor, tensor[-1:].expand(size - len(tensor), *tensor.shape[1:])])
+
+
+@dataclass(frozen=True)
+class EditResult:
+    """What EditPipeline.edit rendered: each face under each edit, and the inputs that
+    gave no face."""
+
+    inversion: Inversion               # the faces edited (sources, alignment transforms)
+    edits: tuple[Edit, ...]            # E edits, in the order asked
+    crops: tuple[tuple, ...]           # [N][E] PIL RGB images, the generator's R x R
+
+    @property
+    def failures(self) -> tuple[Failure, ...]:
+        return self.inversion.failures
+
+
 class EditPipeline:
-    """Preprocess -> encode -> transform -> generate, batched, on one backend.
+    """Invert photos once (decode, align, encode), edit them any number of times
+    (transform, generate), batched, on one backend.
 
     From Python:
 
         pipe = EditPipeline.from_bundle(None, backend="ort")      # None: the shipped default
         [edited] = pipe("photo.jpg", {"Smiling": 1.0})            # -> list of PIL images
+        inversion = pipe.invert(["a.jpg", "b.png"])               # the encoder runs here
+        sweep = pipe.edit(inversion, [{"Smiling": a} for a in (-1, 0, 1)])
+        sweep.crops[1][2]                                         # b.png, Smiling +1
     """
 
-    def __init__(self, backend, input_size: int, align: bool = True, device: str = "cpu",
-                 max_batch: int = 4, max_pixels: int = MAX_PIXELS):
+    def __init__(self, backend, input_size: int, align: bool = True, max_batch: int = 4,
+                 max_pixels: int = MAX_PIXELS):
         self.backend = backend
         self.max_pixels = max_pixels
         self.input_size = input_size
-        self.device = torch.device(device)
+        self.device = torch.device(backend.device)      # where the stages' outputs live
         self.align = align
         self.max_batch = max_batch
         self._aligner = None
@@ -195,87 +266,159 @@ class EditPipeline:
                              "folder (or None), not a Bundle")
         runner = open_runtime(bundle, backend, precision, device, threads, cache_dir,
                               cuda_graphs=cuda_graphs, say=say, max_batch=max_batch)
-        return cls(runner, bundle.config.encoder.input_size, align=align,
-                   device=str(getattr(runner, "device", device)), max_batch=max_batch,
+        return cls(runner, bundle.config.encoder.input_size, align=align, max_batch=max_batch,
                    max_pixels=max_pixels)
 
     @property
     def attributes(self) -> tuple[str, ...]:
         return tuple(self.backend.attributes)
 
-    def load(self, image, align: bool | None = None, name: str = "the image") -> torch.Tensor:
-        """One photo -> uint8 [3,S,S] face crop, aligned unless alignment is off.
+    def __call__(self, images, edits: Mapping[str, float] | None = None,
+                 align: bool | None = None, force: bool = False) -> list:
+        """Photos (a path, a PIL image, a numpy array, encoded bytes, or a list of them)
+        -> one PIL image each: the edit {attribute: alpha, ...} applied one attribute
+        after another, or the reconstruction when no edit is given; `force` allows
+        alphas outside [-1.5, 1.5]. `pipe.edit(pipe.invert(images), edits)`, one image
+        per input: in a list, an input that failed (unreadable, no face) holds its
+        VrfamError instead; a single input that fails raises it."""
+        edit = as_edits([{} if edits is None else edits], self.attributes, force)
+        result = self.edit(self.invert(images, align), edit)
+        many = isinstance(images, (list, tuple))
+        if not many and result.failures:
+            raise result.failures[0].error
+        out: list = [None] * (len(images) if many else 1)
+        for face, crops in zip(result.inversion, result.crops):
+            out[face.index] = crops[0]
+        for failure in result.failures:
+            out[failure.index] = failure.error
+        return out
+
+    def invert(self, images, align: bool | Sequence[bool] | None = None,
+               names: Sequence[str] | None = None) -> Inversion:
+        """Photos (as for a call) -> their faces' crops, alignment transforms and W+
+        codes, batch-encoded. `align`: the pipeline's setting, or a flag for all or one
+        per image; `names`: what messages call each image (default: its path, else
+        images[i]). An input that fails (unreadable, too large, no face) is recorded in
+        the inversion's `failures` and the others go on."""
+        many = isinstance(images, (list, tuple))
+        items = list(images) if many else [images]
+        flags = list(align) if isinstance(align, (list, tuple)) else [align] * len(items)
+        if names is None:
+            names = [str(x) if isinstance(x, (str, Path)) else
+                     f"images[{i}]" if many else "the image" for i, x in enumerate(items)]
+        if not len(flags) == len(names) == len(items):
+            raise TypeError(f"{len(items)} images need as many align flags and names; got "
+                            f"{len(flags)} and {len(names)}")
+        kept, crops, quads, failures = [], [], [], []
+        for i, (image, flag, name) in enumerate(zip(items, flags, names)):
+            try:
+                crop, quad = self._crop(image, self.align if flag is None else flag, name)
+            except VrfamError as exc:
+                failures.append(Failure(i, name, exc))
+                continue
+            kept.append(i)
+            crops.append(crop)
+            quads.append(quad)
+        size = self.input_size
+        crops = torch.stack(crops) if crops else torch.zeros(0, 3, size, size, dtype=torch.uint8)
+        quads = torch.from_numpy(np.array(quads, dtype=np.float64).reshape(-1, 4, 2))
+        wplus = self.encode(crops).to("cpu", copy=True)     # a plain tensor, free to change
+        return Inversion(tuple(kept), tuple(names[i] for i in kept), quads, crops, wplus,
+                         tuple(failures))
+
+    def edit(self, inversion: Inversion, edits, force: bool = False) -> EditResult:
+        """Render each face of `inversion` under each edit (see `as_edits`: a mapping
+        {attribute: alpha}, {} for the reconstruction, or a list of them): the
+        transformer and the generator only, the reconstruction by the generator alone,
+        every stage call batched across faces and edits."""
+        edits = as_edits(edits, self.attributes, force)
+        n = len(inversion)
+        cells: dict[tuple[int, int], object] = {}           # (face, edit) -> PIL image
+        kept = [j for j, e in enumerate(edits) if not e.alphas]
+        changed = [j for j, e in enumerate(edits) if e.alphas]
+        if kept and n:
+            for i, image in enumerate(self._images(inversion.wplus)):
+                cells.update({(i, j): image for j in kept})
+        if changed and n:
+            wplus = inversion.wplus.repeat(len(changed), 1, 1)              # [E*N,L,D]
+            alphas = self.alphas([edits[j] for j in changed for _ in range(n)])  # [E*N,K]
+            for k, image in enumerate(self._images(wplus, alphas)):
+                cells[k % n, changed[k // n]] = image
+        crops = tuple(tuple(cells[i, j] for j in range(len(edits))) for i in range(n))
+        return EditResult(inversion, tuple(edits), crops)
+
+    def alphas(self, edits: Sequence[Edit]) -> torch.Tensor:
+        """Edits -> alpha rows [len(edits),K] in the bundle's attribute order (CPU)."""
+        rows = torch.zeros(len(edits), len(self.attributes))
+        for row, edit in zip(rows, edits):
+            for attr, alpha in edit.alphas:
+                row[self.attributes.index(attr)] = alpha
+        return rows
+
+    def encode(self, images: torch.Tensor) -> torch.Tensor:
+        """uint8 crops [N,3,H,W] (normalised on the device) or float images [N,3,S,S] in
+        [-1,1] -> W+ [N,L,D] on the backend's device: the encoder, max_batch at a time."""
+        codes = []
+        for (x,), count in self._batches(images):
+            with torch.inference_mode():
+                x = normalise(x, self.input_size) if x.dtype == torch.uint8 else x
+                codes.append(self.backend.encoder(x)[:count])
+        if not codes:
+            return torch.zeros(0, *self.backend.stage_inputs("generator")["wplus"][1:])
+        return torch.cat(codes)
+
+    def render(self, wplus: torch.Tensor, alphas: torch.Tensor | None = None) -> torch.Tensor:
+        """W+ [N,L,D] (N >= 1) and alpha rows [N,K] (None: the reconstruction) -> images
+        [N,3,R,R] in about [-1,1] on the backend's device."""
+        return torch.cat(list(self._renders(wplus, alphas)))
+
+    def _renders(self, wplus: torch.Tensor, alphas: torch.Tensor | None) -> Iterator[torch.Tensor]:
+        """`render`, max_batch rows at a time: images [b,3,R,R] per batch."""
+        for chunk, count in self._batches(wplus, *([] if alphas is None else [alphas])):
+            with torch.inference_mode():
+                codes = chunk[0] if alphas is None else self.backend.transformer(*chunk)
+                yield self.backend.generator(codes)[:count]
+
+    def _images(self, wplus: torch.Tensor, alphas: torch.Tensor | None = None) -> Iterator:
+        """`render` as PIL images, one by one, each batch freed once converted."""
+        for batch in self._renders(wplus, alphas):
+            yield from (to_pil(image) for image in batch)
+
+    def _batches(self, *tensors: torch.Tensor) -> Iterator[tuple[list[torch.Tensor], int]]:
+        """The same max_batch rows of each tensor at a time, on the backend's device and,
+        for a backend compiled per batch size, padded to a bucket: (rows, how many are
+        real)."""
+        for start in range(0, len(tensors[0]), self.max_batch):
+            chunk = [t[start:start + self.max_batch].to(self.device) for t in tensors]
+            count = len(chunk[0])
+            if self.backend.static_shapes:
+                chunk = [pad_rows(t, bucket(count, self.max_batch)) for t in chunk]
+            yield chunk, count
+
+    def _crop(self, image, align: bool, name: str):
+        """One photo -> (uint8 crop [3,S,S], its corners in the photo [4,2]): the FFHQ
+        crop of its largest face, or the whole photo resized when alignment is off.
 
         image: a path, a PIL image, a numpy array (HxWx3 RGB or HxW gray, uint8), or an
         encoded file's bytes; `name` says what it is in messages."""
         from PIL import Image
 
-        align = self.align if align is None else align
-        source = str(image) if isinstance(image, (str, Path)) else name
+        from vrfam_rt.align import warp
+
         if isinstance(image, (str, Path, bytes, bytearray, memoryview)):
             image = read_rgb(image, self.max_pixels, name=name)
         else:
             image = as_pil(image, name)
+        size = self.input_size
         if align:
-            image = self._face_aligner().align(image, self.input_size, source=source)
-        else:
-            image = image.resize((self.input_size, self.input_size), Image.BICUBIC)
-        return to_tensor(image)
+            quad = self._face_aligner().quad(image, source=name)
+            return to_tensor(warp(image, quad, size)), quad
+        width, height = image.size
+        quad = np.array([[0, 0], [0, height], [width, height], [width, 0]], dtype=np.float64)
+        return to_tensor(image.resize((size, size), Image.BICUBIC)), quad
 
     def _face_aligner(self):
         if self._aligner is None:
             from vrfam_rt.align import FaceAligner
             self._aligner = FaceAligner()
         return self._aligner
-
-    def alphas(self, edit: Edit, batch: int) -> torch.Tensor:
-        row = torch.zeros(len(self.attributes))
-        for attr, alpha in edit.alphas:
-            row[self.attributes.index(attr)] = alpha
-        return row.expand(batch, -1).to(self.device)
-
-    def run(self, faces: torch.Tensor, edits: list[Edit]) -> dict[str, torch.Tensor]:
-        """uint8 faces [B,3,S,S] -> {"input", "reconstruction", edit name: image [B,3,R,R]}."""
-        image = normalise(faces.to(self.device), self.input_size)
-        with torch.inference_mode():
-            wplus = self.backend.encoder(image)
-            out = {"input": image, "reconstruction": self.backend.generator(wplus)}
-            for edit in edits:
-                edited = self.backend.transformer(wplus, self.alphas(edit, len(faces)))
-                out[edit.name] = self.backend.generator(edited)
-        return out
-
-    def edit_faces(self, faces: torch.Tensor, alphas: torch.Tensor) -> torch.Tensor:
-        """uint8 faces [B,3,S,S] and one alpha row each [B,A] (the bundle's attribute
-        order) -> edited images [B,3,R,R]: what `run` renders for each face's edit, in
-        one batch however the edits differ (the transformer adds alpha times each
-        attribute's step, so an all-zero row renders the reconstruction)."""
-        image = normalise(faces.to(self.device), self.input_size)
-        with torch.inference_mode():
-            wplus = self.backend.encoder(image)
-            edited = self.backend.transformer(wplus, alphas.to(self.device, torch.float32))
-            return self.backend.generator(edited)
-
-    def alpha_row(self, edit: Edit | None) -> torch.Tensor:
-        """An edit's alphas as one row in the bundle's attribute order (zeros: none)."""
-        return self.alphas(edit, 1)[0].cpu() if edit else torch.zeros(len(self.attributes))
-
-    def __call__(self, images, edits: dict[str, float] | None = None,
-                 align: bool | None = None, force: bool = False) -> list:
-        """Photos (a path, a PIL image, a numpy array, or a list of them) -> one PIL
-        image each: the edit {attribute: alpha, ...} applied one attribute after
-        another, or the reconstruction when no edit is given. `force` allows alphas
-        outside [-1.5, 1.5]."""
-        from vrfam_rt.images import to_pil
-
-        single = not isinstance(images, (list, tuple))
-        images = [images] if single else list(images)
-        edit = parse_edits(edit_texts(edits), self.attributes, force=force,
-                           option="edits")[0] if edits else None
-        out = []
-        for start in range(0, len(images), self.max_batch):
-            faces = torch.stack([self.load(x, align) for x in images[start:start + self.max_batch]])
-            result = self.run(faces, [edit] if edit else [])
-            key = edit.name if edit else "reconstruction"
-            out += [to_pil(image) for image in result[key]]
-        return out

@@ -1,9 +1,10 @@
 """What every backend is: three stage calls on torch tensors, and where their outputs live.
 
-The device contract: a stage takes float32 tensors of the ONNX contract's shapes
-(vrfam_rt.contract) on any device, and returns a float32, contiguous tensor on the
-backend's `device` (the CPU for eager-cpu and ort-cpu; the GPU for CUDA backends,
-with no host copy in between), so stages chain without copies.
+The device contract: a stage takes floating tensors of the ONNX contract's shapes
+(vrfam_rt.contract; checked before it runs, the error naming the stage) on any device,
+and returns a float32, contiguous tensor on the backend's `device` (the CPU for
+eager-cpu and ort-cpu; the GPU for CUDA backends, with no host copy in between), so
+stages chain without copies.
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from typing import Any, Protocol, runtime_checkable
 import torch
 
 from vrfam_rt import manifests
+from vrfam_rt.contract import check_input
 from vrfam_rt.errors import VrfamError
 
 
@@ -51,6 +53,8 @@ class Backend:
     device: torch.device
     folder: Path
     manifest: dict[str, Any]
+    fallback: "Backend | None" = None    # runs the stages this backend's folder lacks
+    static_shapes = False      # True: each new batch size compiles (callers may pad to a few)
 
     def _read_folder(self, folder: str | Path, kind: str) -> None:
         """Take `folder`'s manifest of `kind` (precision, attribute order, files)."""
@@ -66,17 +70,38 @@ class Backend:
             raise VrfamError(f"{self.folder} has no {stage} file; {how}")
         return entry
 
+    def stage_inputs(self, stage: str) -> dict[str, tuple]:
+        """{input name: shape} of a stage's graph (None: a dynamic axis, the batch), from
+        the manifest of the folder that runs it."""
+        if stage not in self.manifest["files"] and self.fallback is not None:
+            return self.fallback.stage_inputs(stage)
+        entry = self._entry(stage, f"export it with --components {stage}")
+        return {spec["name"]: tuple(None if isinstance(d, str) else d for d in spec["shape"])
+                for spec in entry["inputs"]}
+
+    def checked_run(self, stage: str, *inputs: torch.Tensor) -> torch.Tensor:
+        """`run`, once every input is a floating tensor of the stage's shape (the batch
+        axis: the first input's), or a ShapeError naming the stage, the input, both shapes."""
+        batch = None
+        for (name, shape), x in zip(self.stage_inputs(stage).items(), inputs):
+            check_input(stage, name, x, tuple(batch if d is None else d for d in shape))
+            batch = x.shape[0]
+        return self.run(stage, *inputs)
+
     def run(self, stage: str, *inputs: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
     def encoder(self, image: torch.Tensor) -> torch.Tensor:
-        return self.run("encoder", image)
+        """image [B,3,S,S] in [-1,1] -> W+ [B,L,D]"""
+        return self.checked_run("encoder", image)
 
     def transformer(self, wplus: torch.Tensor, alphas: torch.Tensor) -> torch.Tensor:
-        return self.run("transformer", wplus, alphas)
+        """W+ [B,L,D], alphas [B,K] -> edited W+ [B,L,D]"""
+        return self.checked_run("transformer", wplus, alphas)
 
     def generator(self, wplus: torch.Tensor) -> torch.Tensor:
-        return self.run("generator", wplus)
+        """W+ [B,L,D] -> image [B,3,R,R], about [-1,1]"""
+        return self.checked_run("generator", wplus)
 
     def edit(self, image: torch.Tensor, alphas: torch.Tensor) -> torch.Tensor:
         return self.generator(self.transformer(self.encoder(image), alphas))

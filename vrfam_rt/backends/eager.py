@@ -7,6 +7,7 @@ import functools
 import torch
 
 from vrfam_rt.backends.base import Backend
+from vrfam_rt.contract import STAGES, shapes
 from vrfam_rt.errors import MissingDependency, UsageError
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -59,6 +60,11 @@ class EagerBackend(Backend):
                         tensor.data = tensor.data.contiguous(memory_format=torch.channels_last)
             self._modules[stage] = module.eval()
         return self._modules[stage]
+
+    def stage_inputs(self, stage: str) -> dict[str, tuple]:
+        """{input name: shape} of a stage as the bundle's config gives it (None: the batch)."""
+        contract = shapes(self.bundle.config, len(self.attributes), batch=None)[stage]
+        return {name: contract[name] for name in STAGES[stage].inputs}
 
     def run(self, stage: str, *inputs: torch.Tensor) -> torch.Tensor:
         module = self._module(stage)

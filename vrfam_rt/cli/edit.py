@@ -8,7 +8,6 @@ import click
 
 from vrfam_rt.cli.common import (OUT_DIR, Progress, bundle_from, bundle_options,
                                  cache_root, many_option, runtime_options, say, set_threads)
-from vrfam_rt.errors import VrfamError
 from vrfam_rt.images import DRAFT_SIDE, MAX_PIXELS
 
 
@@ -56,10 +55,8 @@ def edit(inputs, attrs, alpha_sweep, backend, precision, bundle_path, method, co
 
     Example: vrfam-rt edit photo.jpg --bundle bundles/ffhq --attr Smiling=1.0 --grid
     """
-    import torch
-
-    from vrfam_rt.images import expand_inputs, save_png, to_pil
-    from vrfam_rt.pipeline import EditPipeline, parse_edits
+    from vrfam_rt.images import expand_inputs, save_png
+    from vrfam_rt.pipeline import RECONSTRUCTION, EditPipeline, parse_edits
     from vrfam_rt.suite import method_of, synthetic_note
 
     set_threads(threads)
@@ -77,6 +74,9 @@ def edit(inputs, attrs, alpha_sweep, backend, precision, bundle_path, method, co
             "bundle_digest": bundle.digest, "method": method_of(bundle),
             "backend": pipeline.backend.name, "precision": pipeline.backend.precision,
             "device": str(pipeline.device), "align": not no_align}
+    # the grid and the judge show the reconstruction beside the edits; a plain edit
+    # renders only what it writes
+    wanted = ([RECONSTRUCTION] if grid or reader else []) + edits
     failed, readings = [], []
     progress = Progress(len(files), "editing", "photos", "images")
 
@@ -85,29 +85,28 @@ def edit(inputs, attrs, alpha_sweep, backend, precision, bundle_path, method, co
         progress.wrote(Path(out) / name)
 
     for start in range(0, len(files), batch):
-        chunk, faces = [], []
-        for index, path in enumerate(files[start:start + batch], start):
-            try:
-                faces.append(pipeline.load(path))
-                chunk.append((index, path))
-            except VrfamError as exc:
-                failed.append(path)
-                say(f"error: {exc}")
-        if chunk:
-            images = pipeline.run(torch.stack(faces), edits)
-            for i, (index, path) in enumerate(chunk):
-                stem, source = stems[index], made | {"input": str(path)}
-                for e in edits:
-                    write(to_pil(images[e.name][i]), f"{stem}_{e.name}.png",
+        chunk = files[start:start + batch]
+        result = pipeline.edit(pipeline.invert(chunk), wanted)
+        for failure in result.failures:
+            failed.append(failure.source)
+            say(f"error: {failure.error}")
+        for face, crops in zip(result.inversion, result.crops):
+            path = chunk[face.index]
+            stem, source = stems[start + face.index], made | {"input": str(path)}
+            for e, image in zip(wanted, crops):
+                if e.alphas:
+                    write(image, f"{stem}_{e.name}.png",
                           source | {"image": "edit", "edit": dict(e.alphas)})
-                if grid:
-                    write(_grid(images, i, edits), f"{stem}_grid.png",
-                          source | {"image": "grid (input | reconstruction | edits)",
-                                    "edits": [dict(e.alphas) for e in edits]})
-                if reader:
-                    readings.append((Path(out) / f"{stem}_grid.png" if grid else path,
-                                     reader(images, i, edits)))
-        progress.update(len(files[start:start + batch]), chunk[-1][1].name if chunk else "")
+            if grid:
+                write(_grid([_tile(face.crop, crops[0].width), *crops],
+                            ["input"] + [e.label for e in wanted]), f"{stem}_grid.png",
+                      source | {"image": "grid (input | reconstruction | edits)",
+                                "edits": [dict(e.alphas) for e in edits]})
+            if reader:
+                readings.append((Path(out) / f"{stem}_grid.png" if grid else path,
+                                 reader(crops, wanted)))
+        done = result.inversion.indices
+        progress.update(len(chunk), chunk[done[-1]].name if done else "")
     written = len(progress.written)
     note = synthetic_note(bundle) if not no_align and len(failed) < len(files) else None
     if note:
@@ -121,12 +120,13 @@ def edit(inputs, attrs, alpha_sweep, backend, precision, bundle_path, method, co
 
 
 def judge_reader(bundle):
-    """reader(images, i, edits) -> 'judge P(Smiling): reconstruction 0.08, Smiling +1.0
-    0.97': the judge oracle's sigmoid of each edited attribute. Refused (exit 2) for
-    bundles the judge cannot read."""
+    """reader(crops, edits) -> 'judge P(Smiling): reconstruction 0.08, Smiling +1.0
+    0.97': the judge oracle's sigmoid of each edited attribute in one face's crops (PIL,
+    one per edit). Refused (exit 2) for bundles the judge cannot read."""
     import torch
 
     from vrfam_rt.errors import UsageError
+    from vrfam_rt.images import normalise, to_tensor
     from vrfam_rt.training.oracle import load_judge
     from vrfam_rt.training.render import ATTRIBUTES
 
@@ -137,15 +137,14 @@ def judge_reader(bundle):
                          f"{size} px" + (f" and edits {unknown[0]}" if unknown else ""))
     oracle = load_judge().eval()
 
-    def read(images, i, edits):
+    def read(crops, edits):
         names = list(dict.fromkeys(a for e in edits for a, _ in e.alphas))
         columns = [ATTRIBUTES.index(a) for a in names]
+        images = normalise(torch.stack([to_tensor(c) for c in crops]), size)  # [E,3,64,64]
         with torch.no_grad():
-            cells = [("reconstruction", images["reconstruction"][i])] + [
-                (e.label, images[e.name][i]) for e in edits]
-            probs = torch.sigmoid(oracle(torch.stack([c.cpu().float() for _, c in cells])))
+            probs = torch.sigmoid(oracle(images))
         return "; ".join(f"judge P({a}): " + ", ".join(
-            f"{label} {p[column]:.2f}" for (label, _), p in zip(cells, probs))
+            f"{e.label} {p[column]:.2f}" for e, p in zip(edits, probs))
             for a, column in zip(names, columns))
 
     return read
@@ -183,30 +182,28 @@ def check_outputs(paths: list[Path], overwrite: bool) -> None:
                              "edit; pass --overwrite to replace it, or choose another --out")
 
 
-def _grid(images: dict, i: int, edits):
-    """input | reconstruction | each edit, side by side at the generator's resolution
-    (pixels repeated up to GRID_MIN_CELL for small generators, so the grid is viewable),
-    each cell under a label band naming it."""
-    import torch.nn.functional as F
+def _tile(crop, size: int):
+    """The input's uint8 crop [3,S,S] as a PIL image of the generator's size x size."""
+    from vrfam_rt.images import normalise, to_pil
+
+    return to_pil(normalise(crop[None], size)[0])
+
+
+def _grid(tiles: list, labels: list[str]):
+    """PIL tiles of one size (input | reconstruction | each edit) side by side (pixels
+    repeated up to GRID_MIN_CELL for small generators, so the grid is viewable), each
+    cell under a label band naming it."""
     from PIL import Image, ImageDraw, ImageFont
 
-    from vrfam_rt.images import to_pil
-
-    size = images["reconstruction"].shape[-1]
-    tiles = [F.interpolate(images["input"][i:i + 1].float(), size=(size, size), mode="bicubic",
-                           align_corners=False)[0].cpu(),
-             images["reconstruction"][i].cpu()] + [images[e.name][i].cpu() for e in edits]
+    size = tiles[0].width
     repeat = max(1, GRID_MIN_CELL // size)
     cell = size * repeat
-    labels = ["input", "reconstruction"] + [e.label for e in edits]
     font = ImageFont.load_default(size=max(12, cell // 14))
     band = round(font.size * 1.6)
     grid = Image.new("RGB", (cell * len(tiles), cell + band), "white")
     draw = ImageDraw.Draw(grid)
     for k, (tile, label) in enumerate(zip(tiles, labels)):
-        if repeat > 1:
-            tile = tile.repeat_interleave(repeat, dim=1).repeat_interleave(repeat, dim=2)
-        grid.paste(to_pil(tile), (k * cell, band))
+        grid.paste(tile.resize((cell, cell), Image.NEAREST), (k * cell, band))
         fitted = font          # a long label ("Black_Hair +1.0, Eyeglasses +1.0") shrinks
         while fitted.size > 8 and draw.textlength(label, font=fitted) > cell - 8:
             fitted = ImageFont.load_default(size=fitted.size - 1)

@@ -6,8 +6,9 @@ from pathlib import Path
 
 import click
 
-from vrfam_rt.cli.common import (FILE, Progress, bundle_from, bundle_options, json_option, many_option,
-                                 open_runtime, runtime_options, set_threads, table, write_json)
+from vrfam_rt.cli.common import (FILE, Progress, bundle_from, bundle_options, cache_root,
+                                 json_option, many_option, runtime_options, say, set_threads,
+                                 table, write_json)
 from vrfam_rt.errors import UsageError, VrfamError
 from vrfam_rt.config import ALPHA_LIMIT
 
@@ -52,7 +53,7 @@ def eval_cmd(bundle_path, method, config, seed, images, no_align, inception, bac
     import torch
 
     from vrfam_rt.benchmarks.evaluate import table1
-    from vrfam_rt.pipeline import parse_edits
+    from vrfam_rt.pipeline import EditPipeline, parse_edits
     from vrfam_rt.suite import method_of
 
     set_threads(threads)
@@ -66,12 +67,14 @@ def eval_cmd(bundle_path, method, config, seed, images, no_align, inception, bac
     if images is not None and inception is None:
         raise UsageError("--images needs --inception FILE for FID (inception-2015-12-05.pt, "
                          "the TorchScript Inception of the StyleGAN2-ADA metrics)")
-    runner = open_runtime(bundle, backend, precision, device, threads)
-    baselines = {}
+    pipe = EditPipeline.from_bundle(bundle, backend, precision, device, cache_root(),
+                                    max_batch=batch, threads=threads,
+                                    align=images is not None and not no_align, say=say)
+    baselines, codes = {}, None
     if images is None:
         inputs, faces, judges, baselines = _synthetic(bundle, samples, size)
     else:
-        inputs, faces, judges = _photos(bundle, runner, images, samples, size, not no_align)
+        inputs, codes, faces, judges = _photos(bundle, pipe, images, samples)
     if inception is not None:   # Inception replaces the oracle's stand-in features
         from vrfam_rt.benchmarks.evaluate import InceptionFeatures
         judges.features = InceptionFeatures(inception, device="cpu")
@@ -87,15 +90,14 @@ def eval_cmd(bundle_path, method, config, seed, images, no_align, inception, bac
     recon, spread, edits = [], [], {(k, a): [] for k in targets for a in alphas}
     bar = Progress(len(inputs), "evaluating", "faces", "files")
     for start in range(0, len(inputs), batch):
-        x = inputs[start:start + batch]
-        with torch.no_grad():
-            wplus = runner.encoder(x)
-            spread.append(wplus.float().var(dim=1, unbiased=False).sum(-1).cpu())
-            recon.append(back(runner.generator(wplus)))
-            for k, alpha in edits:
-                a = torch.zeros(len(x), len(names))
-                a[:, k] = alpha
-                edits[(k, alpha)].append(back(runner.generator(runner.transformer(wplus, a))))
+        x = inputs[start:start + batch]                                  # [b,3,S,S]
+        wplus = pipe.encode(x) if codes is None else codes[start:start + batch]   # [b,L,D]
+        spread.append(wplus.float().var(dim=1, unbiased=False).sum(-1).cpu())
+        recon.append(back(pipe.render(wplus)))
+        for k, alpha in edits:
+            a = torch.zeros(len(x), len(names))                          # [b,K]
+            a[:, k] = alpha
+            edits[(k, alpha)].append(back(pipe.render(wplus, a)))
         bar.update(len(x))
     report = table1(inputs, torch.cat(recon), {key: torch.cat(v) for key, v in edits.items()},
                     judges)
@@ -138,20 +140,20 @@ def _synthetic(bundle, samples, size):
     return inputs, f"procedural renders, seed {EVAL_SEED}, {size} px", judges, baselines
 
 
-def _photos(bundle, runner, folder, samples, size, align):
-    """Aligned photos of `folder` (the first `samples`) and the real-photo judges."""
-    import torch
-
+def _photos(bundle, pipe, folder, samples):
+    """The photos of `folder` (the first `samples`) as the pipeline inverts them (images
+    [N,3,S,S] in [-1,1], W+ [N,L,D]), and the real-photo judges."""
     from vrfam_rt.benchmarks.evaluate import DlibDescriptor, Judges
     from vrfam_rt.errors import MissingDependency
     from vrfam_rt.images import expand_inputs, normalise
-    from vrfam_rt.pipeline import EditPipeline
 
     files = expand_inputs([folder])[:samples]
     if len(files) < 2:
         raise VrfamError(f"--images {folder}: FID needs at least 2 photos, found {len(files)}")
-    loader = EditPipeline(runner, size, align=align)
-    inputs = normalise(torch.stack([loader.load(f) for f in files]), size)
+    inversion = pipe.invert(files)
+    if inversion.failures:
+        raise inversion.failures[0].error
+    inputs = normalise(inversion.crops, pipe.input_size)
     names = {"fid_features": "", "attribute_reader": "", "identity_model": ""}
     columns = [bundle.config.classifier.attributes.index(a) for a in bundle.attributes
                if a in bundle.config.classifier.attributes]
@@ -160,7 +162,7 @@ def _photos(bundle, runner, folder, samples, size, align):
         classifier = bundle.classifier
 
         def read(images):
-            return classifier(runner.encoder(images).float().cpu())[:, columns] > 0
+            return classifier(pipe.encode(images).float().cpu())[:, columns] > 0
         names["attribute_reader"] = "the bundle's latent classifier on re-encoded images"
     else:
         names["attribute_reader"] = "none: the bundle's classifier lacks an edited attribute"
@@ -177,7 +179,8 @@ def _photos(bundle, runner, folder, samples, size, align):
         names["identity_model"] = names["identity_model"] or f"none ({exc})"
     # FID features: the --inception network, which the caller sets
     judges = Judges(None, read, identity, dlib, names)
-    return inputs, f"{len(files)} photos from {folder}" + (", aligned" if align else ""), judges
+    faces = f"{len(files)} photos from {folder}" + (", aligned" if pipe.align else "")
+    return inputs, inversion.wplus, faces, judges
 
 
 def _print(report):

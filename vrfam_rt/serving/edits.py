@@ -1,16 +1,14 @@
-"""One batch of edit requests: each decoded and checked on its own, the good ones edited
-in one batch, every request answered with its PNG or with the error that names its
-problem (a bad request never costs the others of its batch their answers)."""
+"""One batch of edit requests: each checked on its own, the good ones inverted and edited
+by the pipeline in one batch, every request answered with its PNG or with the error that
+names its problem (a bad request never costs the others of its batch their answers)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
-
 from vrfam_rt.align import NoFaceFound
 from vrfam_rt.errors import VrfamError
 from vrfam_rt.images import png_bytes, to_pil
-from vrfam_rt.pipeline import EditPipeline, parse_edits
+from vrfam_rt.pipeline import RECONSTRUCTION, Edit, EditPipeline, parse_edits
 from vrfam_rt.serving import MAX_BYTES
 
 
@@ -33,64 +31,38 @@ class EditService:
         self.pipeline = pipeline
         self.max_bytes = max_bytes
 
-    def prepare(self, request: EditRequest) -> tuple[torch.Tensor, torch.Tensor]:
-        """(uint8 face crop [3,S,S], alpha row [A]) or a VrfamError naming the request's
-        input at fault (`image`, `edits`, `align`) and what to send instead."""
+    def prepare(self, request: EditRequest) -> Edit:
+        """The request's edit, or a VrfamError naming the request's input at fault
+        (`image`, `edits`) and what to send instead."""
         if not request.image:
             raise VrfamError("image: empty; send an encoded photo (JPEG, PNG, WebP)")
         if len(request.image) > self.max_bytes:
             raise VrfamError(f"image: {len(request.image)} bytes, over this server's limit of "
                              f"{self.max_bytes}; send a smaller photo")
         parts = [p for p in request.edits.split(",") if p.strip()]
-        edit = parse_edits(parts, self.pipeline.attributes, option="edits")[0] if parts else None
-        try:
-            face = self.pipeline.load(request.image, align=request.align, name="image")
-        except NoFaceFound:
-            raise VrfamError("image: no face found; send a frontal photo, or align=false "
-                             "with a face crop") from None
-        return face, self.pipeline.alpha_row(edit)
+        return parse_edits(parts, self.pipeline.attributes, option="edits")[0] if parts \
+            else RECONSTRUCTION
 
     def __call__(self, requests: list[EditRequest]) -> list[bytes | VrfamError]:
         """One answer per request, in order: the edited face as PNG bytes, or the error."""
         answers: list[bytes | VrfamError | None] = [None] * len(requests)
-        good, faces, rows = [], [], []
+        good, edits = [], []
         for i, request in enumerate(requests):
             try:
-                face, row = self.prepare(request)
+                edits.append(self.prepare(request))
+                good.append(i)
             except VrfamError as exc:
                 answers[i] = exc
-                continue
-            good.append(i)
-            faces.append(face)
-            rows.append(row)
-        for start in range(0, len(good), self.pipeline.max_batch):
-            chunk = slice(start, start + self.pipeline.max_batch)
-            faces_in, rows_in = torch.stack(faces[chunk]), torch.stack(rows[chunk])
-            count = len(faces_in)
-            if getattr(self.pipeline.backend, "static_shapes", False):
-                faces_in, rows_in = pad_batch(faces_in, rows_in, self.pipeline.max_batch)
-            images = self.pipeline.edit_faces(faces_in, rows_in)[:count]
-            for i, image in zip(good[chunk], images):
-                answers[i] = png_bytes(to_pil(image))
+        inversion = self.pipeline.invert([requests[i].image for i in good],
+                                         align=[requests[i].align for i in good],
+                                         names=["image"] * len(good))
+        for failure in inversion.failures:
+            answers[good[failure.index]] = VrfamError(
+                "image: no face found; send a frontal photo, or align=false with a face crop"
+            ) if isinstance(failure.error, NoFaceFound) else failure.error
+        if len(inversion):
+            alphas = self.pipeline.alphas([edits[i] for i in inversion.indices])   # [N,K]
+            images = self.pipeline.render(inversion.wplus, alphas)               # [N,3,R,R]
+            for i, image in zip(inversion.indices, images):
+                answers[good[i]] = png_bytes(to_pil(image))
         return answers
-
-
-def bucket(count: int, limit: int) -> int:
-    """The batch size a batch of `count` runs at on a backend compiled per batch size:
-    the next power of two (at most `limit`), so a server compiles log2(limit) + 1 sizes
-    once instead of one per batch size it happens to see."""
-    size = 1
-    while size < count:
-        size *= 2
-    return min(max(size, count), max(limit, count))
-
-
-def pad_batch(faces: torch.Tensor, rows: torch.Tensor, limit: int):
-    """The batch padded to its bucket with copies of its last face (whose results are
-    dropped)."""
-    size = bucket(len(faces), limit)
-    if size == len(faces):
-        return faces, rows
-    extra = size - len(faces)
-    return (torch.cat([faces, faces[-1:].expand(extra, *faces.shape[1:])]),
-            torch.cat([rows, rows[-1:].expand(extra, *rows.shape[1:])]))
