@@ -65,6 +65,7 @@ CLI_CASES = [
     ("edit photo.png --attr Smiling --no-align --out edits-again", FAILED),   # second run
     ("edit photo.png --attr Smiling --no-align --grid --out clash", FAILED),  # user's file
     ("import --out b", USAGE),
+    ("import --stylegan2 g.pt --out b4 --transformer smiling=g.pt", USAGE),
     ("import --stylegan2 nowhere.pt --out b", FAILED),
     ("import --stylegan2 notes.txt --out b", FAILED),
     ("import --stylegan2 g.pt --out mydir --force", FAILED),
@@ -73,7 +74,7 @@ CLI_CASES = [
     ("import --stylegan2 g.pt --out .. --force", USAGE),
     ("import --stylegan2 g.pt --out bundle", FAILED),                         # exists
     ("import --stylegan2 g.pt --transformer Smiling --out b2", USAGE),
-    ("import --e4e g.pt --psp g.pt --out b3", FAILED),
+    ("import --e4e g.pt --psp g.pt --out b3", USAGE),
     ("info --json mydir", USAGE),
     ("info --json notes.txt/x.json", USAGE),
     ("info --json /proc/vrfam/x.json", USAGE),
@@ -86,7 +87,7 @@ CLI_CASES = [
     ("export --config tiny --out x --components decoder", USAGE),
     ("export --config tiny --out x --max-batch 0", USAGE),
     ("export --config tiny --out x --json mydir", USAGE),
-    ("export --out x", FAILED),                              # no --config: default suite, ok?
+    ("export --config tiny --out x --opset 30", USAGE),
     ("calibrate --config tiny --out x", USAGE),
     ("calibrate --config tiny --out x --samples 2 --images mydir", USAGE),
     ("calibrate --config tiny --out notes.txt --samples 2", USAGE),
@@ -120,7 +121,7 @@ CLI_CASES = [
     ("synth demo-face --suite mydir", FAILED),
     ("synth sheet --out mydir", USAGE),
     ("triton-repo --onnx mydir --out repo", FAILED),
-    ("triton-repo --onnx mydir --engines mydir --out repo", FAILED),
+    ("triton-repo --onnx mydir --engines mydir --out repo", USAGE),
     ("triton-repo --onnx mydir --out mydir --force", FAILED),
     ("serve --max-bytes 0", USAGE),
     ("serve --port 70000", USAGE),

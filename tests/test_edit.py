@@ -127,7 +127,7 @@ def test_bad_inputs_are_reported_one_line_each_and_the_rest_goes_on(tmp_path):
     assert any("notes.jpg: not a readable image" in e for e in errors)
     assert any("noise.png: no face found" in e for e in errors)
     assert any("huge.png: 8300x8300 is too large to decode safely" in e for e in errors)
-    assert any("missing.jpg: not a readable image" in e for e in errors)
+    assert any("missing.jpg: no such file" in e for e in errors)
     assert [p.name for p in (tmp_path / "out").iterdir()] == ["hopper_Smiling+1.0.png"]
     assert "4 of 5 inputs failed" in result.stdout
 

@@ -169,7 +169,7 @@ class Bundle:
             share = Path(share)
             shared = {e["sha256"]: os.path.relpath(share / e["file"], path)
                       for e in manifests.read(share, "bundle")["files"].values()}
-        with staged_dir(path, "bundle", command or "vrfam-rt", overwrite) as tmp:
+        with staged_dir(path, "bundle", command or "Bundle.save", overwrite, "path") as tmp:
             files, hashes = {}, {}
             for name, module in self.modules.items():
                 data = _serialise(module)

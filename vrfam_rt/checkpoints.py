@@ -22,7 +22,7 @@ from vrfam_rt.bundle import Bundle, check_state, load_state
 from vrfam_rt.fileio import sha256_file
 from vrfam_rt.config import (CELEBA_ATTRIBUTES, ClassifierConfig, EncoderConfig, GeneratorConfig,
                              IdentityConfig, ModelConfig, TransformerConfig, load_config)
-from vrfam_rt.errors import VrfamError
+from vrfam_rt.errors import UsageError, VrfamError
 
 State = dict[str, torch.Tensor]
 RELEASED_EDIT_LAYERS = 11   # latent-transformer edits W+ layers 0..10 at inference
@@ -185,9 +185,9 @@ def import_bundle(stylegan2: Path | None = None, e4e: Path | None = None, psp: P
     """A bundle from public checkpoint files; each file is checked key by key."""
     transformers = dict(transformers or {})
     if e4e and psp:
-        raise VrfamError("give --e4e or --psp, not both: a bundle has one encoder")
+        raise UsageError("give --e4e or --psp, not both: a bundle has one encoder")
     if not (stylegan2 or e4e or psp):
-        raise VrfamError("a bundle needs a generator: give --stylegan2 FILE, or --e4e/--psp FILE "
+        raise UsageError("a bundle needs a generator: give --stylegan2 FILE, or --e4e/--psp FILE "
                          "whose decoder.* weights hold one")
     for attr, file in transformers.items():
         check_attribute(attr, Path(file))

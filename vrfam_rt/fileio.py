@@ -190,12 +190,13 @@ def check_replaceable(target: str | os.PathLike, kind: str, force: bool,
     if not force:
         raise VrfamError(f"{option} {target} already exists ({_a(kind)} made by "
                          f"`{record.get('command', 'vrfam-rt')}`); choose another {option}, "
-                         "or pass --force to replace it")
+                         f"or pass {'--force' if option.startswith('--') else 'overwrite=True'} "
+                         "to replace it")
 
 
 @contextlib.contextmanager
 def staged_dir(target: str | os.PathLike, kind: str, command: str,
-               force: bool = False) -> Iterator[Path]:
+               force: bool = False, option: str = "--out") -> Iterator[Path]:
     """Yield an empty sibling directory; on success it replaces `target` in one rename.
 
     The folder records that it is a `kind` made by `command` and what it holds
@@ -206,7 +207,7 @@ def staged_dir(target: str | os.PathLike, kind: str, command: str,
     it was.
     """
     target = Path(target)
-    check_replaceable(target, kind, force)
+    check_replaceable(target, kind, force, option)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     tmp.chmod(0o755)  # mkdtemp's 0700 would follow the directory into place
@@ -216,7 +217,7 @@ def staged_dir(target: str | os.PathLike, kind: str, command: str,
             {"kind": kind, "command": command, "entries": sorted(_entries(tmp))},
             indent=1) + "\n")
         if target.exists() or target.is_symlink():
-            check_replaceable(target, kind, force)
+            check_replaceable(target, kind, force, option)
             old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old.", dir=target.parent))
             os.replace(target, old / target.name)
             os.replace(tmp, target)

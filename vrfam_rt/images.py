@@ -35,6 +35,11 @@ def read_rgb(path: str | Path | bytes, max_pixels: int = MAX_PIXELS,
         source, path = io.BytesIO(path), name or "the image"
     else:
         source = path = Path(path)
+        if not path.is_file():
+            raise VrfamError(f"{path}: no such file" if not path.exists() else
+                             f"{path} is a folder, not an image")
+        if path.stat().st_size == 0:
+            raise VrfamError(f"{path}: the file is empty")
     try:
         with _without_pil_pixel_limit(), Image.open(source) as img:
             if draft and img.format == "JPEG":

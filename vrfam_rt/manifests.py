@@ -61,6 +61,10 @@ def read(folder: str | Path, kind: str, missing_ok: bool = False) -> dict[str, A
     if not path.is_file():
         if missing_ok:
             return {}
+        if not Path(folder).is_dir():
+            raise ManifestError(f"{folder}: no such folder" if not Path(folder).exists() else
+                                f"{folder} is a file, not a folder holding {fmt.file}",
+                                f"{folder}: missing")
         inside = sorted(d.name for d in Path(folder).glob("*/") if (d / fmt.file).is_file())
         if inside:                  # an export root, say, instead of one precision folder
             raise ManifestError(f"{folder} holds no {fmt.file}; point at one of its folders "

@@ -55,13 +55,15 @@ RECONSTRUCTION = Edit(())     # no attribute changed: the generator renders W+ a
 
 
 def parse_edits(attrs: list[str], attributes: tuple[str, ...], sweep: str | None = None,
-                force: bool = False, option: str = "--attr") -> list[Edit]:
+                force: bool = False, option: str = "--attr",
+                force_hint: str | None = "--force") -> list[Edit]:
     """`NAME[=ALPHA]` options (and an optional START:STOP:N sweep) -> edits to render.
 
     Without a sweep all attributes form one sequential edit; with a sweep there is one
     edit per sweep value, each applying every named attribute at that strength. Names
     match the bundle's attributes whatever their case. Every mistake is a UsageError
-    whose message names the `option` the text came from.
+    whose message names the `option` the text came from; an alpha out of range names
+    `force_hint`, how this caller allows one (none: it cannot).
     """
     if not attrs:
         raise UsageError(f"give at least one {option} NAME[=ALPHA]")
@@ -95,8 +97,7 @@ def parse_edits(attrs: list[str], attributes: tuple[str, ...], sweep: str | None
     for row in alphas:
         for (name, _), alpha in zip(pairs, row):
             if abs(alpha) > ALPHA_LIMIT and not force:
-                how = {"--attr": "; pass --force to use it anyway",
-                       "edits": "; pass force=True to use it anyway"}.get(option, "")
+                how = f"; pass {force_hint} to use it anyway" if force_hint else ""
                 raise UsageError(f"{'--alpha-sweep' if sweep else option}: alpha {alpha:g} for "
                                  f"{name} is outside [-{ALPHA_LIMIT}, "
                                  f"{ALPHA_LIMIT}], the range the transformers were trained "
@@ -178,7 +179,8 @@ def as_edit(edit, attributes: tuple[str, ...], force: bool = False) -> Edit:
     if isinstance(edit, Edit):
         return edit
     texts = edit_texts(edit)
-    return parse_edits(texts, attributes, force=force, option="edits")[0] if texts \
+    return parse_edits(texts, attributes, force=force, option="edits",
+                       force_hint="force=True")[0] if texts \
         else RECONSTRUCTION
 
 

@@ -40,7 +40,8 @@ class EditService:
             raise VrfamError(f"image: {len(request.image)} bytes, over this server's limit of "
                              f"{self.max_bytes}; send a smaller photo")
         parts = [p for p in request.edits.split(",") if p.strip()]
-        return parse_edits(parts, self.pipeline.attributes, option="edits")[0] if parts \
+        return parse_edits(parts, self.pipeline.attributes, option="edits",
+                           force_hint=None)[0] if parts \
             else RECONSTRUCTION
 
     def __call__(self, requests: list[EditRequest]) -> list[bytes | VrfamError]:
