@@ -154,6 +154,9 @@ def classifier_config(state: State, path: Path) -> ClassifierConfig:
 
 
 def check_attribute(name: str, path: Path) -> str:
+    """CelebA's spelling of an attribute given in any case; a UsageError for a name that
+    is not one of the 40."""
+    name = {a.lower(): a for a in CELEBA_ATTRIBUTES}.get(name.lower(), name)
     if name in CELEBA_ATTRIBUTES:
         index = CELEBA_ATTRIBUTES.index(name)
         found = re.search(r"tnet_(\d+)", path.name)
@@ -164,7 +167,7 @@ def check_attribute(name: str, path: Path) -> str:
         return name
     close = difflib.get_close_matches(name, CELEBA_ATTRIBUTES, n=1)
     hint = f"; did you mean {close[0]}?" if close else ""
-    raise VrfamError(f"--transformer {name}={path}: unknown attribute {name!r}{hint} "
+    raise UsageError(f"--transformer {name}={path}: unknown attribute {name!r}{hint} "
                      f"(valid: {', '.join(CELEBA_ATTRIBUTES)})")
 
 
@@ -189,8 +192,7 @@ def import_bundle(stylegan2: Path | None = None, e4e: Path | None = None, psp: P
     if not (stylegan2 or e4e or psp):
         raise UsageError("a bundle needs a generator: give --stylegan2 FILE, or --e4e/--psp FILE "
                          "whose decoder.* weights hold one")
-    for attr, file in transformers.items():
-        check_attribute(attr, Path(file))
+    transformers = {check_attribute(attr, Path(file)): file for attr, file in transformers.items()}
 
     provenance: dict[str, Any] = {}
 
