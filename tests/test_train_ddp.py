@@ -136,14 +136,48 @@ def test_the_mean_of_the_parts_gradients_is_the_global_batch_gradient(kind, tmp_
 
 
 # ---- torchrun: two processes against one --------------------------------------------------------
-def torchrun(*args):
-    """`vrfam-rt train ...` in 2 CPU processes; the launcher's rendezvous binds port 0 itself
-    (--standalone), so no free port is guessed and raced for."""
+def torchrun(*program):
+    """`python PROGRAM...` (a script, or -m and a module) in 2 CPU processes; the launcher's
+    rendezvous binds port 0 itself (--standalone), so no free port is guessed and raced for."""
     env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
-               "--nproc_per_node", "2", "-m", "vrfam_rt", "train", *map(str, args),
-               "--quiet", "--device", "cpu"]
+               "--nproc_per_node", "2", *map(str, program)]
     return subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+
+
+def torchrun_train(*args):
+    """`vrfam-rt train ...` in 2 CPU processes."""
+    return torchrun("-m", "vrfam_rt", "train", *args, "--quiet", "--device", "cpu")
+
+
+CLOSE_RANKS = """
+import collections, os
+import torch
+from vrfam_rt.training.core import init_ranks
+
+def threads():
+    return collections.Counter(open(f"/proc/self/task/{t}/comm").read().strip()
+                               for t in os.listdir("/proc/self/task"))
+
+before = threads()
+ranks = init_ranks("cpu", dict(os.environ))
+torch.optim.Adam(torch.nn.Linear(2, 2).parameters())   # what every trainer builds next
+ranks.barrier()
+ranks.close()
+print(f"rank {ranks.rank} threads left:", sorted((threads() - before).elements()))
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="lists threads in /proc")
+def test_closing_the_ranks_joins_the_process_groups_threads(tmp_path):
+    # a gloo worker thread left running at exit can drop its last work (and the Python
+    # tensors in it) while the interpreter finalizes: std::terminate, the rank exits -6
+    script = tmp_path / "close_ranks.py"
+    script.write_text(CLOSE_RANKS)
+    result = torchrun(script)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert sorted(line for line in result.stdout.splitlines() if "threads left" in line) == [
+        "rank 0 threads left: []", "rank 1 threads left: []"]
 
 
 def log_rows(run: Path) -> list[dict[str, float]]:
@@ -240,7 +274,7 @@ def test_two_processes_take_the_steps_of_one_on_the_same_global_batch(kind, tmp_
     assert train(*frozen, "--steps", 1, "--out", tmp_path / "start").exit_code == 0
     result = train(*args, "--steps", steps, "--out", tmp_path / "one")
     assert result.exit_code == 0, result.output
-    result = torchrun(*args, "--steps", steps, "--out", tmp_path / "two")
+    result = torchrun_train(*args, "--steps", steps, "--out", tmp_path / "two")
     assert result.returncode == 0, result.stderr[-3000:]
     assert_two_processes_match_one(tmp_path / "one", tmp_path / "two", tmp_path / "start", lr,
                                    steps)

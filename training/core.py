@@ -98,7 +98,8 @@ class Ranks:
             dist.barrier()
 
     def close(self) -> None:
-        """Leave the process group (torchrun's processes then exit cleanly)."""
+        """Leave the process group: it is freed and its backend's threads are joined (see
+        init_ranks), so torchrun's processes exit cleanly."""
         if self.world > 1:
             import torch.distributed as dist
             dist.destroy_process_group()
@@ -116,6 +117,14 @@ def init_ranks(device: str, env: dict[str, str]) -> Ranks:
         dev = torch.device("cuda", local)
         torch.cuda.set_device(dev)
     if not dist.is_initialized():
+        # A trainer's first optimizer imports torch._dynamo, which imports modules whose
+        # functions default to `group=group.WORLD` (torch.distributed.nn.functional).
+        # Imported after init_process_group, those defaults keep the group alive past
+        # destroy_process_group: gloo's worker threads are never joined, and one that
+        # drops its last work (and the Python tensors in it) while the interpreter
+        # finalizes aborts the process (std::terminate, exit -6). Imported first, they
+        # hold None, and close() frees the group and joins its threads.
+        from torch import _dynamo  # noqa: F401
         dist.init_process_group("nccl" if dev.type == "cuda" else "gloo")
     return Ranks(rank, world, dev)
 
