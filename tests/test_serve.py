@@ -110,11 +110,20 @@ def cli_edit(tmp_path_factory):
     return decode((out / "example_Smiling+1.0.png").read_bytes())
 
 
-def metric(url: str, name: str) -> float:
+def metric(url: str, name: str, at_least: float | None = None, wait_s: float = 10) -> float:
+    """A counter of MODEL on Triton's metrics page. Triton records a request's statistics
+    after its response has gone out, so a client can read them a moment early: with
+    `at_least`, read again (for up to `wait_s`) until the counter gets there."""
     import urllib.request
-    text = urllib.request.urlopen(url, timeout=5).read().decode()
-    return sum(float(line.split()[-1]) for line in text.splitlines()
-               if line.startswith(name + "{") and f'model="{MODEL}"' in line)
+
+    deadline = time.monotonic() + wait_s
+    while True:
+        text = urllib.request.urlopen(url, timeout=5).read().decode()
+        value = sum(float(line.split()[-1]) for line in text.splitlines()
+                    if line.startswith(name + "{") and f'model="{MODEL}"' in line)
+        if at_least is None or value >= at_least or time.monotonic() > deadline:
+            return value
+        time.sleep(0.1)
 
 
 def test_concurrent_requests_are_batched_and_equal_the_cli_edit(server, cli_edit):
@@ -128,7 +137,7 @@ def test_concurrent_requests_are_batched_and_equal_the_cli_edit(server, cli_edit
     assert all(png.shape == (1, 1) for png in pngs)
     for png in pngs:                     # the same picture, to 8-bit rounding
         assert np.abs(decode(png[0, 0]) - cli_edit).max() <= 1
-    done = metric(metrics, "nv_inference_request_success") - requests
+    done = metric(metrics, "nv_inference_request_success", at_least=requests + 8) - requests
     ran = metric(metrics, "nv_inference_exec_count") - batches
     assert done == 8 and ran < 8, (done, ran)        # dynamic batching: fewer batches
 
@@ -181,7 +190,8 @@ def test_each_bad_request_is_named_counted_as_failed_and_its_batch_mates_are_ans
         assert "\n" not in said and not any(s in said for s in ("<", "0x", "--", "Traceback"))
     assert decode(good.get_result().as_numpy("png")[0, 0]).shape == (64, 64, 3)
     assert decode(good2.get_result().as_numpy("png")[0, 0]).shape == (64, 64, 3)
-    assert metric(metrics, "vrfam_edit_request_failure") - failed == len(BAD)
+    assert metric(metrics, "vrfam_edit_request_failure", at_least=failed + len(BAD)) - failed \
+        == len(BAD)
 
 
 def test_wrong_shape_or_dtype_is_refused_and_the_server_stays_up(server):

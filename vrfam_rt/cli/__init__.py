@@ -32,6 +32,7 @@ class Group(click.Group):
     def invoke(self, ctx):
         from vrfam_rt.cli.common import Progress
 
+        Progress.current = None                # this command's, once it starts one
         try:
             return super().invoke(ctx)
         except VrfamError as exc:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 from pathlib import Path
 
 import click
@@ -70,7 +71,7 @@ class Progress:
 
         self.total, self.label, self.unit, self.outputs = total, label, unit, outputs
         self.done, self.written, self.started = 0, [], time.monotonic()
-        self.shown = click.get_text_stream("stderr").isatty()
+        self.shown = sys.stderr.isatty()
         Progress.current = self
 
     def update(self, n: int = 1, item: str = "") -> None:
