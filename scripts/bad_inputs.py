@@ -65,7 +65,8 @@ CLI_CASES = [
     ("edit photo.png --attr Smiling --no-align --out edits-again", FAILED),   # second run
     ("edit photo.png --attr Smiling --no-align --grid --out clash", FAILED),  # user's file
     ("import --out b", USAGE),
-    ("import --stylegan2 g.pt --out b4 --transformer smiling=g.pt", USAGE),
+    ("import --stylegan2 g.pt --out b4 --transformer Smilling=g.pt", USAGE),
+    ("import --stylegan2 g.pt --out b5 --transformer smiling=g.pt", FAILED),  # not a tnet
     ("import --stylegan2 nowhere.pt --out b", FAILED),
     ("import --stylegan2 notes.txt --out b", FAILED),
     ("import --stylegan2 g.pt --out mydir --force", FAILED),
