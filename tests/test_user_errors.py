@@ -388,3 +388,14 @@ def test_unsupported_backend_precision_pairs_are_usage_errors(user, args, says):
     run("edit", EXAMPLE, "--attr", "Smiling", "--no-align", "--config", "tiny", "--out", "o",
         *args, code=USAGE, says=says)
     assert not (user.root / "o").exists() or not any((user.root / "o").iterdir())
+
+
+def test_synth_sheet_never_writes_over_a_users_file(user):
+    run("synth", "sheet", "--out", user.file, code=FAILED, says="which vrfam-rt did not write")
+    run("synth", "sheet", "--out", user.file, "--overwrite", code=FAILED,
+        says="which vrfam-rt did not write")
+    assert CliRunner().invoke(main, ["synth", "sheet", "--out", "s.png"]).exit_code == 0
+    run("synth", "sheet", "--out", "s.png", code=FAILED, says="pass --overwrite")
+    assert CliRunner().invoke(main, ["synth", "sheet", "--out", "s.png",
+                                     "--overwrite"]).exit_code == 0
+    assert user.intact()

@@ -5,13 +5,14 @@ from __future__ import annotations
 import math
 import os
 import sys
+import time
 from pathlib import Path
 
 import click
 
 from vrfam_rt.config import config_names
 from vrfam_rt.environment import parse_device
-from vrfam_rt.fileio import write_json_atomic
+from vrfam_rt.fileio import writable_file, writable_folder, write_json_atomic
 from vrfam_rt.tables import render
 
 FILE = click.Path(path_type=Path)
@@ -34,18 +35,8 @@ class _Checked(click.ParamType):
             raise UsageError(str(exc)) from None
 
 
-def _out_file(value, option: str) -> Path:
-    from vrfam_rt.fileio import writable_file
-    return writable_file(value, option)
-
-
-def _out_folder(value, option: str) -> Path:
-    from vrfam_rt.fileio import writable_folder
-    return writable_folder(value, option)
-
-
-OUT_FILE = _Checked("file", _out_file)        # --json, --plot, --sheet: a file we may write
-OUT_DIR = _Checked("folder", _out_folder)     # --out: a folder we may write into (or make)
+OUT_FILE = _Checked("file", writable_file)    # --json, --plot, --sheet: a file we may write
+OUT_DIR = _Checked("folder", writable_folder) # --out: a folder we may write into (or make)
 DEVICE = _Checked("device", parse_device)     # cpu, cuda, cuda:N
 DEVICE_OR_AUTO = _Checked("device", lambda value, option: parse_device(value, option, auto=True))
 BACKEND_CHOICES = ("eager", "ort", "openvino", "trt")
@@ -67,16 +58,12 @@ class Progress:
     current: "Progress | None" = None
 
     def __init__(self, total: int, label: str, unit: str, outputs: str = "files"):
-        import time
-
         self.total, self.label, self.unit, self.outputs = total, label, unit, outputs
         self.done, self.written, self.started = 0, [], time.monotonic()
         self.shown = sys.stderr.isatty()
         Progress.current = self
 
     def update(self, n: int = 1, item: str = "") -> None:
-        import time
-
         self.done += n
         if not self.shown:
             return
@@ -98,6 +85,25 @@ class Progress:
             f" (the last {self.written[-1]})" if self.written else "")
         return (f"{wrote}; {self.done} of {self.total} {self.unit} done, the rest not "
                 "started; nothing is left half-written")
+
+
+def check_outputs(paths: list[Path], overwrite: bool) -> None:
+    """Refuse, before any work, to write over an existing file: an image an earlier
+    vrfam-rt command wrote (its PNG record says so) is replaced with `overwrite`,
+    anything else never."""
+    from vrfam_rt.errors import VrfamError
+    from vrfam_rt.images import read_provenance
+
+    for path in paths:
+        if not path.exists() and not path.is_symlink():
+            continue
+        ours = path.is_file() and not path.is_symlink() and read_provenance(path) is not None
+        if not ours:
+            raise VrfamError(f"{path.parent} already holds {path.name}, which vrfam-rt did not "
+                             "write; choose another --out (nothing was written)")
+        if not overwrite:
+            raise VrfamError(f"{path.parent} already holds {path.name} from an earlier run; "
+                             "pass --overwrite to replace it, or choose another --out")
 
 
 def table(rows: list[dict], columns) -> str:

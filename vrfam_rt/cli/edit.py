@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from vrfam_rt.cli.common import (OUT_DIR, Progress, bundle_from, bundle_options,
-                                 cache_root, many_option, runtime_options, say, set_threads)
+                                 cache_root, check_outputs, many_option, runtime_options, say, set_threads)
 from vrfam_rt.images import DRAFT_SIDE, MAX_PIXELS
 
 
@@ -95,15 +95,15 @@ def edit(inputs, attrs, alpha_sweep, backend, precision, bundle_path, method, co
             stem, source = stems[start + face.index], made | {"input": str(path)}
             for e, image in zip(wanted, crops):
                 if e.alphas:
-                    write(image, f"{stem}_{e.name}.png",
+                    write(image, _edit_file(stem, e),
                           source | {"image": "edit", "edit": dict(e.alphas)})
             if grid:
                 write(_grid([_tile(face.crop, crops[0].width), *crops],
-                            ["input"] + [e.label for e in wanted]), f"{stem}_grid.png",
+                            ["input"] + [e.label for e in wanted]), _grid_file(stem),
                       source | {"image": "grid (input | reconstruction | edits)",
                                 "edits": [dict(e.alphas) for e in edits]})
             if reader:
-                readings.append((Path(out) / f"{stem}_grid.png" if grid else path,
+                readings.append((Path(out) / _grid_file(stem) if grid else path,
                                  reader(crops, wanted)))
         done = result.inversion.indices
         progress.update(len(chunk), chunk[done[-1]].name if done else "")
@@ -159,27 +159,17 @@ def _stems(files: list[Path]) -> list[str]:
     return stems
 
 
+def _edit_file(stem: str, edit) -> str:
+    return f"{stem}_{edit.name}.png"
+
+
+def _grid_file(stem: str) -> str:
+    return f"{stem}_grid.png"
+
+
 def _names(stem: str, edits, grid: bool) -> list[str]:
-    return [f"{stem}_{e.name}.png" for e in edits] + ([f"{stem}_grid.png"] if grid else [])
-
-
-def check_outputs(paths: list[Path], overwrite: bool) -> None:
-    """Refuse, before any model work, to write over an existing file: one that an
-    earlier edit wrote (its PNG says so) is replaced with `overwrite`, anything else
-    never."""
-    from vrfam_rt.errors import VrfamError
-    from vrfam_rt.images import read_provenance
-
-    for path in paths:
-        if not path.exists() and not path.is_symlink():
-            continue
-        ours = path.is_file() and not path.is_symlink() and read_provenance(path) is not None
-        if not ours:
-            raise VrfamError(f"--out {path.parent} already holds {path.name}, which vrfam-rt "
-                             "did not write; choose another --out (nothing was written)")
-        if not overwrite:
-            raise VrfamError(f"--out {path.parent} already holds {path.name} from an earlier "
-                             "edit; pass --overwrite to replace it, or choose another --out")
+    """Every file one input's edit writes (what check_outputs looks for first)."""
+    return [_edit_file(stem, e) for e in edits] + ([_grid_file(stem)] if grid else [])
 
 
 def _tile(crop, size: int):

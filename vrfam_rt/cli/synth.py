@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 
-from vrfam_rt.cli.common import FILE, OUT_DIR, OUT_FILE, table, write_json
+from vrfam_rt.cli.common import FILE, OUT_DIR, OUT_FILE, check_outputs, table, write_json
 from vrfam_rt.errors import VrfamError
 
 ATTR_FILE = "list_attr_celeba.txt"
@@ -82,7 +82,10 @@ def render_(n, seed, size, views, out, force):
               help="Face size in pixels.")
 @click.option("--out", required=True, type=OUT_FILE,
               help="PNG of 8x8 faces; NAME-flips.png beside it shows attribute flips.")
-def sheet(seed, size, out):
+@click.option("--overwrite", is_flag=True,
+              help="Replace sheets an earlier `vrfam-rt synth sheet` wrote there (other files "
+              "are never replaced).")
+def sheet(seed, size, out, overwrite):
     """Contact sheets for a person to judge the renders.
 
     Example: vrfam-rt synth sheet --out benchmarks/results/synthetic-faces-64.png
@@ -92,8 +95,11 @@ def sheet(seed, size, out):
     from vrfam_rt.images import save_png, to_pil
     from vrfam_rt.training.render import ATTRIBUTES, contact_sheet, render, sample_params
 
+    flips = out.with_name(f"{out.stem}-flips.png")
+    check_outputs([out, flips], overwrite)
+    made = {"made_by": "vrfam-rt synth sheet", "seed": seed, "size": size}
     params = sample_params(64, seed)
-    save_png(to_pil(contact_sheet(render(params, size), columns=8)), out)
+    save_png(to_pil(contact_sheet(render(params, size), columns=8)), out, made)
     people = params[:6]
     rows = []
     for i in range(len(people)):
@@ -101,9 +107,8 @@ def sheet(seed, size, out):
         rows += [render(one, size)] + [
             render(one.with_attributes(**{a: 1 - one.attribute(a)}), size) for a in ATTRIBUTES]
     grid = to_pil(contact_sheet(torch.cat(rows), columns=len(ATTRIBUTES) + 1))
-    flips = out.with_name(f"{out.stem}-flips.png")
     save_png(_with_labels(grid, ["original"] + [SHORT_NAMES.get(a, a) for a in ATTRIBUTES],
-                          cell=size + 2), flips)
+                          cell=size + 2), flips, made | {"image": "attribute flips"})
     click.echo(f"wrote {out} and {flips} (columns: original, then each attribute flipped)")
 
 
