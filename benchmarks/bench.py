@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from vrfam_rt.bundle import Bundle
-from vrfam_rt.errors import VrfamError
+from vrfam_rt.errors import UsageError, VrfamError
 from vrfam_rt.images import save_png
 from vrfam_rt.runtime import bundle_args
 from vrfam_rt.contract import STAGE_NAMES, example_inputs
@@ -186,13 +186,6 @@ def noisy(rows: list[dict], limit: float = NOISY_SPREAD) -> list[str]:
             for r in rows if r["stage"] == "total" and r["p90_ms"] > limit * r["p50_ms"]]
 
 
-def eager_configs(bundle: Bundle, precisions, device: str) -> list[Config]:
-    from vrfam_rt.backends.eager import EagerBackend
-
-    return [Config("eager", p, EagerBackend(bundle, device=device, precision=p))
-            for p in precisions]
-
-
 def plot_png(rows: list[dict], path) -> None:
     """Horizontal bars of end-to-end p50 latency per configuration and batch (PIL only)."""
     from PIL import Image, ImageDraw
@@ -213,34 +206,66 @@ def plot_png(rows: list[dict], path) -> None:
     save_png(img, path)
 
 
-INT8_TARGETS = {"openvino": ("openvino", "cpu"), "ort": ("cpu",)}   # calibrate --target
+BASELINE = ("eager", "fp32")      # every bench times it: the "vs eager" column's 1.0
 
 
-def onnx_configs(bundle: Bundle, backend: str, precisions, folders: dict[str, Path],
-                 device: str, threads: int | None, source: str = "--onnx",
-                 cache: Path | None = None) -> list[Config]:
-    """ONNX Runtime or OpenVINO configurations over an export's folders ({"fp32": ...,
-    "fp16": ..., "int8-openvino": ...}; int8's uncalibrated stages run from fp32; OpenVINO's
-    bf16 compiles the fp32 graphs with its bf16 hint)."""
-    from vrfam_rt.backends import open_backend
+def configurations(bundle: Bundle, backends, precisions, device: str, threads: int | None,
+                   folders: dict[str, Path] | None = None, source: str = "--onnx",
+                   engine_dir: Path | None = None, say=lambda message: None) -> list[Config]:
+    """The baseline, then each backend at each asked precision it runs on `device` (as
+    backends.registry declares; a precision it remaps runs once, under its own name),
+    opened on the user's folders where given (`folders`: an export's {"fp32": ...,
+    "int8-openvino": ...}; `engine_dir`: plans), else on the bundle's cache (exported,
+    calibrated, built on first use). Backends that cannot run here are opened first, so
+    that a missing GPU stops the bench before minutes of other set-up."""
+    from vrfam_rt.backends import registry
+    from vrfam_rt.runtime import open_runtime
 
-    configs = []
-    for precision in precisions:
-        if precision == "int8":       # the graphs calibrated for this runtime, else any it runs
-            names = [f"int8-{t}" for t in INT8_TARGETS[backend]]
-            name = next((n for n in names if n in folders), names[0])
-        else:
-            name = "fp32" if backend == "openvino" else precision
-        if name not in folders:
-            root = next(iter(folders.values())).parent
-            how = (f"calibrate {bundle_args(bundle)} --target {name[5:]} --samples 64 --out {root}"
-                   if precision == "int8" else
-                   f"export {bundle_args(bundle)} --precision {precision} --out {root}")
-            raise VrfamError(f"{source} holds no {name} graphs (it holds "
-                             f"{', '.join(folders)}); make them with `vrfam-rt {how}`")
-        fallback = folders.get("fp32") if precision == "int8" else None
-        runner = open_backend(backend, onnx_dir=folders[name], device=device,
-                              precision=precision, threads=threads, fallback=fallback,
-                              cache_dir=cache)
-        configs.append(Config(backend, runner.precision, runner))
-    return configs
+    asked = [BASELINE] + [(b, p) for b in registry.NAMES if b in backends for p in precisions]
+    choices = {}
+    for backend, precision in asked:
+        try:
+            choice = registry.resolve(backend, precision, device)
+        except UsageError as exc:
+            say(f"bench: skipping {backend} {precision}: {exc}")
+            continue
+        choices.setdefault((backend, choice.precision), choice)
+    opened = {}
+    for key, choice in sorted(choices.items(), key=lambda kv: kv[1].spec.probe()[0]):
+        given = _given_folders(bundle, choice, folders, source, engine_dir)
+        opened[key] = (open_runtime(bundle, *key, device, threads, say=say) if given is None
+                       else registry.open_folders(key[0], bundle=bundle, precision=key[1],
+                                                  device=device, folders=given, threads=threads))
+    configs = [Config(b, runner.precision, runner) for (b, _), runner in
+               ((key, opened[key]) for key in choices)]
+    return list({c.label: c for c in reversed(configs)}.values())[::-1]   # bf16 -> fp32 repeats
+
+
+def _given_folders(bundle: Bundle, choice, folders: dict[str, Path] | None, source: str,
+                   engine_dir: Path | None) -> dict[str, Path] | None:
+    """The user's folders a choice opens, or None: the bundle's cache makes them."""
+    from vrfam_rt.backends import registry
+    from vrfam_rt.runtime import cache_dir
+
+    needs, name = choice.needs, choice.spec.name
+    if needs is None:
+        return {}
+    if needs.plans:
+        return {"plans": engine_dir} if engine_dir else None
+    if folders is None:
+        return None
+    names = registry.graph_folders(name, choice.precision)
+    found = next((n for n in names if n in folders), None)
+    if found is None:
+        root = next(iter(folders.values())).parent
+        how = (f"calibrate {bundle_args(bundle)} --target {names[0][5:]} --samples 64 --out {root}"
+               if names[0].startswith("int8-") else
+               f"export {bundle_args(bundle)} --precision {names[0]} --out {root}")
+        raise VrfamError(f"{source} holds no {names[0]} graphs (it holds "
+                         f"{', '.join(folders)}); make them with `vrfam-rt {how}`")
+    given = {"graphs": folders[found]}
+    if needs.fallback and needs.fallback in folders:
+        given["fallback"] = folders[needs.fallback]
+    if choice.spec.compiled_cache:
+        given["compiled"] = cache_dir(bundle) / choice.spec.compiled_cache
+    return given

@@ -23,6 +23,8 @@ from pathlib import Path
 import click
 import torch
 
+from vrfam_rt.benchmarks.bench import BASELINE
+
 PATHS = (("eager", "bf16"), ("ort", "fp32"), ("ort", "int8"), ("openvino", "fp32"),
          ("openvino", "bf16"), ("openvino", "int8"))
 PSNR_GATES = {"bf16": 40.0, "int8": 35.0}
@@ -44,7 +46,6 @@ def generator_fidelity(samples: int, say) -> list[dict]:
     from vrfam_rt import Bundle
     from vrfam_rt.backends.eager import EagerBackend
     from vrfam_rt.calibration.data import generator_samples
-    from vrfam_rt.cli.common import cache_root
     from vrfam_rt.export.parity import psnr
     from vrfam_rt.runtime import open_runtime
 
@@ -56,7 +57,7 @@ def generator_fidelity(samples: int, say) -> list[dict]:
     rows = []
     for backend, precision in PATHS:
         say(f"ffhq-1024 generator: {backend} {precision} ...")
-        runner = open_runtime(bundle, backend, precision, "cpu", None, cache_root(), say=say)
+        runner = open_runtime(bundle, backend, precision, "cpu", say=say)
         with torch.no_grad():
             images = [runner.generator(w[None]) for w in wplus]
         value = psnr(torch.cat(reference), torch.cat(images))
@@ -72,7 +73,7 @@ def edit_quality(samples: int, alphas: str, say) -> list[dict]:
     from vrfam_rt.cli import main
 
     reports = {}
-    for backend, precision in (("eager", "fp32"), *PATHS):
+    for backend, precision in (BASELINE, *PATHS):
         say(f"default bundle eval: {backend} {precision} ...")
         path = Path(f"/tmp/vrfam-cpu-quality-{backend}-{precision}.json")
         result = CliRunner().invoke(main, ["eval", "--backend", backend, "--precision", precision,
@@ -82,12 +83,12 @@ def edit_quality(samples: int, alphas: str, say) -> list[dict]:
             raise click.ClickException(f"eval {backend} {precision}: {result.output[-500:]}")
         reports[(backend, precision)] = json.loads(path.read_text())
         path.unlink()
-    base = reports[("eager", "fp32")]
+    base = reports[BASELINE]
     rows = []
     for (backend, precision), r in reports.items():
         d_acc = r["target_accuracy"] - base["target_accuracy"]
         d_fid = r["perception_fid"] / base["perception_fid"] - 1
-        first = (backend, precision) == ("eager", "fp32")
+        first = (backend, precision) == BASELINE
         rows.append({"backend": backend, "precision": r["precision"],
                      "target_accuracy": r["target_accuracy"],
                      "non_target_accuracy": r["non_target_accuracy"],

@@ -26,6 +26,11 @@ from vrfam_rt.manifests import Target
 H100 = Target("tensorrt", "10.13.0", ("9.0",), "NVIDIA H100 80GB HBM3")
 
 
+def edited(runner, image, alphas):
+    """The three stages of one backend in turn: image, alphas -> edited image."""
+    return runner.generator(runner.transformer(runner.encoder(image), alphas))
+
+
 @pytest.fixture(scope="module")
 def healed(tiny, tmp_path_factory):
     """The runtime opened on a cache whose fp32 manifest is not JSON (the export it makes
@@ -51,7 +56,7 @@ def inputs(tiny):
 def undamaged(tiny, healed, inputs):
     """{backend: its edit of `inputs`} from the sound cache."""
     backends = ["ort"] + (["openvino"] if importlib.util.find_spec("openvino") else [])
-    return {backend: runtime.open_runtime(tiny, backend, cache_root=healed[0]).edit(*inputs)
+    return {backend: edited(runtime.open_runtime(tiny, backend, cache_root=healed[0]), *inputs)
             for backend in backends}
 
 
@@ -129,7 +134,7 @@ def test_a_damaged_manifest_is_said_in_one_line_and_the_graphs_exported_again(he
     assert said[1].startswith("exporting fp32 ONNX")
     runner = runtime.open_runtime(tiny, "ort", cache_root=root)
     eager = runtime.open_runtime(tiny, "eager")
-    assert torch.allclose(runner.edit(*inputs), eager.edit(*inputs), atol=1e-4)
+    assert torch.allclose(edited(runner, *inputs), edited(eager, *inputs), atol=1e-4)
 
 
 @pytest.mark.parametrize("backend", ["ort", "openvino"])
@@ -146,7 +151,7 @@ def test_a_damaged_cached_graph_is_said_and_made_again(damage, backend, tiny, ca
     assert note.startswith(f"note: the cached fp32 graphs in {cache.fp32} are damaged "
                            f"({problem}") and note.endswith("; rebuilding them")
     assert cache.exports == [("fp32",)]
-    assert torch.allclose(runner.edit(*inputs), undamaged[backend], atol=1e-5)
+    assert torch.allclose(edited(runner, *inputs), undamaged[backend], atol=1e-5)
     said.clear()
     runtime.open_runtime(tiny, backend, cache_root=cache.root, say=said.append)
     assert said == [] and cache.exports == [("fp32",)]
@@ -156,7 +161,7 @@ def test_a_damaged_cached_graph_is_said_and_made_again(damage, backend, tiny, ca
 def test_damaged_int8_graphs_are_said_and_calibrated_again(backend, target, tiny, cache, inputs):
     if backend == "openvino":
         pytest.importorskip("openvino")
-    sound = runtime.open_runtime(tiny, backend, "int8", cache_root=cache.root).edit(*inputs)
+    sound = edited(runtime.open_runtime(tiny, backend, "int8", cache_root=cache.root), *inputs)
     folder = runtime.cache_dir(tiny, cache.root) / f"int8-{target}"
     truncate(folder)
     said = []
@@ -166,7 +171,7 @@ def test_damaged_int8_graphs_are_said_and_calibrated_again(backend, target, tiny
                            f"damaged (encoder.onnx: size 1000, expected "
                            f"{(cache.fp32 / 'encoder.onnx').stat().st_size}); rebuilding them"]
     assert cache.calibrations == [target, target] and cache.exports == []
-    assert torch.allclose(runner.edit(*inputs), sound, atol=1e-5)
+    assert torch.allclose(edited(runner, *inputs), sound, atol=1e-5)
 
 
 def test_each_file_is_hashed_once_then_trusted_while_its_stat_matches_its_stamp(tiny, cache,
@@ -208,7 +213,7 @@ def test_two_opens_of_a_damaged_cache_take_turns_and_both_run(tiny, cache, input
     def open_and_edit():
         try:
             runner = runtime.open_runtime(tiny, "ort", cache_root=cache.root, say=said.append)
-            outputs.append(runner.edit(*inputs))
+            outputs.append(edited(runner, *inputs))
         except Exception as exc:                # the assertion below names it
             errors.append(exc)
 
@@ -228,7 +233,7 @@ def test_a_changed_openvino_compiled_model_is_said_and_compiled_again(tiny, cach
     """OpenVINO loads a blob with damaged weights and computes NaNs: a blob that changed
     since it was first seen goes, with the rest of OpenVINO's cache."""
     pytest.importorskip("openvino")
-    runtime.open_runtime(tiny, "openvino", cache_root=cache.root).edit(*inputs)
+    edited(runtime.open_runtime(tiny, "openvino", cache_root=cache.root), *inputs)
     runtime.open_runtime(tiny, "openvino", cache_root=cache.root)    # stamps the blobs
     blob = max((runtime.cache_dir(tiny, cache.root) / "openvino").glob("*.blob"),
                key=lambda p: p.stat().st_size)
@@ -240,7 +245,7 @@ def test_a_changed_openvino_compiled_model_is_said_and_compiled_again(tiny, cach
     assert notes(said) == [f"note: the cached OpenVINO compiled models in {blob.parent} are "
                            f"damaged ({blob.name}: changed since it was compiled); rebuilding "
                            "them"]
-    assert torch.allclose(runner.edit(*inputs), undamaged["openvino"], atol=1e-5)
+    assert torch.allclose(edited(runner, *inputs), undamaged["openvino"], atol=1e-5)
 
 
 def test_damaged_plans_are_said_and_the_folder_goes(tiny, cache):

@@ -298,7 +298,7 @@ def test_cuda_graphs_are_refused_without_cuda_and_for_other_backends(tmp_path):
     assert result.exit_code == 2 and "CUDA graphs need a CUDA device" in result.output
     result = edit(PHOTO, "--config", "tiny", "--attr", "Smiling", "--backend", "ort",
                   "--cuda-graphs", "--out", tmp_path)
-    assert result.exit_code == 2 and "applies to the eager backend" in result.output
+    assert result.exit_code == 2 and "--cuda-graphs is for --backend eager, not --backend ort" in result.output
     assert not any(tmp_path.iterdir())
 
 

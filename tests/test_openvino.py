@@ -1,5 +1,4 @@
 """The OpenVINO backend (fp32, bf16, int8 on the CPU) and `--backend auto`."""
-import importlib.util
 import json
 import shutil
 
@@ -149,18 +148,6 @@ def test_without_openvino_the_backend_says_what_to_install(tiny_exports, monkeyp
     monkeypatch.setattr(builtins, "__import__", no_openvino)
     with pytest.raises(MissingDependency, match="pip install openvino"):
         open_backend("openvino", onnx_dir=tiny_exports[0] / "fp32")
-
-
-def test_auto_picks_openvino_without_tensorrt_and_ort_without_either(monkeypatch):
-    monkeypatch.setattr("vrfam_rt.environment.tensorrt_status", lambda: (False, "no CUDA device"))
-    backend, why = runtime.choose_backend()
-    assert backend == "openvino" and "no CUDA device" in why
-    real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec",
-                        lambda name, *a: None if name == "openvino" else real(name, *a))
-    assert runtime.choose_backend()[0] == "ort"
-    monkeypatch.setattr("vrfam_rt.environment.tensorrt_status", lambda: (True, "TensorRT 10.9"))
-    assert runtime.choose_backend()[0] == "trt"
 
 
 def test_edit_defaults_to_auto_and_says_what_it_chose(tiny_exports, tmp_path):

@@ -162,9 +162,65 @@ def test_the_stage_call_finder_finds_one():
 
 
 def test_the_environment_is_read_at_the_cli_edge_only():
+    """...and by the cache root's default, which the API shares with the CLI
+    ($VRFAM_RT_CACHE: one cache, whichever front end fills it)."""
     for name, path in MODULES.items():
-        if not name.startswith("vrfam_rt.cli"):
+        if not name.startswith("vrfam_rt.cli") and name != "vrfam_rt.runtime":
             assert "os.environ" not in path.read_text(), name
+
+
+BACKEND_NAMES = {"eager", "ort", "openvino", "trt"}
+# names whose values share spellings with backends but are other vocabularies:
+# calibration targets (trt, cpu, openvino) and the cache's folder kinds
+OTHER_VOCABULARIES = {"target", "kind"}
+
+
+def backend_decisions(source: str) -> list[tuple[int, str]]:
+    """(line, code) of every comparison with a backend name (`backend == "trt"`,
+    `"trt" in backends`) and every dict literal keyed by backend names: a decision
+    about backends that belongs to their registry (vrfam_rt/backends/registry.py)."""
+    def names(node) -> set[str]:
+        if isinstance(node, ast.Constant) and isinstance(node.value, str):
+            return {node.value} & BACKEND_NAMES
+        if isinstance(node, (ast.Tuple, ast.List, ast.Set)):
+            return set().union(*map(names, node.elts)) if node.elts else set()
+        return set()
+
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Compare):
+            sides = [node.left, *node.comparators]
+            subjects = [side for side in sides if not names(side)]
+            if any(map(names, sides)) and not all(
+                    isinstance(side, ast.Name) and side.id in OTHER_VOCABULARIES
+                    for side in subjects):
+                found.append((node.lineno, ast.unparse(node)))
+        elif isinstance(node, ast.Dict):      # keyed by backend names, and by nothing else
+            keys = [k.value for k in node.keys if isinstance(k, ast.Constant)]
+            if len(keys) >= 2 and len(keys) == len(node.keys) and set(keys) <= BACKEND_NAMES:
+                found.append((node.lineno, ast.unparse(node)[:60]))
+    return found
+
+
+def test_backend_decisions_live_in_the_backends_package():
+    """What each backend runs, where and from what is declared once (the registry);
+    everything else asks it instead of comparing names."""
+    found = {name: backend_decisions(path.read_text()) for name, path in MODULES.items()
+             if not name.startswith("vrfam_rt.backends")}
+    assert len(found) > 50 and {k: v for k, v in found.items() if v} == {}
+
+
+@pytest.mark.parametrize("source, found", [
+    ('if backend == "trt":\n    pass', [(1, "backend == 'trt'")]),
+    ('x = "eager" in backends', [(1, "'eager' in backends")]),
+    ('x = runner.name != "openvino"', [(1, "runner.name != 'openvino'")]),
+    ('x = {"ort": 1, "trt": 2}', [(1, "{'ort': 1, 'trt': 2}")]),
+    ('x = target == "openvino"', []),            # a calibration target, not a backend
+    ('x = {"trt": 1, "cpu": 2, "openvino": 3}', []),   # calibration targets
+    ('x = precision == "fp16"', []),
+])
+def test_the_backend_decision_finder_finds_them(source, found):
+    assert backend_decisions(source) == found
 
 
 def test_every_package_folder_ships():

@@ -266,8 +266,8 @@ def test_the_api_checks_device_and_cache_before_any_work():
 
     with pytest.raises(UsageError, match="choose cpu, cuda or cuda:N"):
         EditPipeline.from_bundle(None, backend="eager", device="tpu", align=False)
-    with pytest.raises(VrfamError, match="cache_dir /proc/vrfam: cannot write"):
-        EditPipeline.from_bundle(None, backend="ort", cache_dir="/proc/vrfam", align=False)
+    with pytest.raises(VrfamError, match="cache_root /proc/vrfam: cannot write"):
+        EditPipeline.from_bundle(None, backend="ort", cache_root="/proc/vrfam", align=False)
 
 
 def test_a_network_called_with_the_wrong_shape_names_the_stage_and_both_shapes(tiny):
@@ -377,12 +377,14 @@ def test_the_progress_bar_shows_on_a_terminal_and_not_in_a_pipe(tmp_path):
 
 # ---- one exit-code policy: unsupported backend/precision pairs are usage errors ------------------
 @pytest.mark.parametrize("args, says", [
-    (["--backend", "ort", "--precision", "bf16"], "not bf16"),
-    (["--backend", "openvino", "--precision", "fp16"], "not fp16"),
-    (["--backend", "trt", "--precision", "bf16"], "not bf16"),
-    (["--backend", "eager", "--precision", "int8"], "not 'int8'"),
-    (["--backend", "eager", "--precision", "fp16"], "eager fp16 needs a CUDA device"),
-    (["--backend", "openvino", "--device", "cuda"], "runs on the CPU"),
+    (["--backend", "ort", "--precision", "bf16"],
+     "--backend ort runs fp32, fp16, int8, not --precision bf16"),
+    (["--backend", "openvino", "--precision", "fp16"], "not --precision fp16"),
+    (["--backend", "trt", "--precision", "bf16"], "not --precision bf16"),
+    (["--backend", "eager", "--precision", "int8"], "not --precision int8"),
+    (["--backend", "eager", "--precision", "fp16"],
+     "--backend eager runs --precision fp16 on cuda, not --device cpu"),
+    (["--backend", "openvino", "--device", "cuda"], "--backend openvino runs on cpu, not --device cuda"),
 ])
 def test_unsupported_backend_precision_pairs_are_usage_errors(user, args, says):
     run("edit", EXAMPLE, "--attr", "Smiling", "--no-align", "--config", "tiny", "--out", "o",

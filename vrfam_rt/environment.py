@@ -179,6 +179,11 @@ def cpu_model() -> dict:
             "flags": [f for f in CPU_FLAGS if f in flags]}
 
 
+def tensorrt_rtx_version() -> str | None:
+    """The installed TensorRT-RTX's version (it builds plans without a GPU), or None."""
+    return _version("tensorrt-rtx-cu12")
+
+
 def openvino_status() -> tuple[bool, str]:
     """(usable, reason): OpenVINO imports, with its CPU plugin's precisions."""
     try:
@@ -202,21 +207,7 @@ def describe() -> dict[str, dict[str, str]]:
         props = torch.cuda.get_device_properties(i)
         devices[f"cuda:{i}"] = (f"{props.name}, sm_{props.major}{props.minor}, "
                                 f"{props.total_memory / 2**30:.1f} GiB")
-    backends = {"eager": "cpu" + (", cuda" if torch.cuda.is_available() else "")}
-    try:
-        ort = importlib.import_module("onnxruntime")
-        backends["ort"] = ", ".join(ort.get_available_providers())
-    except ImportError:
-        backends["ort"] = "unavailable: pip install onnxruntime"
-    usable, reason = openvino_status()
-    backends["openvino"] = reason if usable else f"unavailable: {reason}"
-    usable, reason = tensorrt_status()
-    backends["trt"] = reason if usable else f"unavailable: {reason}"
-    rtx = _version("tensorrt-rtx-cu12")
-    if rtx:
-        backends["trt"] += (f"; TensorRT-RTX {rtx} builds plans here"
-                            + ("" if torch.cuda.is_available() else " (running them needs a GPU)"))
-    return {"versions": versions, "backends": backends, "devices": devices}
+    return {"versions": versions, "devices": devices}
 
 
 @contextlib.contextmanager

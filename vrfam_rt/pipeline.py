@@ -24,6 +24,7 @@ from vrfam_rt.config import ALPHA_LIMIT
 from vrfam_rt.errors import UsageError, VrfamError
 from vrfam_rt.images import MAX_PIXELS, normalise, read_rgb, to_pil, to_tensor
 from vrfam_rt.inversion import Failure, Inversion
+from vrfam_rt.runtime import MAX_BATCH
 
 
 @dataclass(frozen=True)
@@ -228,7 +229,7 @@ class EditPipeline:
         sweep.crops[1][2]                                         # b.png, Smiling +1
     """
 
-    def __init__(self, backend, input_size: int, align: bool = True, max_batch: int = 4,
+    def __init__(self, backend, input_size: int, align: bool = True, max_batch: int = MAX_BATCH,
                  max_pixels: int = MAX_PIXELS):
         self.backend = backend
         self.max_pixels = max_pixels
@@ -242,23 +243,20 @@ class EditPipeline:
 
     @classmethod
     def from_bundle(cls, bundle=None, backend: str = "auto", precision: str = "fp32",
-                    device: str = "cpu", cache_dir: str | Path | None = None,
-                    max_batch: int = 4, threads: int | None = None, align: bool = True,
+                    device: str | None = None, cache_root: str | Path | None = None,
+                    max_batch: int = MAX_BATCH, threads: int | None = None, align: bool = True,
                     cuda_graphs: bool = False, say=None, method: str | None = None,
                     max_pixels: int = MAX_PIXELS) -> "EditPipeline":
         """A pipeline for a bundle (a Bundle, a bundle or suite folder, or None for the
-        shipped default; `method` picks a suite's member, default vrfam) on a backend,
-        exporting graphs or building plans into the per-bundle cache under `cache_dir`
-        (default ~/.cache/vrfam-rt) when it needs them."""
+        shipped default; `method` picks a suite's member, default vrfam) on a backend
+        (vrfam_rt.runtime.open_runtime: `device=None` is the backend's own), exporting
+        graphs or building plans into the per-bundle cache under `cache_root` (default
+        runtime.default_cache_root(): $VRFAM_RT_CACHE, else ~/.cache/vrfam-rt, as for the
+        CLI) when it needs them."""
         from vrfam_rt.bundle import Bundle
-        from vrfam_rt.environment import parse_device
-        from vrfam_rt.fileio import writable_folder
-        from vrfam_rt.runtime import default_cache_root, open_runtime
+        from vrfam_rt.runtime import open_runtime
         from vrfam_rt.suite import resolve
 
-        device = parse_device(device)
-        if backend != "eager":              # the graphs and plans are made into the cache
-            writable_folder(cache_dir or default_cache_root(), "cache_dir")
         if threads:
             torch.set_num_threads(threads)
         if not isinstance(bundle, Bundle):
@@ -266,7 +264,7 @@ class EditPipeline:
         elif method:
             raise UsageError("method picks a bundle of a model suite; give the suite's "
                              "folder (or None), not a Bundle")
-        runner = open_runtime(bundle, backend, precision, device, threads, cache_dir,
+        runner = open_runtime(bundle, backend, precision, device, threads, cache_root,
                               cuda_graphs=cuda_graphs, say=say, max_batch=max_batch)
         return cls(runner, bundle.config.encoder.input_size, align=align, max_batch=max_batch,
                    max_pixels=max_pixels)

@@ -8,25 +8,32 @@ samples of the bundle's generator), for `trt` it exports FP16 graphs and builds 
 folder per bundle (keyed by the bundle's digest); later calls reuse what is there once
 it matches its manifest, and make again, after a one-line note, what is damaged
 (vrfam_rt.cache: hashed once per file, then stamped; one process at a time per bundle).
-`auto` picks trt where plans can run on a local NVIDIA GPU, else openvino, else ort.
-What cannot be made here (plans need a GPU to run) is one VrfamError or
+What a backend needs, and what `auto` picks, is declared in vrfam_rt.backends.registry;
+this module makes it. What cannot be made here (plans need a GPU to run) is one VrfamError or
 MissingDependency naming the command or the missing piece.
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Mapping
 
 from vrfam_rt import manifests
+from vrfam_rt.backends import registry
 from vrfam_rt.cache import locked, stamped, usable
-from vrfam_rt.errors import UsageError
 
-BACKENDS = ("eager", "ort", "openvino", "trt", "auto")
 CALIBRATION_SAMPLES = 16     # generator samples an on-demand INT8 calibration uses
+MAX_BATCH = 8    # rows per stage call: the pipeline's batches, the largest TensorRT plans take
 
 
-def default_cache_root() -> Path:
-    """Where the per-bundle caches live unless told otherwise: ~/.cache/vrfam-rt."""
+def default_cache_root(environ: Mapping[str, str] | None = None) -> Path:
+    """Where the per-bundle caches live, for the API and the CLI alike: $VRFAM_RT_CACHE,
+    else $XDG_CACHE_HOME/vrfam-rt, else ~/.cache/vrfam-rt (`environ`: os.environ)."""
+    environ = os.environ if environ is None else environ
+    if environ.get("VRFAM_RT_CACHE"):
+        return Path(environ["VRFAM_RT_CACHE"])
+    if environ.get("XDG_CACHE_HOME"):
+        return Path(environ["XDG_CACHE_HOME"]) / "vrfam-rt"
     return Path.home() / ".cache" / "vrfam-rt"
 
 
@@ -88,95 +95,70 @@ def calibrated(bundle, cache: Path, target: str, say: Callable[[str], None]) -> 
     return folder
 
 
-def choose_backend() -> tuple[str, str]:
-    """`auto`: (backend, why): trt where TensorRT plans can run on a local NVIDIA GPU,
-    else openvino where it is installed (CPU), else ort."""
-    import importlib.util
+def open_runtime(bundle, backend: str = "auto", precision: str = "fp32",
+                 device: str | None = None, threads: int | None = None,
+                 cache_root: str | Path | None = None, cuda_graphs: bool = False,
+                 say: Callable[[str], None] | None = None, max_batch: int = MAX_BATCH):
+    """A backend (vrfam_rt.backends.Backend) running `bundle`, its folders made on demand:
+    decide (backends.registry.resolve), make what the choice needs into the bundle's
+    cache (export -> calibrate -> build, each once), open.
 
-    from vrfam_rt.environment import tensorrt_status
-
-    usable, reason = tensorrt_status()
-    if usable:
-        return "trt", f"{reason} on the local GPU"
-    why = f"no TensorRT plans can run here: {reason.split(';')[0]}"
-    if importlib.util.find_spec("openvino") is not None:
-        return "openvino", f"{why}; OpenVINO on the CPU"
-    return "ort", f"{why}, and OpenVINO is not installed; ONNX Runtime on the CPU"
-
-
-def open_runtime(bundle, backend: str = "eager", precision: str = "fp32", device: str = "cpu",
-                 threads: int | None = None, cache_root: str | Path | None = None,
-                 cuda_graphs: bool = False, say: Callable[[str], None] | None = None,
-                 max_batch: int = 8):
-    """A backend (vrfam_rt.backends.Backend) running `bundle`, its graphs made on demand.
-
-    `max_batch` bounds the batch TensorRT plans accept (their optimisation profile); the
-    ONNX graphs take any batch up to the export's."""
-    from vrfam_rt.backends import open_backend
-    from vrfam_rt.backends.ort import OrtBackend
+    `device=None` is the backend's own (trt: cuda, the others: cpu); `cache_root=None` is
+    `default_cache_root()`; `max_batch` bounds the batch TensorRT plans accept (their
+    optimisation profile); the ONNX graphs take any batch up to the export's."""
+    from vrfam_rt.environment import parse_device
+    from vrfam_rt.fileio import writable_folder
 
     say = say or (lambda message: None)
-    if backend not in BACKENDS:
-        raise UsageError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
-    if backend == "auto" and cuda_graphs:
-        backend = "eager"               # CUDA-graph replay is the eager backend's
-    if backend == "auto":
-        backend, why = choose_backend()
-        say(f"backend auto: {backend} ({why})")
-        if backend == "trt" and device == "cpu":
-            device = "cuda"
-        if backend != "trt" and precision == "fp16":
-            precision = "fp32"          # the CPU backends' fp16 is emulated, never faster
-    if backend == "eager":
-        return open_backend("eager", bundle=bundle, device=device, precision=precision,
-                            cuda_graphs=cuda_graphs)
-    if cuda_graphs:
-        raise UsageError("--cuda-graphs applies to the eager backend (TensorRT plans replay "
-                         "their own graphs)")
-    cache = cache_dir(bundle, cache_root)
-    if backend == "openvino":
-        from vrfam_rt.backends.openvino import PRECISIONS, OpenVinoBackend, import_openvino
+    choice = registry.resolve(backend, precision, device and parse_device(device), cuda_graphs)
+    for note in choice.notes:
+        say(note)
+    folders = {}
+    if choice.needs or choice.spec.compiled_cache:
+        writable_folder(cache_root or default_cache_root(), "cache_root")
+        cache = cache_dir(bundle, cache_root)
+        with locked(cache):
+            folders = made(bundle, cache, choice, say, max_batch)
+    runner = registry.open_folders(choice.spec.name, bundle=bundle, precision=choice.precision,
+                                   device=choice.device, folders=folders, threads=threads,
+                                   cuda_graphs=cuda_graphs)
+    if runner.note:
+        say(runner.note)
+    return runner
 
-        import_openvino()
-        if device != "cpu":
-            raise UsageError(f"the openvino backend runs on the CPU, not {device}")
-        if precision not in PRECISIONS:
-            raise UsageError(f"the openvino backend runs {', '.join(PRECISIONS)}, "
-                             f"not {precision}")
-        with locked(cache):
-            fp32 = exported(bundle, cache, "fp32", say)
-            int8 = calibrated(bundle, cache, "openvino", say) if precision == "int8" else None
-            usable(cache / "openvino", "openvino", bundle.digest, "OpenVINO compiled models",
-                   say)                 # a damaged one goes; OpenVINO compiles anew
-        if int8:
-            runner = OpenVinoBackend(int8, "int8", threads, cache / "openvino", fallback=fp32)
-        else:
-            runner = OpenVinoBackend(fp32, precision, threads, cache / "openvino")
-        if runner.note:
-            say(runner.note)
-        return runner
-    if backend == "ort":
-        if precision == "bf16":
-            raise UsageError("the ort backend runs fp32, fp16 or int8, not bf16")
-        with locked(cache):
-            if precision != "int8":
-                return OrtBackend(exported(bundle, cache, precision, say), device, threads)
-            int8 = calibrated(bundle, cache, "cpu", say)
-            fp32 = exported(bundle, cache, "fp32", say)
-        return OrtBackend(int8, device, threads, fallback=fp32)
+
+def made(bundle, cache: Path, choice, say: Callable[[str], None], max_batch: int) -> dict:
+    """The folders `choice` opens ({"graphs", "fallback", "plans", "compiled": path}),
+    each made once into `cache` (again when damaged). The caller holds the cache's lock."""
+    def folder(name: str) -> Path:
+        if name.startswith("int8-"):
+            return calibrated(bundle, cache, name.removeprefix("int8-"), say)
+        return exported(bundle, cache, name, say)
+
+    needs, folders = choice.needs, {}
+    if needs:
+        folders = {"fallback": needs.fallback, "graphs": needs.graphs}
+        folders = {role: folder(name) for role, name in folders.items() if name}
+        if needs.plans:
+            folders["plans"] = built(bundle, cache, folders["graphs"], needs.plans, say,
+                                     max_batch)
+    if choice.spec.compiled_cache:
+        compiled = cache / choice.spec.compiled_cache
+        usable(compiled, "openvino", bundle.digest, "compiled models", say)  # a damaged one goes
+        folders["compiled"] = compiled
+    return folders
+
+
+def built(bundle, cache: Path, graphs: Path, name: str, say: Callable[[str], None],
+          max_batch: int) -> Path:
+    """`cache/<name>`, TensorRT plans of `graphs` for this machine's target (TensorRT
+    on a local GPU, else TensorRT-RTX ahead of time); the build reuses plans that match.
+    The caller holds the cache's lock."""
     from vrfam_rt.engines.build import build_engines, choose_target
+
     target = choose_target("auto")
-    precision = "fp16" if precision == "fp32" else precision
-    if precision not in ("fp16", "int8"):
-        raise UsageError(f"the trt backend runs fp16 or int8 plans, not {precision}")
-    plans = cache / f"engines-{precision}"
-    with locked(cache):
-        if precision == "int8":
-            source = calibrated(bundle, cache, "trt", say)
-        else:
-            source = exported(bundle, cache, precision, say)
-        usable(plans, "engines", bundle.digest, f"{precision} plans", say)   # a damaged one goes
-        say(f"plans for {target.describe()} in {plans} ...")
-        build_engines(source, plans, max_batch=max_batch, target=target)
-        stamped(plans, "engines", bundle.digest)
-    return open_backend("trt", engine_dir=plans, device=device if device != "cpu" else "cuda")
+    plans = cache / name
+    usable(plans, "engines", bundle.digest, f"{name} plans", say)   # a damaged one goes
+    say(f"plans for {target.describe()} in {plans} ...")
+    build_engines(graphs, plans, max_batch=max_batch, target=target)
+    return stamped(plans, "engines", bundle.digest)

@@ -9,52 +9,54 @@ stages chain without copies.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 import torch
 
 from vrfam_rt import manifests
 from vrfam_rt.contract import check_input
-from vrfam_rt.errors import VrfamError
-
-
-@runtime_checkable
-class StageBackend(Protocol):
-    """The typed interface the pipeline, the benchmarks and the server rely on."""
-
-    name: str                        # "eager", "ort", "trt"
-    precision: str                   # "fp32", "fp16", "bf16", "int8"
-    attributes: tuple[str, ...]      # the order of the transformer's alphas
-    device: torch.device             # where every stage's output lives
-
-    def encoder(self, image: torch.Tensor) -> torch.Tensor:
-        """image [B,3,S,S] in [-1,1] -> W+ [B,L,D]"""
-        ...
-
-    def transformer(self, wplus: torch.Tensor, alphas: torch.Tensor) -> torch.Tensor:
-        """W+ [B,L,D], alphas [B,K] -> edited W+ [B,L,D]"""
-        ...
-
-    def generator(self, wplus: torch.Tensor) -> torch.Tensor:
-        """W+ [B,L,D] -> image [B,3,R,R], about [-1,1]"""
-        ...
-
-    def edit(self, image: torch.Tensor, alphas: torch.Tensor) -> torch.Tensor:
-        """The three stages in turn: image [B,3,S,S], alphas [B,K] -> edited image"""
-        ...
+from vrfam_rt.errors import UsageError, VrfamError
 
 
 class Backend:
-    """The stage calls every backend offers; subclasses implement `run(stage, *inputs)`."""
+    """The stage calls every backend offers; subclasses implement `open` (from the
+    folders their registry spec needs) and `run(stage, *inputs)`."""
 
-    name: str
-    precision: str
-    attributes: tuple[str, ...]
-    device: torch.device
+    name: str                        # its key in backends.registry.SPECS
+    precision: str                   # "fp32", "fp16", "bf16", "int8": what runs
+    attributes: tuple[str, ...]      # the order of the transformer's alphas
+    device: torch.device             # where every stage's output lives
     folder: Path
     manifest: dict[str, Any]
     fallback: "Backend | None" = None    # runs the stages this backend's folder lacks
-    static_shapes = False      # True: each new batch size compiles (callers may pad to a few)
+    note: str | None = None              # told to the user once it is open
+
+    @classmethod
+    def open(cls, *, bundle, precision: str | None, device: str, folders: dict[str, Path],
+             threads: int | None, cuda_graphs: bool) -> "Backend":
+        """The backend on `folders` ({"graphs" | "fallback" | "plans" | "compiled": path},
+        as its spec's Needs names them)."""
+        raise NotImplementedError
+
+    @classmethod
+    def needed(cls, folders: dict[str, Path], role: str, what: str) -> Path:
+        """folders[role], or a UsageError saying what the backend runs from."""
+        if role not in folders:
+            argument = {"graphs": "onnx_dir", "plans": "engine_dir"}.get(role, role)
+            raise UsageError(f"the {cls.name} backend runs {what} (`{argument}=`)")
+        return folders[role]
+
+    @property
+    def spec(self):
+        """Its declaration: precisions, devices, needs, capabilities (backends.registry)."""
+        from vrfam_rt.backends.registry import SPECS
+
+        return SPECS[self.name]
+
+    @property
+    def static_shapes(self) -> bool:
+        """Each new batch size compiles: callers may pad to a few sizes."""
+        return self.spec.static_shapes
 
     def _read_folder(self, folder: str | Path, kind: str) -> None:
         """Take `folder`'s manifest of `kind` (precision, attribute order, files)."""
@@ -91,6 +93,11 @@ class Backend:
     def run(self, stage: str, *inputs: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
+    def layer_times(self, inputs: dict[str, tuple[torch.Tensor, ...]]) -> list[dict]:
+        """{"stage", "layer", "ms"} per layer of one run of each stage on `inputs`
+        ({stage: its inputs}), measured by the runtime's own profiler (`vrfam-rt profile`)."""
+        raise NotImplementedError
+
     def encoder(self, image: torch.Tensor) -> torch.Tensor:
         """image [B,3,S,S] in [-1,1] -> W+ [B,L,D]"""
         return self.checked_run("encoder", image)
@@ -103,5 +110,3 @@ class Backend:
         """W+ [B,L,D] -> image [B,3,R,R], about [-1,1]"""
         return self.checked_run("generator", wplus)
 
-    def edit(self, image: torch.Tensor, alphas: torch.Tensor) -> torch.Tensor:
-        return self.generator(self.transformer(self.encoder(image), alphas))

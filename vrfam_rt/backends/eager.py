@@ -3,14 +3,28 @@ from __future__ import annotations
 
 import copy
 import functools
+import time
+from collections import defaultdict
 
 import torch
 
+from vrfam_rt.backends import registry
 from vrfam_rt.backends.base import Backend
 from vrfam_rt.contract import STAGES, shapes
 from vrfam_rt.errors import MissingDependency, UsageError
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+BLOCK_LISTS = {"style", "convs", "to_rgbs", "body", "styles", "transforms", "fcs"}
+BLOCKS = {"input", "conv1", "to_rgb1", "input_layer", "latlayer1", "latlayer2"}
+
+
+def blocks(module: torch.nn.Module):
+    """(name, module) of the layers a profile reports: members of the block lists
+    (`convs.3`, `encoder.body.7`, ...) and the single blocks beside them."""
+    for name, layer in module.named_modules():
+        parts = name.removeprefix("encoder.").split(".")
+        if (len(parts) == 2 and parts[0] in BLOCK_LISTS) or (len(parts) == 1 and parts[0] in BLOCKS):
+            yield name, layer
 
 
 class EagerBackend(Backend):
@@ -24,11 +38,7 @@ class EagerBackend(Backend):
         `generator_form`: the generator's call arguments (models.stylegan2.Generator:
         fused, folded, conv_clamp); by default folded on the CPU, where its 1024^2
         layers are bound by memory traffic, and the plain non-fused form elsewhere."""
-        if precision not in DTYPES:
-            raise UsageError(f"the eager backend runs {sorted(DTYPES)}, not {precision!r}")
-        if precision == "fp16" and not str(device).startswith("cuda"):
-            raise UsageError("eager fp16 needs a CUDA device (float16 convolutions on the CPU "
-                             "are hundreds of times slower); use bf16 on the CPU")
+        registry.resolve(self.name, precision, str(device))   # one it runs, or the UsageError
         if str(device).startswith("cuda") and not torch.cuda.is_available():
             raise MissingDependency(f"device {device!r} asked for, but torch sees no CUDA device")
         self.bundle, self.device, self.precision = bundle, torch.device(device), precision
@@ -45,6 +55,12 @@ class EagerBackend(Backend):
         self.generator_form = {"folded": self.device.type == "cpu"} if generator_form is None \
             else dict(generator_form)
         self._modules: dict[str, torch.nn.Module] = {}
+
+    @classmethod
+    def open(cls, *, bundle, precision, device, folders, threads, cuda_graphs) -> "EagerBackend":
+        if bundle is None:
+            raise UsageError("the eager backend runs a bundle's own networks (`bundle=`)")
+        return cls(bundle, device=device, precision=precision or "fp32", cuda_graphs=cuda_graphs)
 
     def _module(self, stage: str) -> torch.nn.Module:
         """The stage's network on this device, dtype and layout. The bundle's own module
@@ -78,6 +94,38 @@ class EagerBackend(Backend):
             if self.cuda_graphs:
                 return self._replay(stage, module, inputs)
             return module(*inputs).float().contiguous()
+
+    def layer_times(self, inputs: dict[str, tuple[torch.Tensor, ...]]) -> list[dict]:
+        """Wall time of each layer (the modules two levels under a stage, e.g. `convs.3`
+        or `encoder.body.7`) from forward hooks, of the second of two runs; CUDA is
+        synchronised around each layer."""
+        timings: dict[tuple[str, str], float] = defaultdict(float)
+        cuda = self.device.type == "cuda"
+        starts: dict[tuple[str, str], float] = {}
+
+        def clock():
+            if cuda:
+                torch.cuda.synchronize()
+            return time.perf_counter()
+
+        hooks = []
+        for stage in inputs:
+            for name, layer in blocks(self._module(stage)):
+                key = (stage, name)
+                hooks += [layer.register_forward_pre_hook(
+                              lambda mod, args, key=key: starts.__setitem__(key, clock())),
+                          layer.register_forward_hook(
+                              lambda mod, args, out, key=key: timings.__setitem__(
+                                  key, timings[key] + (clock() - starts[key]) * 1e3))]
+        try:
+            for _ in range(2):                       # a warm-up, then the timed run
+                timings.clear()
+                for stage, stage_inputs in inputs.items():
+                    self.run(stage, *stage_inputs)
+        finally:
+            for hook in hooks:
+                hook.remove()
+        return [{"stage": s, "layer": n, "ms": ms} for (s, n), ms in timings.items()]
 
     def _replay(self, stage: str, module, inputs: list[torch.Tensor]):
         """Run a stage as a CUDA graph captured once per input shape: at batch 1 the

@@ -23,11 +23,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from vrfam_rt import manifests
+from vrfam_rt.backends import registry
 from vrfam_rt.backends.base import Backend
 from vrfam_rt.errors import MissingDependency, VrfamError
 
-PRECISIONS = ("fp32", "bf16", "int8")
-CPU_TARGETS = ("openvino", "cpu")     # calibrate targets whose INT8 graphs it runs (float elsewhere)
 KEPT_SHAPES = 4          # compiled batch sizes kept per stage (least recently used go)
 OPENVINO_HINT = "pip install openvino"
 
@@ -70,7 +70,6 @@ def _compiles_in_bf16(core) -> bool:
 
 class OpenVinoBackend(Backend):
     name = "openvino"
-    static_shapes = True      # each new batch size compiles: callers may pad to a few
 
     def __init__(self, folder: str | Path, precision: str = "fp32", threads: int | None = None,
                  cache_dir: str | Path | None = None, fallback: str | Path | None = None):
@@ -78,9 +77,7 @@ class OpenVinoBackend(Backend):
         `int8`);
         `fallback`: the fp32 folder serving the stages an INT8 folder lacks."""
         ov = import_openvino()
-        if precision not in PRECISIONS:
-            raise VrfamError(f"the openvino backend runs {', '.join(PRECISIONS)}, "
-                             f"not {precision}")
+        registry.resolve(self.name, precision, "cpu")      # one it runs, or the UsageError
         self._read_folder(folder, "export")
         held = self.manifest["precision"]
         if (held == "int8") != (precision == "int8"):
@@ -88,7 +85,7 @@ class OpenVinoBackend(Backend):
                              f"{precision} from " + ("int8-openvino graphs (vrfam-rt "
                                                      "calibrate --target openvino)"
                                                      if precision == "int8" else "fp32 graphs"))
-        if held == "int8" and self.manifest.get("target") not in CPU_TARGETS:
+        if held == "int8" and self.manifest.get("target") not in self.spec.int8_targets:
             raise VrfamError(f"{self.folder} holds INT8 graphs for {self.manifest.get('target')}; "
                              "OpenVINO runs those of `vrfam-rt calibrate --target openvino` "
                              "(or --target cpu)")
@@ -109,6 +106,15 @@ class OpenVinoBackend(Backend):
         self.fallback = (OpenVinoBackend(fallback, "bf16" if self.hint == "bf16" else "fp32",
                                          threads, cache_dir) if fallback else None)
         self._compiled: dict = {}      # stage -> {input shapes: infer request}, oldest use first
+
+    @classmethod
+    def open(cls, *, bundle, precision, device, folders, threads, cuda_graphs) -> "OpenVinoBackend":
+        """`precision=None`: int8 for INT8 graphs, else fp32."""
+        graphs = cls.needed(folders, "graphs", "an export folder (vrfam-rt export --out DIR)")
+        if precision is None:
+            precision = "int8" if manifests.read(graphs, "export")["precision"] == "int8" \
+                else "fp32"
+        return cls(graphs, precision, threads, folders.get("compiled"), folders.get("fallback"))
 
     def properties(self) -> dict:
         """The compile properties: precision hint, latency mode, threads, cache."""
@@ -148,3 +154,24 @@ class OpenVinoBackend(Backend):
         request.infer(arrays)
         # the request's output buffer is reused by its next call: copy it out
         return torch.from_numpy(np.array(request.get_output_tensor(0).data, copy=True))
+
+    def layer_times(self, inputs: dict[str, tuple[torch.Tensor, ...]]) -> list[dict]:
+        """Time per compiled node (ms) from OpenVINO's performance counters, by stage and
+        node, with the kernel it ran (e.g. brgconv_avx512_amx_I8)."""
+        rows = []
+        for stage, stage_inputs in inputs.items():
+            owner = self if stage in self.manifest["files"] else self.fallback
+            if owner is None:
+                continue
+            arrays = [x.float().contiguous().numpy() for x in stage_inputs]
+            props = owner.properties() | {"PERF_COUNT": True}
+            props.pop("CACHE_DIR", None)
+            request = owner.compile_stage(stage, [a.shape for a in arrays], props) \
+                .create_infer_request()
+            request.infer(arrays)
+            for info in request.profiling_info:
+                ms = info.real_time.total_seconds() * 1e3
+                if ms > 0:
+                    rows.append({"stage": stage, "layer": f"{info.node_name} ({info.node_type}, "
+                                 f"{info.exec_type})", "ms": ms})
+        return rows

@@ -5,6 +5,10 @@ case inputs and outputs stay on the GPU through I/O binding.
 """
 from __future__ import annotations
 
+import json
+import shutil
+import tempfile
+from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
@@ -39,6 +43,11 @@ class OrtBackend(Backend):
         self.threads = threads
         self.fallback = OrtBackend(fallback, device, threads) if fallback else None
         self._sessions: dict = {}
+
+    @classmethod
+    def open(cls, *, bundle, precision, device, folders, threads, cuda_graphs) -> "OrtBackend":
+        return cls(cls.needed(folders, "graphs", "an export folder (vrfam-rt export --out DIR)"),
+                   device, threads, fallback=folders.get("fallback"))
 
     def session(self, stage: str):
         if stage not in self._sessions:
@@ -81,3 +90,33 @@ class OrtBackend(Backend):
         binding.bind_output(spec["name"], "cuda", index, np.float32, shape, out.data_ptr())
         session.run_with_iobinding(binding)
         return out
+
+    def layer_times(self, inputs: dict[str, tuple[torch.Tensor, ...]]) -> list[dict]:
+        """Time per ONNX node (ms) from ONNX Runtime's profiler, by stage and node; the
+        stages a fallback folder runs are timed there."""
+        rows = []
+        for stage, stage_inputs in inputs.items():
+            if stage not in self.manifest["files"]:
+                rows += self.fallback.layer_times({stage: stage_inputs}) if self.fallback else []
+                continue
+            options = self.ort.SessionOptions()
+            options.enable_profiling = True
+            options.profile_file_prefix = str(Path(tempfile.mkdtemp(prefix="vrfam-ort-")) / stage)
+            options.log_severity_level = 3
+            if self.threads:
+                options.intra_op_num_threads = self.threads
+            path = self.folder / self.manifest["files"][stage]["file"]
+            session = self.ort.InferenceSession(str(path), options, providers=self.providers)
+            feeds = {i.name: x.float().cpu().numpy()
+                     for i, x in zip(session.get_inputs(), stage_inputs)}
+            session.run(None, feeds)
+            trace = Path(session.end_profiling())
+            events = json.loads(trace.read_text())
+            shutil.rmtree(trace.parent, ignore_errors=True)
+            per_node: dict[str, float] = defaultdict(float)
+            for e in events:
+                if e.get("cat") == "Node" and e["name"].endswith("_kernel_time"):
+                    op = e.get("args", {}).get("op_name", "?")
+                    per_node[f"{e['name'][:-len('_kernel_time')]} ({op})"] += e["dur"] / 1e3
+            rows += [{"stage": stage, "layer": n, "ms": ms} for n, ms in per_node.items()]
+        return rows

@@ -41,6 +41,11 @@ class TrtBackend(Backend):
         self._engines: dict = {}
         self._runtime_caches: dict = {}
 
+    @classmethod
+    def open(cls, *, bundle, precision, device, folders, threads, cuda_graphs) -> "TrtBackend":
+        return cls(cls.needed(folders, "plans", "a plan folder (vrfam-rt build-engines --out DIR)"),
+                   device)
+
     def _checked_plan(self, stage: str) -> bytes:
         """A stage's plan bytes, refused in one line when they are not what was built."""
         entry = self._entry(stage, "build it with `vrfam-rt build-engines`")
@@ -134,3 +139,23 @@ class TrtBackend(Backend):
         self._save_runtime_cache(stage, batch)
         # the output's memory belongs to torch's caching allocator on this stream
         return out
+
+    def layer_times(self, inputs: dict[str, tuple[torch.Tensor, ...]]) -> list[dict]:
+        """Time per TensorRT layer (ms) from IProfiler, by stage and layer, of the second
+        of two runs of each stage."""
+        rows: list[dict] = []
+
+        class Collect(self.trt.IProfiler):
+            def __init__(self, stage):
+                super().__init__()
+                self.stage = stage
+
+            def report_layer_time(self, layer_name, ms):
+                rows.append({"stage": self.stage, "layer": layer_name, "ms": ms})
+
+        for stage, stage_inputs in inputs.items():
+            self.run(stage, *stage_inputs)                 # warm-up
+            self._context(stage)[1].profiler = Collect(stage)
+            self.run(stage, *stage_inputs)
+        torch.cuda.synchronize()
+        return rows

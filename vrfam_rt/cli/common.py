@@ -39,9 +39,6 @@ OUT_FILE = _Checked("file", writable_file)    # --json, --plot, --sheet: a file 
 OUT_DIR = _Checked("folder", writable_folder) # --out: a folder we may write into (or make)
 DEVICE = _Checked("device", parse_device)     # cpu, cuda, cuda:N
 DEVICE_OR_AUTO = _Checked("device", lambda value, option: parse_device(value, option, auto=True))
-BACKEND_CHOICES = ("eager", "ort", "openvino", "trt")
-RUNTIME_CHOICES = (*BACKEND_CHOICES, "auto")   # what a command that runs one backend takes
-PRECISION_CHOICES = ("fp32", "fp16", "bf16", "int8")
 CONFIGS = tuple(config_names())        # every command's --config: the shipped configs
 
 
@@ -142,30 +139,31 @@ def bundle_options(verb: str, configs=CONFIGS, seed_help: str | None = None):
                      help=seed_help or "Seed of the --config bundle."))
 
 
-BACKEND_HELP = ("eager: PyTorch; ort: ONNX Runtime; openvino: OpenVINO on the CPU (ort and "
-                "openvino export the graphs, and calibrate INT8, once into the cache); trt: "
-                "TensorRT plans (built once into the cache); auto: trt where plans can run "
-                "on a local NVIDIA GPU, else openvino, else ort.")
-
-
 def runtime_options(default_backend: str = "auto"):
-    """--backend / --precision / --device / --threads: what `open_runtime` takes."""
+    """--backend / --precision / --device / --threads: what `open_runtime` takes, its
+    choices and help read from the backend registry."""
+    from vrfam_rt.backends import registry
+
+    precisions = "; ".join(f"{s.name}: {s.describe_precisions()}"
+                           for s in registry.SPECS.values())
     return _stack(
         click.option("--backend", default=default_backend, show_default=True,
-                     type=click.Choice(RUNTIME_CHOICES), help=BACKEND_HELP),
+                     type=click.Choice(registry.CHOICES), help=registry.describe_help()),
         click.option("--precision", default="fp32", show_default=True,
-                     type=click.Choice(PRECISION_CHOICES),
-                     help="eager: fp32, bf16, fp16; ort: fp32, fp16, int8; openvino: fp32, "
-                     "bf16, int8; trt: fp16, int8 (fp32 asks for fp16). INT8 graphs are "
-                     "calibrated into the cache on first use (or by `vrfam-rt calibrate`)."),
+                     type=click.Choice(registry.PRECISIONS),
+                     help=f"{precisions}. INT8 graphs are calibrated into the cache on first "
+                     "use (or by `vrfam-rt calibrate`)."),
         device_options())
 
 
 def device_options():
     """--device / --threads."""
+    from vrfam_rt.backends import registry
+
     return _stack(
-        click.option("--device", default="cpu", show_default=True, type=DEVICE,
-                     metavar="cpu|cuda[:N]", help="Where the networks run."),
+        click.option("--device", type=DEVICE, metavar="cpu|cuda[:N]",
+                     help="Where the networks run [default: the backend's own: "
+                     f"{registry.describe_devices()}]."),
         click.option("--threads", type=click.IntRange(1),
                      help="CPU threads for torch and ONNX Runtime [default: all cores]."))
 
@@ -270,23 +268,12 @@ def set_threads(threads: int | None) -> None:
         torch.set_num_threads(threads)
 
 
-def cache_root() -> Path | None:
-    """The cache root the user chose: $VRFAM_RT_CACHE, else $XDG_CACHE_HOME/vrfam-rt, else
-    None (the runtime's default, ~/.cache/vrfam-rt)."""
-    if os.environ.get("VRFAM_RT_CACHE"):
-        return Path(os.environ["VRFAM_RT_CACHE"])
-    if os.environ.get("XDG_CACHE_HOME"):
-        return Path(os.environ["XDG_CACHE_HOME"]) / "vrfam-rt"
-    return None
-
-
-def open_runtime(bundle, backend: str, precision: str, device: str, threads: int | None,
-                 cuda_graphs: bool = False):
-    """The runtime's backend for a command: the cache root from the environment, progress
-    on stderr."""
+def open_runtime(bundle, backend: str, precision: str, device: str | None,
+                 threads: int | None, cuda_graphs: bool = False):
+    """The runtime's backend for a command, with progress on stderr."""
     from vrfam_rt import runtime
 
-    return runtime.open_runtime(bundle, backend, precision, device, threads, cache_root(),
+    return runtime.open_runtime(bundle, backend, precision, device, threads,
                                 cuda_graphs=cuda_graphs, say=say)
 
 

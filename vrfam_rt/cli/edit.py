@@ -7,8 +7,9 @@ from pathlib import Path
 import click
 
 from vrfam_rt.cli.common import (OUT_DIR, Progress, bundle_from, bundle_options,
-                                 cache_root, check_outputs, many_option, runtime_options, say, set_threads)
+                                  check_outputs, many_option, runtime_options, say, set_threads)
 from vrfam_rt.images import DRAFT_SIDE, MAX_PIXELS
+from vrfam_rt.runtime import MAX_BATCH
 
 
 @click.command()
@@ -21,8 +22,8 @@ from vrfam_rt.images import DRAFT_SIDE, MAX_PIXELS
               "without =ALPHA); file names carry as many digits as the sweep needs.")
 @runtime_options()
 @bundle_options("edit with")
-@click.option("--batch", default=4, show_default=True, type=click.IntRange(1, 1024),
-              help="Photos per forward pass.")
+@click.option("--batch", default=MAX_BATCH, show_default=True, type=click.IntRange(1, 1024),
+              help="Faces per forward pass.")
 @click.option("--out", default="edits", show_default=True, type=OUT_DIR,
               help="Folder for the PNGs (made if missing; checked before any model work).")
 @click.option("--grid", is_flag=True, help="Also write input | reconstruction | edits per input.")
@@ -67,7 +68,7 @@ def edit(inputs, attrs, alpha_sweep, backend, precision, bundle_path, method, co
     stems = _stems(files)
     check_outputs([Path(out) / name for stem in stems for name in _names(stem, edits, grid)],
                   overwrite)
-    pipeline = EditPipeline.from_bundle(bundle, backend, precision, device, cache_root(),
+    pipeline = EditPipeline.from_bundle(bundle, backend, precision, device,
                                         max_batch=batch, threads=threads, align=not no_align,
                                         cuda_graphs=cuda_graphs, say=say, max_pixels=max_pixels)
     made = {"bundle": str(bundle.path) if bundle.path else f"random {config}, seed {seed}",

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from vrfam_rt.cli.common import (FILE, Progress, bundle_from, bundle_options, cache_root,
+from vrfam_rt.cli.common import (FILE, Progress, bundle_from, bundle_options,
                                  json_option, many_option, runtime_options, say, set_threads,
                                  table, write_json)
 from vrfam_rt.errors import UsageError, VrfamError
@@ -67,7 +67,7 @@ def eval_cmd(bundle_path, method, config, seed, images, no_align, inception, bac
     if images is not None and inception is None:
         raise UsageError("--images needs --inception FILE for FID (inception-2015-12-05.pt, "
                          "the TorchScript Inception of the StyleGAN2-ADA metrics)")
-    pipe = EditPipeline.from_bundle(bundle, backend, precision, device, cache_root(),
+    pipe = EditPipeline.from_bundle(bundle, backend, precision, device,
                                     max_batch=batch, threads=threads,
                                     align=images is not None and not no_align, say=say)
     baselines, codes = {}, None

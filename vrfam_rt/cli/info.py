@@ -47,7 +47,10 @@ def info(images, bundle_path, method, json_path):
         _section("bundle", facts)
         write_json(json_path, facts)
         return
-    facts = environment.describe() | {"default model": describe_default()}
+    from vrfam_rt.backends.registry import availability
+
+    facts = environment.describe() | {"backends": availability(),
+                                      "default model": describe_default()}
     for section in ("versions", "backends", "devices", "default model"):
         _section(section, facts[section])
     write_json(json_path, facts)

@@ -5,22 +5,21 @@ from pathlib import Path
 
 import click
 
-from vrfam_rt.cli.common import (BACKEND_CHOICES, CONFIGS, DEVICE, FILE, ONNX_HELP, OUT_DIR,
-                                 OUT_FILE, PRECISION_CHOICES, bundle_from, bundle_options, cache_root, device_options,
-                                 json_option, many_option, onnx_folders, open_runtime,
-                                 runtime_options, say, set_threads, table, write_json)
+from vrfam_rt.backends import registry
+from vrfam_rt.cli.common import (CONFIGS, DEVICE, FILE, ONNX_HELP, OUT_DIR, OUT_FILE,
+                                 bundle_from, bundle_options, device_options, json_option,
+                                 many_option, onnx_folders, open_runtime, runtime_options, say,
+                                 set_threads, table, write_json)
 from vrfam_rt.errors import UsageError, VrfamError
-
-
-BENCH_PRECISIONS = {"eager": ("fp32", "bf16", "fp16"), "ort": ("fp32", "fp16", "int8"),
-                    "openvino": ("fp32", "bf16", "int8"), "trt": ("fp16", "int8")}
 
 
 @click.command()
 @bundle_options("benchmark")
-@many_option("--backend", "backends", BACKEND_CHOICES, ("eager",), "Backends to time.")
-@many_option("--precision", "precisions", PRECISION_CHOICES, ("fp32",),
-             "Each backend runs the precisions it supports.")
+@many_option("--backend", "backends", registry.NAMES, ("eager",),
+             "Backends to time (eager fp32 always runs: the baseline).")
+@many_option("--precision", "precisions", registry.PRECISIONS, ("fp32",),
+             "Each backend runs those it supports: " + "; ".join(
+                 f"{s.name} {s.describe_precisions()}" for s in registry.SPECS.values()) + ".")
 @many_option("--batch", "batches", None, (1,), "Batch sizes.", convert=int, low=1, high=1024)
 @click.option("--iters", default=11, show_default=True, type=click.IntRange(1),
               help="Timed edits per configuration and batch (interleaved; the p50 of 11 "
@@ -49,39 +48,16 @@ def bench(bundle_path, method, config, seed, backends, precisions, batches, iter
     """
     import torch
 
-    from vrfam_rt.backends import open_backend
-    from vrfam_rt.benchmarks.bench import (Config, add_floor, eager_configs, flops_per_image,
-                                           measure_fp32_peak, noisy, onnx_configs, plot_png,
-                                           run_bench)
-    from vrfam_rt.runtime import cache_dir
+    from vrfam_rt.benchmarks.bench import (add_floor, configurations, flops_per_image,
+                                           measure_fp32_peak, noisy, plot_png, run_bench)
 
     set_threads(threads)
-    if "trt" in backends and device == "cpu":
-        device = "cuda"                       # TensorRT runs on the GPU; so does the baseline
+    device = device or registry.default_device(backends)   # the baseline runs beside them
     bundle = bundle_from(bundle_path, config, seed, method)
-    trt = []                                  # plans first: without a GPU, stop after building
-    if "trt" in backends and engine_dir:
-        trt = [open_backend("trt", engine_dir=engine_dir, device="cuda")]
-    elif "trt" in backends:
-        wanted = dict.fromkeys("fp16" if p == "fp32" else p for p in precisions)
-        trt = [open_runtime(bundle, "trt", p, "cuda", threads)
-               for p in wanted if p in BENCH_PRECISIONS["trt"]]
-    eager = [p for p in precisions if "eager" in backends and p in BENCH_PRECISIONS["eager"]]
-    configs = eager_configs(bundle, ["fp32"] + [p for p in eager if p != "fp32"], device)
     flops = flops_per_image(bundle)
-    for backend in ("ort", "openvino"):
-        if backend not in backends:
-            continue
-        wanted = [p for p in precisions if p in BENCH_PRECISIONS[backend]]
-        if onnx_path:
-            cache = cache_dir(bundle, cache_root()) / "openvino"
-            configs += onnx_configs(bundle, backend, wanted, onnx_folders(onnx_path), device,
-                                    threads, f"--onnx {onnx_path}", cache)
-        else:                     # the bundle's graphs, exported (calibrated) once into the cache
-            configs += [Config(backend, runner.precision, runner) for runner in
-                        (open_runtime(bundle, backend, p, device, threads) for p in wanted)]
-    configs += [Config("trt", runner.precision, runner) for runner in trt]
-    configs = list({c.label: c for c in reversed(configs)}.values())[::-1]   # bf16 -> fp32 repeats
+    configs = configurations(bundle, backends, precisions, device, threads,
+                             onnx_folders(onnx_path) if onnx_path else None,
+                             f"--onnx {onnx_path}", engine_dir, say)
     peak = measure_fp32_peak() if device == "cpu" else None
     rows = run_bench(bundle, configs, batches, iters, warmup, device, flops=flops,
                      progress=lambda b, i, n: say(f"batch {b}: {i}/{n}"))
@@ -184,8 +160,7 @@ def profile(bundle_path, method, config, seed, backend, precision, batch, iters,
     flops = flops_per_image(bundle)
     stages = run_bench(bundle, [Config(backend, precision, runner)], (batch,), iters, 1, device,
                        flops=flops)
-    layers = {"eager": prof.eager_layers, "ort": prof.ort_layers, "openvino": prof.openvino_layers,
-              "trt": prof.trt_layers}[backend](bundle, runner, batch)
+    layers = runner.layer_times(prof.stage_inputs(bundle, runner, batch))
     peaks = _peaks(device, precision, prof)
     peak = peaks[0]["gflops"]
     for row in stages:
@@ -213,8 +188,7 @@ def _roofline(bundle, gpu: str, precision: str, batch: int, top: int, json_path)
 
     if precision not in ("fp32", "fp16"):
         raise UsageError(f"--roofline takes --precision fp16 or fp32, not {precision}")
-    graphs = exported(bundle, cache_dir(bundle, cache_root()), precision,
-                      say=say)
+    graphs = exported(bundle, cache_dir(bundle), precision, say=say)
     report = roofline(graphs, gpu, batch)
     click.echo(f"roofline lower bounds on {report['gpu']}, {precision}, batch {batch} "
                "(from the ONNX graphs; not a measurement)")

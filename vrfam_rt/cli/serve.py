@@ -10,10 +10,11 @@ from pathlib import Path
 
 import click
 
-from vrfam_rt.cli.common import (OUT_DIR, bundle_from, bundle_options, cache_root, environment,
+from vrfam_rt.cli.common import (OUT_DIR, bundle_from, bundle_options, environment,
                                  json_option, many_option, open_runtime, runtime_options, say,
                                  set_threads, table, write_json)
 from vrfam_rt.images import MAX_PIXELS
+from vrfam_rt.runtime import MAX_BATCH, default_cache_root
 from vrfam_rt.serving import MAX_BYTES
 
 PORT = click.IntRange(1, 65535)
@@ -22,7 +23,7 @@ PORT = click.IntRange(1, 65535)
 @click.command()
 @runtime_options()
 @bundle_options("serve")
-@click.option("--max-batch", default=8, show_default=True, type=click.IntRange(1, 256),
+@click.option("--max-batch", default=MAX_BATCH, show_default=True, type=click.IntRange(1, 256),
               help="Most requests Triton batches into one forward pass.")
 @click.option("--max-queue-delay-us", default=5000, show_default=True,
               type=click.IntRange(0, 60_000_000),
@@ -66,15 +67,15 @@ def serve(backend, precision, device, threads, bundle_path, method, config, seed
     # `auto` resolved once: the model instances then open what is already there
     runner = open_runtime(bundle, backend, precision, device, threads)
     resolved = {"backend": runner.name, "precision": runner.precision,
-                "device": str(getattr(runner, "device", device))}
-    if runner.name == "trt":
-        del runner      # its plans hold GPU memory the model instances need
+                "device": str(runner.device)}
+    if runner.spec.holds_device_memory:
+        del runner      # e.g. TensorRT plans: GPU memory the model instances need
     # (the others hold no compiled model yet; dropping an int8 OpenVINO backend here
     # made the process crash on the signal that stops it, OpenVINO 2026.4.1)
     name = config and f"{config} (seed {seed})" or str(bundle.path)
-    root = cache_root()
+    root = default_cache_root()
     options = {"bundle": None if config else str(bundle.path), "config": config, "seed": seed,
-               **resolved, "threads": threads, "cache_root": str(root) if root else None,
+               **resolved, "threads": threads, "cache_root": str(root),
                "max_batch": max_batch, "max_pixels": max_pixels, "max_bytes": max_bytes,
                "label": f"{name} on {resolved['backend']} {resolved['precision']}"}
     workspace = Path(tempfile.mkdtemp(prefix="vrfam-serve-"))
