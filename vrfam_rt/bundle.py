@@ -112,11 +112,6 @@ class Bundle:
         """Transformer attribute order (the columns of `alphas`)."""
         return tuple(self.config.transformer.attributes)
 
-    def to(self, device: str | torch.device) -> "Bundle":
-        for module in self.modules.values():
-            module.to(device)
-        return self
-
     # ---- construction -----------------------------------------------------------------
     @classmethod
     def random(cls, config: ModelConfig | str = "tiny", seed: int = 0,

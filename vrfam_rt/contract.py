@@ -16,9 +16,9 @@ from dataclasses import dataclass
 
 import torch
 
+from vrfam_rt.config import ALPHA_LIMIT
+
 STAGE_NAMES = ("encoder", "transformer", "generator")
-IO_DTYPE = torch.float32
-ALPHA_RANGE = (-1.5, 1.5)
 
 
 @dataclass(frozen=True)
@@ -73,6 +73,5 @@ def example_inputs(bundle, stage: str, batch: int = 2) -> tuple[torch.Tensor, ..
         return (torch.rand(shape["image"], generator=g) * 2 - 1,)
     wplus = torch.randn(shape["wplus"], generator=g)
     if stage == "transformer":
-        low, high = ALPHA_RANGE
-        return wplus, torch.rand(shape["alphas"], generator=g) * (high - low) + low
+        return wplus, (torch.rand(shape["alphas"], generator=g) * 2 - 1) * ALPHA_LIMIT
     return (wplus,)

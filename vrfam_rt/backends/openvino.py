@@ -94,7 +94,8 @@ class OpenVinoBackend(Backend):
                              "export (its bf16 comes from the inference-precision hint)")
         self.core = ov.Core()
         self.note = None
-        wide = "bf16" if has_bf16(self.core) else "f32"
+        # the widest float the rest runs in: fp32 asks for none, so probes nothing
+        wide = "f32" if precision == "fp32" else "bf16" if has_bf16(self.core) else "f32"
         if precision == "bf16" and wide == "f32":
             self.note = "this CPU has no bf16 hardware (AVX-512 BF16 or AMX): OpenVINO runs fp32"
             precision = "fp32"

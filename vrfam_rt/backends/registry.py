@@ -12,6 +12,7 @@ same specs. Backend names are compared here and nowhere outside `backends/`.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -43,6 +44,15 @@ def _eager_probe() -> tuple[bool, str]:
     return True, "cpu" + (", cuda" if torch.cuda.is_available() else "")
 
 
+def _module_probe(module: str, hint: str) -> Callable[[], tuple[bool, str]]:
+    """Whether `module` is installed, without importing it."""
+    def probe() -> tuple[bool, str]:
+        if importlib.util.find_spec(module) is None:
+            return False, hint
+        return True, f"{module} is installed"
+    return probe
+
+
 def _ort_probe() -> tuple[bool, str]:
     try:
         ort = importlib.import_module("onnxruntime")
@@ -51,17 +61,24 @@ def _ort_probe() -> tuple[bool, str]:
     return True, ", ".join(ort.get_available_providers())
 
 
-def _openvino_probe() -> tuple[bool, str]:
+def _openvino_details() -> tuple[bool, str]:
     from vrfam_rt.environment import openvino_status
 
     return openvino_status()
 
 
 def _tensorrt_probe() -> tuple[bool, str]:
-    """Whether plans can run here; where they cannot, whether TensorRT-RTX builds them."""
-    from vrfam_rt.environment import tensorrt_rtx_version, tensorrt_status
+    """Whether plans can run here: TensorRT imports and a CUDA device exists."""
+    from vrfam_rt.environment import tensorrt_status
 
-    usable, reason = tensorrt_status()
+    return tensorrt_status()
+
+
+def _tensorrt_details() -> tuple[bool, str]:
+    """The probe, and whether TensorRT-RTX builds plans here."""
+    from vrfam_rt.environment import tensorrt_rtx_version
+
+    usable, reason = _tensorrt_probe()
     rtx = tensorrt_rtx_version()
     if rtx:
         reason += f"; TensorRT-RTX {rtx} builds plans here" + ("" if usable else
@@ -93,7 +110,10 @@ class Spec:
     int8_targets: tuple[str, ...] = ()      # calibration targets whose INT8 graphs it runs,
     #                                         the one it calibrates for first
     compiled_cache: str | None = None       # a cache folder of its own compiled models
-    probe: Callable[[], tuple[bool, str]] = _eager_probe    # (usable here, what it found)
+    probe: Callable[[], tuple[bool, str]] = _eager_probe    # (usable here, what it found):
+    #                                         cheap, for `auto`
+    details: Callable[[], tuple[bool, str]] | None = None   # the same at length, for `info`
+    #                                         (None: the probe's)
 
     def runs(self) -> tuple[str, ...]:
         """Every precision it accepts: those it runs and those it remaps."""
@@ -133,14 +153,15 @@ SPECS: Mapping[str, Spec] = MappingProxyType({spec.name: spec for spec in (
          needs={"fp32": Needs("fp32"), "bf16": Needs("fp32"), "int8": _int8("openvino")},
          auto_remap={"fp16": ("fp32", "fp16 on the CPU is emulated, never faster")},
          static_shapes=True, int8_targets=("openvino", "cpu"), compiled_cache="openvino",
-         probe=_openvino_probe),
+         probe=_module_probe("openvino", "pip install openvino"), details=_openvino_details),
     Spec("trt", "TensorRT plans (TensorRT on a local GPU, else TensorRT-RTX ahead of time)",
          "vrfam_rt.backends.trt:TrtBackend",
          precisions=("fp16", "int8"), devices=("cuda",),
          needs={"fp16": Needs("fp16", plans="engines-fp16"),
                 "int8": Needs("int8-trt", plans="engines-int8")},
          remap={"fp32": ("fp16", "TensorRT plans are built fp16 (fp32 accumulation)")},
-         int8_targets=("trt",), holds_device_memory=True, probe=_tensorrt_probe),
+         int8_targets=("trt",), holds_device_memory=True, probe=_tensorrt_probe,
+         details=_tensorrt_details),
 )})
 NAMES = tuple(SPECS)                    # every backend, in the order help lists them
 CHOICES = (*NAMES, AUTO)                # what a command that runs one backend takes
@@ -264,7 +285,7 @@ def availability() -> dict[str, str]:
     """{backend: what its probe found here, or "unavailable: " and why} (`vrfam-rt info`)."""
     found = {}
     for name, each in SPECS.items():
-        usable, reason = each.probe()
+        usable, reason = (each.details or each.probe)()
         found[name] = reason if usable else f"unavailable: {reason}"
     return found
 

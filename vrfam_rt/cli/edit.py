@@ -60,7 +60,6 @@ def edit(inputs, attrs, alpha_sweep, backend, precision, bundle_path, method, co
     from vrfam_rt.pipeline import RECONSTRUCTION, EditPipeline, parse_edits
     from vrfam_rt.suite import method_of, synthetic_note
 
-    set_threads(threads)
     bundle = bundle_from(bundle_path, config, seed, method)
     edits = parse_edits(list(attrs), bundle.attributes, alpha_sweep, force)
     reader = judge_reader(bundle) if judge else None
