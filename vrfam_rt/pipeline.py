@@ -245,27 +245,25 @@ class EditPipeline:
                     device: str = "cpu", cache_dir: str | Path | None = None,
                     max_batch: int = 4, threads: int | None = None, align: bool = True,
                     cuda_graphs: bool = False, say=None, method: str | None = None,
+                    config=None, seed: int | None = None,
                     max_pixels: int = MAX_PIXELS) -> "EditPipeline":
-        """A pipeline for a bundle (a Bundle, a bundle or suite folder, or None for the
-        shipped default; `method` picks a suite's member, default vrfam) on a backend,
-        exporting graphs or building plans into the per-bundle cache under `cache_dir`
-        (default ~/.cache/vrfam-rt) when it needs them."""
-        from vrfam_rt.bundle import Bundle
+        """A pipeline for a model on a backend, exporting graphs or building plans into
+        the per-bundle cache under `cache_dir` (default ~/.cache/vrfam-rt) when it needs
+        them. The model is what `suite.open_bundle(bundle, method=, config=, seed=)`
+        names: a Bundle, a bundle or suite folder (`method` picks a suite's member,
+        default vrfam), None for the shipped default, or `config` (with `seed`) for a
+        seeded random bundle."""
         from vrfam_rt.environment import parse_device
         from vrfam_rt.fileio import writable_folder
         from vrfam_rt.runtime import default_cache_root, open_runtime
-        from vrfam_rt.suite import resolve
+        from vrfam_rt.suite import open_bundle
 
         device = parse_device(device)
         if backend != "eager":              # the graphs and plans are made into the cache
             writable_folder(cache_dir or default_cache_root(), "cache_dir")
         if threads:
             torch.set_num_threads(threads)
-        if not isinstance(bundle, Bundle):
-            bundle = Bundle.load(resolve(bundle, method))
-        elif method:
-            raise UsageError("method picks a bundle of a model suite; give the suite's "
-                             "folder (or None), not a Bundle")
+        bundle = open_bundle(bundle, method=method, config=config, seed=seed)
         runner = open_runtime(bundle, backend, precision, device, threads, cache_dir,
                               cuda_graphs=cuda_graphs, say=say, max_batch=max_batch)
         return cls(runner, bundle.config.encoder.input_size, align=align, max_batch=max_batch,
