@@ -82,6 +82,12 @@ def test_a_bundle_object_is_opened_as_it_is(tiny):
     assert open_bundle(tiny) is tiny
 
 
+@pytest.mark.parametrize("kwargs", [{"bundle": "SUITE"}, {"config": "tiny"}])
+def test_components_load_or_make_only_those_networks(suite, kwargs):
+    bundle = open_bundle(**arguments(kwargs, suite), components=("generator", "encoder"))
+    assert set(bundle.modules) == {"generator", "encoder"}
+
+
 def test_two_seeds_are_two_bundles():
     assert open_bundle(config="tiny", seed=1).digest != open_bundle(config="tiny").digest
 

@@ -64,14 +64,16 @@ def resolve(path: Path | None, method: str | None = None) -> Path:
 
 
 def open_bundle(bundle=None, *, method: str | None = None, config=None,
-                seed: int | None = None):
+                seed: int | None = None, components: tuple[str, ...] | None = None):
     """The model every front end means: a Bundle from "which model" as Python arguments.
 
     bundle: a Bundle (returned as it is), a bundle folder, a model suite folder (its
         `method` member: vrfam, interfacegan, interfacegan-conditional, e4e-linear;
         default vrfam), or None: the shipped default suite's member;
     config: a shipped config name (or a ModelConfig) instead: a random bundle of it,
-        seeded by `seed` (default 0; the same config and seed give the same weights).
+        seeded by `seed` (default 0; the same config and seed give the same weights);
+    components: the networks to load or make (None: all a saved bundle holds, the
+        Bundle.random's set for a random one); a given Bundle is returned whole.
     Arguments that contradict each other raise UsageError naming them; a folder that
     holds no readable bundle raises VrfamError.
     """
@@ -92,7 +94,8 @@ def open_bundle(bundle=None, *, method: str | None = None, config=None,
         if not isinstance(config, ModelConfig) and config not in config_names():
             raise UsageError(f"`config={config!r}` is not a shipped config; choose one of "
                              f"{', '.join(config_names())}")
-        return Bundle.random(config, seed=seed or 0)
+        return Bundle.random(config, seed=seed or 0,
+                             **({} if components is None else {"components": components}))
     if seed is not None:
         raise UsageError(f"`seed={seed}` seeds the random bundle of a `config=`; a saved "
                          "bundle has its weights (leave out `seed=`)")
@@ -104,7 +107,7 @@ def open_bundle(bundle=None, *, method: str | None = None, config=None,
     if bundle is not None and not isinstance(bundle, (str, os.PathLike)):
         raise TypeError("bundle must be a Bundle, a bundle or model suite folder, or None "
                         f"(the shipped default suite), not {type(bundle).__name__}")
-    return Bundle.load(resolve(bundle, method))
+    return Bundle.load(resolve(bundle, method), components=components)
 
 
 def method_of(bundle) -> str:
