@@ -72,8 +72,8 @@ def open_bundle(bundle=None, *, method: str | None = None, config=None,
         default vrfam), or None: the shipped default suite's member;
     config: a shipped config name (or a ModelConfig) instead: a random bundle of it,
         seeded by `seed` (default 0; the same config and seed give the same weights);
-    components: the networks to load or make (None: all a saved bundle holds, the
-        Bundle.random's set for a random one); a given Bundle is returned whole.
+    components: the networks to load or make (None: all a saved bundle holds,
+        Bundle.random's default set for a random one); a given Bundle is returned whole.
     Arguments that contradict each other raise UsageError naming them; a folder that
     holds no readable bundle raises VrfamError.
     """
