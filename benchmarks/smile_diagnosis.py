@@ -93,9 +93,8 @@ def diagnose(bundle, attr: str = "Smiling", samples: int = 512, batch: int = 64)
 
 
 def main(argv=None) -> int:
-    from vrfam_rt.bundle import Bundle
     from vrfam_rt.fileio import write_json_atomic
-    from vrfam_rt.suite import resolve
+    from vrfam_rt.suite import open_bundle
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bundle", help="bundle or suite [default: the shipped suite]")
@@ -103,7 +102,7 @@ def main(argv=None) -> int:
     parser.add_argument("--samples", type=int, default=512)
     parser.add_argument("--json", help="write the figures here too")
     args = parser.parse_args(argv)
-    report = diagnose(Bundle.load(resolve(args.bundle)), args.attr, args.samples)
+    report = diagnose(open_bundle(args.bundle), args.attr, args.samples)
     print(json.dumps(report, indent=2))
     if args.json:
         write_json_atomic(args.json, report)

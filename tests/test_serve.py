@@ -21,6 +21,7 @@ from vrfam_rt.errors import VrfamError
 from vrfam_rt.serving import pbtxt
 from vrfam_rt.serving.edits import EditRequest, EditService
 from vrfam_rt.serving.server import MODEL, edit_model_config
+from vrfam_rt.serving.triton_model import ServeOptions
 from vrfam_rt.suite import default_suite
 
 pytest.importorskip("pytriton", reason="serving needs `pip install vrfam-rt[serve]`")
@@ -292,7 +293,10 @@ def test_the_model_configuration_parses_as_triton_reads_it():
     from google.protobuf import text_format
     from tritonclient.grpc import model_config_pb2
 
-    options = {"backend": "openvino", "precision": "fp32", "label": 'a "quoted" name\\'}
+    options = ServeOptions(bundle="/models/a b", config=None, seed=None, digest="0" * 64,
+                           backend="openvino", precision="fp32", device="cpu", threads=None,
+                           cache_root=None, max_batch=8, max_pixels=10**6, max_bytes=10**6,
+                           label='a "quoted" name\\')
     text = pbtxt.dumps(edit_model_config(options, max_batch=8, queue_delay_us=5000))
     config = text_format.Parse(text, model_config_pb2.ModelConfig())
     assert config.name == MODEL and config.backend == "python" and config.max_batch_size == 8
@@ -303,14 +307,14 @@ def test_the_model_configuration_parses_as_triton_reads_it():
     assert [(o.name, list(o.dims)) for o in config.output] == [("png", [1])]
     assert config.dynamic_batching.max_queue_delay_microseconds == 5000
     assert config.instance_group[0].kind == model_config_pb2.ModelInstanceGroup.KIND_CPU
-    assert json.loads(config.parameters["vrfam_rt"].string_value) == options
+    assert ServeOptions.from_json(config.parameters["vrfam_rt"].string_value) == options
 
 
 def test_the_service_answers_each_request_in_order(tiny):
     from vrfam_rt.pipeline import EditPipeline
     from vrfam_rt.runtime import open_runtime
 
-    pipe = EditPipeline(open_runtime(tiny), tiny.config.encoder.input_size, align=False,
+    pipe = EditPipeline(open_runtime(tiny, "eager"), tiny.config.encoder.input_size, align=False,
                         max_batch=2)
     face = FACE.read_bytes()
     answers = EditService(pipe)([EditRequest(face, "Smiling=1", False), EditRequest(b"x", ""),

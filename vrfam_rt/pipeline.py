@@ -246,24 +246,21 @@ class EditPipeline:
                     device: str | None = None, cache_root: str | Path | None = None,
                     max_batch: int = MAX_BATCH, threads: int | None = None, align: bool = True,
                     cuda_graphs: bool = False, say=None, method: str | None = None,
+                    config=None, seed: int | None = None,
                     max_pixels: int = MAX_PIXELS) -> "EditPipeline":
-        """A pipeline for a bundle (a Bundle, a bundle or suite folder, or None for the
-        shipped default; `method` picks a suite's member, default vrfam) on a backend
-        (vrfam_rt.runtime.open_runtime: `device=None` is the backend's own), exporting
-        graphs or building plans into the per-bundle cache under `cache_root` (default
-        runtime.default_cache_root(): $VRFAM_RT_CACHE, else ~/.cache/vrfam-rt, as for the
-        CLI) when it needs them."""
-        from vrfam_rt.bundle import Bundle
+        """A pipeline for a model on a backend (vrfam_rt.runtime.open_runtime: `device=None`
+        is the backend's own), exporting graphs or building plans into the per-bundle cache
+        under `cache_root` (default runtime.default_cache_root(): $VRFAM_RT_CACHE, else
+        ~/.cache/vrfam-rt, as for the CLI) when it needs them. The model is what
+        `suite.open_bundle(bundle, method=, config=, seed=)` names: a Bundle, a bundle or
+        suite folder (`method` picks a suite's member, default vrfam), None for the shipped
+        default, or `config` (with `seed`) for a seeded random bundle."""
         from vrfam_rt.runtime import open_runtime
-        from vrfam_rt.suite import resolve
+        from vrfam_rt.suite import open_bundle
 
         if threads:
             torch.set_num_threads(threads)
-        if not isinstance(bundle, Bundle):
-            bundle = Bundle.load(resolve(bundle, method))
-        elif method:
-            raise UsageError("method picks a bundle of a model suite; give the suite's "
-                             "folder (or None), not a Bundle")
+        bundle = open_bundle(bundle, method=method, config=config, seed=seed)
         runner = open_runtime(bundle, backend, precision, device, threads, cache_root,
                               cuda_graphs=cuda_graphs, say=say, max_batch=max_batch)
         return cls(runner, bundle.config.encoder.input_size, align=align, max_batch=max_batch,

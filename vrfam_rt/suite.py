@@ -9,9 +9,14 @@ The default suite ships in the package (`vrfam_rt/assets/default/`), trained on 
 procedural faces by `scripts/build_default_bundle.sh`; its `vrfam` bundle is what
 commands use when no --bundle or --config is given, and `faces/example.png` is the
 demo face (`make demo`).
+
+`open_bundle` is the one answer to "which model" for every front end: the CLI's
+--bundle/--method/--config/--seed, `EditPipeline.from_bundle` and `vrfam-rt serve`'s
+Triton model all call it.
 """
 from __future__ import annotations
 
+import os
 from importlib import resources
 from pathlib import Path
 
@@ -19,7 +24,8 @@ from vrfam_rt.errors import UsageError, VrfamError
 
 METHODS = ("vrfam", "interfacegan", "interfacegan-conditional", "e4e-linear")
 MANIFEST = "suite.json"
-BUILD_HINT = "build it with scripts/build_default_bundle.sh (INSTALL=1), or give --bundle B"
+BUILD_HINT = ("build it with scripts/build_default_bundle.sh (INSTALL=1), or give `bundle=` "
+              "a bundle folder")
 
 
 def default_suite() -> Path:
@@ -34,7 +40,7 @@ def is_suite(path: Path) -> bool:
 def member(suite: Path | None = None, method: str = "vrfam") -> Path:
     """The bundle folder of `method` in `suite` (default: the shipped suite)."""
     if method not in METHODS:
-        raise UsageError(f"method {method!r} is not one of {', '.join(METHODS)}")
+        raise UsageError(f"`method={method!r}` is not one of {', '.join(METHODS)}")
     where = Path(suite) if suite is not None else default_suite()
     if not is_suite(where):
         what = "the default model suite is not installed" if suite is None else \
@@ -47,14 +53,61 @@ def member(suite: Path | None = None, method: str = "vrfam") -> Path:
 
 
 def resolve(path: Path | None, method: str | None = None) -> Path:
-    """The bundle folder a --bundle value names: a bundle as given, or a suite's member
-    (`method`, default vrfam); no value means the shipped suite."""
+    """The bundle folder a `bundle=` path names: a bundle as given, or a suite's member
+    (`method`, default vrfam); None means the shipped suite."""
     if path is None or is_suite(path):
         return member(path, method or "vrfam")
     if method:
-        raise UsageError(f"--method picks a bundle of a model suite; {path} is a single "
-                         "bundle (leave out --method)")
+        raise UsageError(f"`method={method!r}` picks a bundle of a model suite; {path} is a "
+                         "single bundle (leave out `method=`)")
     return Path(path)
+
+
+def open_bundle(bundle=None, *, method: str | None = None, config=None,
+                seed: int | None = None, components: tuple[str, ...] | None = None):
+    """The model every front end means: a Bundle from "which model" as Python arguments.
+
+    bundle: a Bundle (returned as it is), a bundle folder, a model suite folder (its
+        `method` member: vrfam, interfacegan, interfacegan-conditional, e4e-linear;
+        default vrfam), or None: the shipped default suite's member;
+    config: a shipped config name (or a ModelConfig) instead: a random bundle of it,
+        seeded by `seed` (default 0; the same config and seed give the same weights);
+    components: the networks to load or make (None: all a saved bundle holds,
+        Bundle.random's default set for a random one); a given Bundle is returned whole.
+    Arguments that contradict each other raise UsageError naming them; a folder that
+    holds no readable bundle raises VrfamError.
+    """
+    from vrfam_rt.bundle import Bundle
+    from vrfam_rt.config import ModelConfig, config_names
+
+    if method is not None and not isinstance(method, str):
+        raise TypeError(f"method must be a name ({', '.join(METHODS)}), not "
+                        f"{type(method).__name__}")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+        raise TypeError(f"seed must be an int, not {type(seed).__name__}")
+    if config is not None:
+        if bundle is not None:
+            raise UsageError("give `bundle=` or `config=`, not both")
+        if method is not None:
+            raise UsageError(f"`method={method!r}` picks a bundle of a model suite; `config=` "
+                             "makes a random one (leave out `method=`)")
+        if not isinstance(config, ModelConfig) and config not in config_names():
+            raise UsageError(f"`config={config!r}` is not a shipped config; choose one of "
+                             f"{', '.join(config_names())}")
+        return Bundle.random(config, seed=seed or 0,
+                             **({} if components is None else {"components": components}))
+    if seed is not None:
+        raise UsageError(f"`seed={seed}` seeds the random bundle of a `config=`; a saved "
+                         "bundle has its weights (leave out `seed=`)")
+    if isinstance(bundle, Bundle):
+        if method is not None:
+            raise UsageError(f"`method={method!r}` picks a bundle of a model suite; `bundle=` "
+                             "is a Bundle already (give the suite's folder instead)")
+        return bundle
+    if bundle is not None and not isinstance(bundle, (str, os.PathLike)):
+        raise TypeError("bundle must be a Bundle, a bundle or model suite folder, or None "
+                        f"(the shipped default suite), not {type(bundle).__name__}")
+    return Bundle.load(resolve(bundle, method), components=components)
 
 
 def method_of(bundle) -> str:

@@ -123,7 +123,8 @@ def _stack(*decorators):
 
 
 def bundle_options(verb: str, configs=CONFIGS, seed_help: str | None = None):
-    """--bundle B / --method M / --config C / --seed S: what `bundle_from` opens."""
+    """--bundle B / --method M / --config C / --seed S: what `bundle_from` opens (the
+    arguments of `suite.open_bundle`, as flags)."""
     from vrfam_rt.suite import METHODS
 
     return _stack(
@@ -248,18 +249,13 @@ def onnx_folders(path: Path) -> dict[str, Path]:
 
 def bundle_from(bundle_path, config, seed, method=None):
     """--bundle B (a bundle, or a model suite's --method member, default vrfam),
-    --config C (seeded random), or neither: the shipped default suite's member."""
-    from vrfam_rt.bundle import Bundle
-    from vrfam_rt.suite import resolve
+    --config C with --seed S (seeded random), or neither: the shipped default suite's
+    member; as `suite.open_bundle` resolves it for the API and the server alike (--seed
+    reaches it only with --config: some commands seed other things with it too)."""
+    from vrfam_rt.suite import open_bundle
 
-    if bundle_path and config:
-        raise click.UsageError("give one of --bundle B or --config C, not both")
-    if config:
-        if method:
-            raise click.UsageError("--method picks a bundle of a model suite; --config "
-                                   "makes a random one (leave out --method)")
-        return Bundle.random(config, seed=seed)
-    return Bundle.load(resolve(bundle_path, method and method.lower()))
+    return open_bundle(bundle_path, method=method and method.lower(), config=config,
+                       seed=seed if config else None)
 
 
 def set_threads(threads: int | None) -> None:

@@ -66,18 +66,12 @@ def serve(backend, precision, device, threads, bundle_path, method, config, seed
     # graphs exported (or plans built) into the cache here, where progress shows, and
     # `auto` resolved once: the model instances then open what is already there
     runner = open_runtime(bundle, backend, precision, device, threads)
-    resolved = {"backend": runner.name, "precision": runner.precision,
-                "device": str(runner.device)}
+    options = model_options(bundle, config, seed, runner, threads, max_batch,
+                            max_pixels, max_bytes)
     if runner.spec.holds_device_memory:
         del runner      # e.g. TensorRT plans: GPU memory the model instances need
     # (the others hold no compiled model yet; dropping an int8 OpenVINO backend here
     # made the process crash on the signal that stops it, OpenVINO 2026.4.1)
-    name = config and f"{config} (seed {seed})" or str(bundle.path)
-    root = default_cache_root()
-    options = {"bundle": None if config else str(bundle.path), "config": config, "seed": seed,
-               **resolved, "threads": threads, "cache_root": str(root),
-               "max_batch": max_batch, "max_pixels": max_pixels, "max_bytes": max_bytes,
-               "label": f"{name} on {resolved['backend']} {resolved['precision']}"}
     workspace = Path(tempfile.mkdtemp(prefix="vrfam-serve-"))
     run(options, ports, max_batch, max_queue_delay_us, environment(), workspace, say,
         ready_timeout_s=ready_timeout)
@@ -87,6 +81,23 @@ def serve(backend, precision, device, threads, bundle_path, method, config, seed
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(0)
+
+
+def model_options(bundle, config, seed, runner, threads, max_batch, max_pixels,
+                  max_bytes):
+    """The typed record `vrfam_edit` opens: the model as `bundle_from` resolved it (its
+    folder, absolute, or --config and --seed) with its digest, and the runtime `runner`
+    is (`auto` decided)."""
+    from vrfam_rt.serving.triton_model import ServeOptions
+
+    backend, precision = runner.name, runner.precision
+    name = config and f"{config} (seed {seed})" or str(bundle.path)
+    return ServeOptions(
+        bundle=None if config else str(Path(bundle.path).absolute()), config=config,
+        seed=seed if config else None, digest=bundle.digest, backend=backend,
+        precision=precision, device=str(runner.device), threads=threads,
+        cache_root=str(default_cache_root().absolute()), max_batch=max_batch,
+        max_pixels=max_pixels, max_bytes=max_bytes, label=f"{name} on {backend} {precision}")
 
 
 @click.command()

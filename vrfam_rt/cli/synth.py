@@ -205,13 +205,13 @@ def eval_generator(bundle_path, n, json_path, sheet):
 
     Example: vrfam-rt synth eval-generator --bundle runs/generator/bundle --sheet g.png
     """
-    from vrfam_rt.bundle import Bundle
     from vrfam_rt.images import save_png, to_pil
+    from vrfam_rt.suite import open_bundle
     from vrfam_rt.training.generator import comparison_images, oracle_agreement
     from vrfam_rt.training.oracle import load_judge, load_oracles
     from vrfam_rt.training.render import contact_sheet
 
-    generator = Bundle.load(bundle_path, components=("generator",)).generator
+    generator = open_bundle(bundle_path, components=("generator",)).generator
     report = oracle_agreement(generator, load_oracles()[0], n, judge=load_judge())
     rows = [{"attribute": a, **v, "judge": report["judge_attributes"][a]["agreement"]}
             for a, v in report["attributes"].items()]

@@ -97,11 +97,11 @@ def _start(ctx: click.Context, p: dict):
     """(input bundle, RunOptions, Ranks): ranks joined, seeds set, the bundle loaded."""
     import torch
 
-    from vrfam_rt.bundle import Bundle
+    from vrfam_rt.suite import open_bundle
     from vrfam_rt.training.core import RunOptions, init_ranks, seed_everything
 
-    if bool(p["bundle_path"]) == bool(p["config"]):
-        raise VrfamError("give exactly one of --bundle B or --config C")
+    if not (p["bundle_path"] or p["config"]):      # a run names what it starts from
+        raise UsageError("give --bundle B or --config C: the bundle training starts from")
     device = p["device"]
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -109,10 +109,10 @@ def _start(ctx: click.Context, p: dict):
         raise MissingDependency(f"--device {device}: no CUDA device is usable here; "
                                 "use --device cpu")
     set_threads(p["threads"])
+    bundle = open_bundle(p["bundle_path"], config=p["config"],       # before any rank joins
+                         seed=p["seed"] if p["config"] else None)
     ranks = init_ranks(device, environment())
     seed_everything(p["seed"])
-    bundle = Bundle.load(p["bundle_path"]) if p["bundle_path"] else Bundle.random(p["config"],
-                                                                                  seed=p["seed"])
     options = RunOptions(out=p["out"], steps=p["steps"], batch=p["batch"], lr=p["lr"],
                          seed=p["seed"], resume=p["resume"],
                          checkpoint_every=p["checkpoint_every"], command=_command_line(ctx),

@@ -17,7 +17,6 @@ killed stub leaves in /dev/shm is removed after it.
 """
 from __future__ import annotations
 
-import json
 import os
 import shlex
 import shutil
@@ -33,7 +32,7 @@ from pathlib import Path
 
 from vrfam_rt.errors import MissingDependency, VrfamError
 from vrfam_rt.serving import pbtxt
-from vrfam_rt.serving.triton_model import PARAMETER
+from vrfam_rt.serving.triton_model import PARAMETER, ServeOptions
 
 MODEL = "vrfam_edit"
 SERVE_HINT = "pip install 'vrfam-rt[serve]'"
@@ -102,11 +101,12 @@ def backends_folder(home: Path, workspace: Path) -> Path:
     return python.parent
 
 
-def edit_model_config(options: dict, max_batch: int, queue_delay_us: int,
+def edit_model_config(options: ServeOptions, max_batch: int, queue_delay_us: int,
                       instances: int = 1) -> dict:
-    """The `vrfam_edit` configuration: BYTES in, BYTES out, dynamic batching."""
+    """The `vrfam_edit` configuration: BYTES in, BYTES out, dynamic batching; the
+    options ride in its PARAMETER as JSON."""
     one = [1]
-    kind = pbtxt.Enum("KIND_GPU" if options.get("device", "cpu") != "cpu" else "KIND_CPU")
+    kind = pbtxt.Enum("KIND_GPU" if options.device != "cpu" else "KIND_CPU")
     return {
         "name": MODEL, "backend": "python", "max_batch_size": max_batch,
         "input": [{"name": "image", "data_type": pbtxt.Enum("TYPE_STRING"), "dims": one},
@@ -116,7 +116,7 @@ def edit_model_config(options: dict, max_batch: int, queue_delay_us: int,
         "output": [{"name": "png", "data_type": pbtxt.Enum("TYPE_STRING"), "dims": one}],
         "dynamic_batching": {"max_queue_delay_microseconds": queue_delay_us},
         "instance_group": [{"count": instances, "kind": kind}],
-        "parameters": pbtxt.parameters({PARAMETER: json.dumps(options, sort_keys=True)}),
+        "parameters": pbtxt.parameters({PARAMETER: options.to_json()}),
     }
 
 
@@ -239,7 +239,7 @@ class TritonServer:
             region.unlink(missing_ok=True)
 
 
-def serve(options: dict, ports: Ports, max_batch: int, queue_delay_us: int,
+def serve(options: ServeOptions, ports: Ports, max_batch: int, queue_delay_us: int,
           environment: dict[str, str], workspace: Path, say,
           ready_timeout_s: float = 600) -> None:
     """Serve `vrfam_edit` until SIGINT or SIGTERM, then stop the server. The workspace
@@ -258,7 +258,7 @@ def serve(options: dict, ports: Ports, max_batch: int, queue_delay_us: int,
         server.start()
         try:
             if server.wait_ready(ready_timeout_s, stop):
-                say(f"serving {MODEL} ({options['label']}; max batch {max_batch}, queue delay "
+                say(f"serving {MODEL} ({options.label}; max batch {max_batch}, queue delay "
                     f"{queue_delay_us} us) at {ports.describe()}")
             while not stop():
                 if server.process.poll() is not None:

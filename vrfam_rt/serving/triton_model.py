@@ -15,13 +15,16 @@ the counter FAILURES on Triton's metrics port, labelled with the reason: `input`
 request: HTTP 400) or `internal` (a bug or out of memory: HTTP 500).
 
 This module is imported by the Python backend's stub process, where
-`triton_python_backend_utils` exists; its options come from the model configuration's
-`vrfam_rt` parameter (JSON written by `vrfam-rt serve`), never from the environment.
+`triton_python_backend_utils` exists; its options are one ServeOptions record, which
+`vrfam-rt serve` writes as JSON into the model configuration's `vrfam_rt` parameter and
+`initialize` reads back, never the environment.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import traceback
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -32,21 +35,66 @@ PARAMETER = "vrfam_rt"       # the model configuration parameter holding the opt
 FAILURES = "vrfam_edit_request_failure"
 
 
-def open_service(options: dict, say=print) -> EditService:
-    """The pipeline the options name (as `vrfam-rt serve` resolved them) in a service."""
-    from vrfam_rt.bundle import Bundle
-    from vrfam_rt.pipeline import EditPipeline
-    from vrfam_rt.suite import resolve
+@dataclass(frozen=True)
+class ServeOptions:
+    """What `vrfam-rt serve` resolved, for its model instances to open exactly that:
+    the model (as `suite.open_bundle` takes it, with the digest of the bundle the CLI
+    opened) and the runtime (`auto` already decided)."""
 
-    if options.get("config"):
-        bundle = Bundle.random(options["config"], seed=options.get("seed", 0))
-    else:
-        bundle = Bundle.load(resolve(options.get("bundle"), options.get("method")))
+    bundle: str | None          # the bundle folder, absolute; None with `config`
+    config: str | None          # a shipped config: a seeded random bundle
+    seed: int | None            # its seed (None with `bundle`)
+    digest: str                 # Bundle.digest of what the CLI opened
+    backend: str                # eager, ort, openvino, trt (never auto)
+    precision: str
+    device: str                 # cpu, cuda, cuda:N
+    threads: int | None         # CPU threads (None: all cores)
+    cache_root: str | None      # the per-bundle caches' root (None: the runtime's default)
+    max_batch: int              # rows a stage call takes (Triton's max_batch_size)
+    max_pixels: int             # the largest decoded upload
+    max_bytes: int              # the largest encoded upload
+    label: str                  # the model and runtime in words, for the log
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> "ServeOptions":
+        """The record `to_json` wrote; a VrfamError when it is not one (another
+        vrfam-rt version wrote the model configuration)."""
+        fields = {f.name for f in dataclasses.fields(cls)}
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise VrfamError(f"the {PARAMETER} parameter is not JSON ({exc})") from None
+        if not isinstance(data, dict) or set(data) != fields:
+            got = sorted(data) if isinstance(data, dict) else type(data).__name__
+            raise VrfamError(f"the {PARAMETER} parameter holds {got}, not the fields "
+                             f"{sorted(fields)}; restart it with this version's `vrfam-rt serve`")
+        return cls(**data)
+
+    def open_bundle(self):
+        """The bundle the CLI resolved, reopened; a VrfamError when the folder changed
+        since (its digest differs)."""
+        from vrfam_rt.suite import open_bundle
+
+        bundle = open_bundle(self.bundle, config=self.config, seed=self.seed)
+        if bundle.digest != self.digest:
+            raise VrfamError(f"{self.bundle or self.config} changed after `vrfam-rt serve` "
+                             f"resolved it (digest {bundle.digest[:12]}..., not "
+                             f"{self.digest[:12]}...); restart the server")
+        return bundle
+
+
+def open_service(options: ServeOptions, say=print) -> EditService:
+    """The pipeline the options name (as `vrfam-rt serve` resolved them) in a service."""
+    from vrfam_rt.pipeline import EditPipeline
+
     pipeline = EditPipeline.from_bundle(
-        bundle, options["backend"], options["precision"], options.get("device", "cpu"),
-        options.get("cache_root"), max_batch=options["max_batch"], threads=options.get("threads"),
-        align=False, say=say, max_pixels=options["max_pixels"])
-    return EditService(pipeline, options["max_bytes"])
+        options.open_bundle(), options.backend, options.precision, options.device,
+        options.cache_root, max_batch=options.max_batch, threads=options.threads,
+        align=False, say=say, max_pixels=options.max_pixels)
+    return EditService(pipeline, options.max_bytes)
 
 
 def request_items(image: np.ndarray, edits: np.ndarray, align: np.ndarray | None) -> list[EditRequest]:
@@ -82,7 +130,7 @@ class TritonPythonModel:
 
         self.pb = pb_utils
         config = json.loads(args["model_config"])
-        options = json.loads(config["parameters"][PARAMETER]["string_value"])
+        options = ServeOptions.from_json(config["parameters"][PARAMETER]["string_value"])
         log = pb_utils.Logger
         self.service = open_service(options, say=lambda line: log.log_info(f"vrfam_edit: {line}"))
         self.failure_family = pb_utils.MetricFamily(
@@ -91,8 +139,8 @@ class TritonPythonModel:
                         "request, HTTP 400; internal: HTTP 500)")
         self.failures = {reason: self.failure_family.Metric(
             labels={"model": args["model_name"], "reason": reason}) for reason in ("input", "internal")}
-        log.log_info(f"vrfam_edit: ready ({options['backend']} {options['precision']}, "
-                     f"max batch {options['max_batch']})")
+        log.log_info(f"vrfam_edit: ready ({options.backend} {options.precision}, "
+                     f"max batch {options.max_batch})")
 
     def _error(self, message: str, internal: bool = False):
         """An error response, counted in FAILURES."""
