@@ -5,8 +5,11 @@ stylegan2-ada-pytorch's networks (facts: shared/UPSTREAM.md, "NVIDIA network pic
 `write` pickles it as NVIDIA's snapshots are: every network a persistent object
 (`torch_utils.persistence._reconstruct_persistent_obj(meta)` with the module's source in
 `meta["module_src"]`), init kwargs holding `dnnlib.util.EasyDict`s, tensors as plain
-pickle writes them (storages as bytes). None of NVIDIA's code is here: those two globals
-exist only while a file is written, so loading it can never reach them.
+pickle writes them (storages as bytes). `write_tf` pickles the same weights as
+NVlabs/stylegan2's TensorFlow snapshots: (G, D, Gs) `dnnlib.tflib.network.Network`
+objects holding numpy variables under TensorFlow names and layouts (the inverse of the
+variable mapping in stylegan2-ada-pytorch's legacy.py). None of NVIDIA's code is here:
+those globals exist only while a file is written, so loading it can never reach them.
 
 `mapping` and `synthesis` compute the networks from these objects' own tensors by the
 StyleGAN2 formulas (modulation, demodulation, FIR resampling as zero insertion + padding
@@ -43,16 +46,37 @@ def _reconstruct_persistent_obj(meta):
 _reconstruct_persistent_obj.__module__ = "torch_utils.persistence"
 
 
+class TFNetwork:
+    """Pickles as dnnlib.tflib.network.Network does: its __getstate__ dict."""
+
+    def __init__(self, name: str, variables: dict, components: dict | None = None,
+                 static_kwargs: dict | None = None):
+        self.name, self.variables = name, variables
+        self.components, self.static_kwargs = dict(components or {}), dict(static_kwargs or {})
+
+    def __getstate__(self):
+        return dict(version=4, name=self.name, static_kwargs=self.static_kwargs,
+                    components=self.components, build_module_src=HARMLESS_SRC,
+                    build_func_name="G_main", variables=list(self.variables.items()))
+
+
+TFNetwork.__module__, TFNetwork.__qualname__ = "dnnlib.tflib.network", "Network"
+
+
 @contextlib.contextmanager
 def _nvidia_globals():
-    """torch_utils.persistence and dnnlib.util as importable names, for pickle.dump only."""
-    fakes = {"torch_utils": types.ModuleType("torch_utils"),
-             "torch_utils.persistence": types.ModuleType("torch_utils.persistence"),
-             "dnnlib": types.ModuleType("dnnlib"), "dnnlib.util": types.ModuleType("dnnlib.util")}
+    """torch_utils.persistence, dnnlib.util and dnnlib.tflib.network as importable names,
+    for pickle.dump only."""
+    names = ("torch_utils", "torch_utils.persistence", "dnnlib", "dnnlib.util", "dnnlib.tflib",
+             "dnnlib.tflib.network")
+    fakes = {name: types.ModuleType(name) for name in names}
     fakes["torch_utils.persistence"]._reconstruct_persistent_obj = _reconstruct_persistent_obj
     fakes["dnnlib.util"].EasyDict = EasyDict
-    fakes["torch_utils"].persistence = fakes["torch_utils.persistence"]
-    fakes["dnnlib"].util = fakes["dnnlib.util"]
+    fakes["dnnlib.tflib.network"].Network = TFNetwork
+    for name in names:
+        parent, _, child = name.rpartition(".")
+        if parent:
+            setattr(fakes[parent], child, fakes[name])
     assert not set(fakes) & set(sys.modules)
     sys.modules.update(fakes)
     try:
@@ -185,6 +209,65 @@ def write(path: Path, networks: dict, protocol: int = 4) -> Path:
                     augment_pipe=None) | networks
     with _nvidia_globals(), open(path, "wb") as f:
         pickle.dump(snapshot, f, protocol=protocol)
+    return path
+
+
+def _tf_variables(g: Net) -> tuple[dict, dict, dict]:
+    """(G's own, mapping's, synthesis's) variables of the same function, TensorFlow style:
+    dense weights [in,out], conv weights [k,k,I,O] (the up-conv's flipped), style biases
+    less the 1 TensorFlow adds, noise [1,1,R,R], scalars as numpy float32."""
+    def arr(t):
+        return t.detach().numpy().astype(np.float32)
+
+    mapping = {}
+    for i in range(g.mapping.num_layers):
+        fc = getattr(g.mapping, f"fc{i}")
+        mapping |= {f"Dense{i}/weight": arr(fc.weight.t()), f"Dense{i}/bias": arr(fc.bias)}
+    synthesis, noise = {}, 0
+
+    def modconv(scope, layer, up):
+        nonlocal noise
+        weight = layer.weight.permute(2, 3, 1, 0)                 # [k,k,I,O]
+        synthesis.update({f"{scope}/weight": arr(weight.flip([0, 1]) if up else weight),
+                          f"{scope}/bias": arr(layer.bias),
+                          f"{scope}/mod_weight": arr(layer.affine.weight.t()),
+                          f"{scope}/mod_bias": arr(layer.affine.bias - 1),
+                          f"{scope}/noise_strength": np.float32(layer.noise_strength.item()),
+                          f"noise{noise}": arr(layer.noise_const[None, None])})
+        noise += 1
+
+    for res in g.synthesis.block_resolutions:
+        block, scope = getattr(g.synthesis, f"b{res}"), f"{res}x{res}"
+        if res == 4:
+            synthesis[f"{scope}/Const/const"] = arr(block.const[None])
+            modconv(f"{scope}/Conv", block.conv1, False)
+        else:
+            modconv(f"{scope}/Conv0_up", block.conv0, True)
+            modconv(f"{scope}/Conv1", block.conv1, False)
+        synthesis |= {f"{scope}/ToRGB/weight": arr(block.torgb.weight.permute(2, 3, 1, 0)),
+                      f"{scope}/ToRGB/bias": arr(block.torgb.bias),
+                      f"{scope}/ToRGB/mod_weight": arr(block.torgb.affine.weight.t()),
+                      f"{scope}/ToRGB/mod_bias": arr(block.torgb.affine.bias - 1)}
+    return {"dlatent_avg": arr(g.mapping.w_avg)}, mapping, synthesis
+
+
+def write_tf(path: Path, spec: Spec, g: Net, gs: Net, protocol: int = 4) -> Path:
+    """(G, D, Gs) as NVlabs/stylegan2 pickles them; D is an empty network here. The
+    network must have no conv clamp (TensorFlow StyleGAN2 had none)."""
+    if spec.conv_clamp is not None:
+        raise ValueError("TensorFlow StyleGAN2 networks have no conv clamp")
+    kwargs = dict(num_channels=3, resolution=spec.resolution, label_size=0,
+                  latent_size=spec.z_dim, dlatent_size=spec.w_dim, mapping_layers=spec.map_layers,
+                  mapping_lrmul=spec.lr, fmap_base=spec.channel_base // 2,
+                  fmap_max=spec.channel_max, architecture="skip")
+
+    def network(net, name):
+        own, mapping, synthesis = _tf_variables(net)
+        return TFNetwork(name, own, {"mapping": TFNetwork("G_mapping", mapping),
+                                     "synthesis": TFNetwork("G_synthesis", synthesis)}, kwargs)
+    nets = (network(g, "G"), TFNetwork("D", {}), network(gs, "Gs"))
+    with _nvidia_globals(), open(path, "wb") as f:
+        pickle.dump(nets, f, protocol=protocol)
     return path
 
 

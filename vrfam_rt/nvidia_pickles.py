@@ -95,16 +95,19 @@ def _load_from_bytes(data: Any) -> Any:
     return storage
 
 
-def _rebuild_tensor(storage: Any, *args: Any) -> torch.Tensor:
-    if not isinstance(storage, (torch.storage.TypedStorage, torch.UntypedStorage)):
-        raise Refused("a tensor rebuilt from something other than a storage")
-    return torch._utils._rebuild_tensor_v2(storage, *args)
+def _rebuild_tensor(storage: Any, offset: int, size: tuple, stride: tuple, requires_grad: bool,
+                    backward_hooks: Any, *metadata: Any) -> torch.Tensor:
+    if not isinstance(storage, (torch.storage.TypedStorage, torch.UntypedStorage)) \
+            or backward_hooks:
+        raise Refused("a tensor rebuilt from something other than a storage, or with hooks")
+    return torch._utils._rebuild_tensor_v2(storage, offset, size, stride, requires_grad,
+                                           collections.OrderedDict(), *metadata)
 
 
-def _rebuild_parameter(data: Any, *args: Any) -> torch.Tensor:
-    if not isinstance(data, torch.Tensor):
-        raise Refused("a parameter rebuilt from something other than a tensor")
-    return torch._utils._rebuild_parameter(data, *args)
+def _rebuild_parameter(data: Any, requires_grad: bool, backward_hooks: Any) -> torch.Tensor:
+    if not isinstance(data, torch.Tensor) or backward_hooks:
+        raise Refused("a parameter rebuilt from something other than a tensor, or with hooks")
+    return torch._utils._rebuild_parameter(data, requires_grad, collections.OrderedDict())
 
 
 def _numpy_scalar(dtype: Any, data: Any = None) -> float | int | complex:
@@ -113,6 +116,48 @@ def _numpy_scalar(dtype: Any, data: Any = None) -> float | int | complex:
             or not isinstance(data, bytes) or len(data) != dtype.itemsize:
         raise Refused("a numpy scalar that is not a plain number")
     return np.frombuffer(data, dtype=dtype, count=1)[0].item()
+
+
+class _Array(np.ndarray):
+    """numpy's pickled arrays (TensorFlow pickles hold their variables so), numeric only."""
+
+    def __setstate__(self, state: Any) -> None:
+        dtype = state[-3] if isinstance(state, tuple) and len(state) in (4, 5) else None
+        if not isinstance(dtype, np.dtype) or dtype.kind not in "biufc" \
+                or not isinstance(state[-1], bytes):
+            raise Refused("a numpy array that is not plain numbers")
+        super().__setstate__(state)
+
+
+def _reconstruct_array(cls: Any, shape: Any, typecode: Any) -> np.ndarray:
+    if cls is not np.ndarray:
+        raise Refused("numpy's _reconstruct of something other than an ndarray")
+    return _Array((0,), np.uint8)
+
+
+class TFNetwork:
+    """dnnlib.tflib.network.Network of NVlabs/stylegan2 (TensorFlow), as data: its pickled
+    state (static_kwargs, components, variables as numpy arrays); the TensorFlow source in
+    `build_module_src` is never read."""
+
+    def __setstate__(self, state: Any) -> None:
+        if not isinstance(state, dict) or not isinstance(state.get("variables"), list):
+            raise Refused("a TensorFlow network without variables")
+        self.state = state
+
+    @property
+    def kwargs(self) -> dict[str, Any]:
+        return dict(self.state.get("static_kwargs") or {})
+
+    def variables(self, prefix: str = "") -> dict[str, torch.Tensor]:
+        """Every variable of this network and its components by scope name, as float32."""
+        found = {}
+        for name, value in self.state["variables"]:
+            found[prefix + str(name)] = torch.from_numpy(np.array(value, dtype=np.float32))
+        for name, component in (self.state.get("components") or {}).items():
+            if isinstance(component, TFNetwork):
+                found |= component.variables(f"{prefix}{name}/")
+        return found
 
 
 ALLOWED = {
@@ -126,6 +171,10 @@ ALLOWED = {
     ("numpy.core.multiarray", "scalar"): _numpy_scalar,
     ("numpy._core.multiarray", "scalar"): _numpy_scalar,  # written under numpy 2
     ("numpy", "dtype"): np.dtype,
+    ("numpy.core.multiarray", "_reconstruct"): _reconstruct_array,
+    ("numpy._core.multiarray", "_reconstruct"): _reconstruct_array,
+    ("numpy", "ndarray"): np.ndarray,
+    ("dnnlib.tflib.network", "Network"): TFNetwork,
 }
 
 
@@ -133,8 +182,6 @@ class _Unpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str) -> Any:
         if (module, name) in ALLOWED:
             return ALLOWED[(module, name)]
-        if module.startswith("dnnlib.tflib"):
-            raise Refused(f"{module}.{name} (a TensorFlow network of NVlabs/stylegan2)")
         raise Refused(f"{module}.{name}")
 
     def persistent_load(self, pid: Any) -> Any:
@@ -157,9 +204,6 @@ def read_pickle(path: str | Path) -> Any:
         with open(path, "rb") as f:
             return _Unpickler(f).load()
     except Refused as exc:
-        if "TensorFlow" in exc.what:
-            raise VrfamError(f"{path}: a TensorFlow StyleGAN2 pickle ({exc.what}); vrfam-rt reads "
-                             "the PyTorch pickles of stylegan2-ada-pytorch and stylegan3") from None
         raise VrfamError(f"{path}: refused, loading it would call {exc.what}, which NVIDIA's "
                          "network pickles do not use; nothing in the file was run") from None
     except Exception as exc:  # truncated files, bad opcodes, wrong arguments to a rebuild
@@ -327,28 +371,142 @@ def convert_generator(net: Any, path: Path) -> tuple[GeneratorConfig, State]:
     return config, out.state
 
 
+# ---- NVlabs/stylegan2's TensorFlow networks -> the PyTorch layout above -----------------------
+TF_KEYS = {"G": 0, "G_ema": 2}       # a TensorFlow snapshot is the tuple (G, D, Gs)
+TF_LAYOUT = "NVIDIA stylegan2 TensorFlow network pickle"
+
+
+def _tf_var(params: dict[str, torch.Tensor], name: str, path: Path) -> torch.Tensor:
+    if name not in params:
+        raise _fail(path, f"no TensorFlow variable '{name}'; this is not a StyleGAN2 generator")
+    return params[name]
+
+
+def _tf_layer(params: dict[str, torch.Tensor], scope: str, noise: int, res: int, up: bool,
+              taps: torch.Tensor, path: Path) -> Persistent:
+    """A TensorFlow modulated conv as the SynthesisLayer holding the same function: weight
+    [k,k,I,O] -> [O,I,k,k] (the up-conv's flipped), style bias +1 moved into the weights."""
+    weight = _tf_var(params, f"{scope}/weight", path)
+    if up:
+        weight = weight.flip([0, 1])
+    affine = Persistent("FullyConnectedLayer", {"_parameters": {
+        "weight": _tf_var(params, f"{scope}/mod_weight", path).t(),
+        "bias": _tf_var(params, f"{scope}/mod_bias", path) + 1}})
+    return Persistent("SynthesisLayer", {
+        "_parameters": {"weight": weight.permute(3, 2, 0, 1),
+                        "bias": _tf_var(params, f"{scope}/bias", path),
+                        "noise_strength": params.get(f"{scope}/noise_strength")},
+        "_buffers": {"noise_const": params.get(f"synthesis/noise{noise}"),
+                     "resample_filter": taps},
+        "_modules": {"affine": affine}, "up": 2 if up else 1, "resolution": res,
+        "activation": "lrelu"})
+
+
+def _tf_torgb(params: dict[str, torch.Tensor], scope: str, path: Path) -> Persistent:
+    affine = Persistent("FullyConnectedLayer", {"_parameters": {
+        "weight": _tf_var(params, f"{scope}/mod_weight", path).t(),
+        "bias": _tf_var(params, f"{scope}/mod_bias", path) + 1}})
+    return Persistent("ToRGBLayer", {
+        "_parameters": {"weight": _tf_var(params, f"{scope}/weight", path).permute(3, 2, 0, 1),
+                        "bias": _tf_var(params, f"{scope}/bias", path)},
+        "_modules": {"affine": affine}})
+
+
+def tf_generator(net: TFNetwork, path: Path) -> Persistent:
+    """NVlabs/stylegan2's TensorFlow generator as the stylegan2-ada-pytorch Generator it
+    corresponds to (the variable mapping of stylegan2-ada-pytorch's legacy.py)."""
+    if not isinstance(getattr(net, "state", None), dict):
+        raise _fail(path, "a TensorFlow network pickled without its variables")
+    kwargs = net.kwargs
+    if int(kwargs.get("label_size") or 0) > 0:
+        return Persistent("Generator", {"c_dim": kwargs["label_size"]})
+    params = net.variables()
+    if any(name.startswith("synthesis/ToRGB_lod") for name in params):
+        raise _fail(path, "a TensorFlow generator of the 'orig' architecture; vrfam-rt's "
+                    "generator is StyleGAN2's 'skip' one")
+    for key in ("nonlinearity", "mapping_nonlinearity"):
+        if kwargs.get(key, "lrelu") != "lrelu":
+            raise _fail(path, f"{key} {kwargs[key]!r}; StyleGAN2 uses lrelu")
+    lr = float(kwargs.get("mapping_lrmul", 0.01))
+    taps = torch.tensor(kwargs.get("resample_kernel") or (1, 3, 3, 1), dtype=torch.float32)
+    taps = taps[:, None] * taps[None, :]
+    taps = taps / taps.sum()
+    fcs = {}
+    for i in range(sum(1 for n in params if n.startswith("mapping/Dense") and
+                       n.endswith("/weight"))):
+        weight = _tf_var(params, f"mapping/Dense{i}/weight", path).t()     # [out,in]
+        fcs[f"fc{i}"] = Persistent("FullyConnectedLayer", {
+            "_parameters": {"weight": weight, "bias": _tf_var(params, f"mapping/Dense{i}/bias",
+                                                             path)},
+            "bias_gain": lr, "weight_gain": lr / math.sqrt(weight.shape[1]),
+            "activation": "lrelu"})
+    mapping = Persistent("MappingNetwork", {"_modules": fcs, "_buffers": {
+        "w_avg": _tf_var(params, "dlatent_avg", path)}})
+    blocks = {}
+    for res in sorted(int(n.split("/")[1].split("x")[0]) for n in params
+                      if n.startswith("synthesis/") and n.endswith("/ToRGB/weight")):
+        scope, log2 = f"synthesis/{res}x{res}", int(math.log2(res))
+        if res == 4:
+            modules = {"conv1": _tf_layer(params, f"{scope}/Conv", 0, 4, False, taps, path)}
+            block = {"_parameters": {"const": _tf_var(params, f"{scope}/Const/const", path)[0]}}
+        else:
+            modules = {"conv0": _tf_layer(params, f"{scope}/Conv0_up", 2 * log2 - 5, res, True,
+                                          taps, path),
+                       "conv1": _tf_layer(params, f"{scope}/Conv1", 2 * log2 - 4, res, False,
+                                          taps, path)}
+            block = {}
+        modules["torgb"] = _tf_torgb(params, f"{scope}/ToRGB", path)
+        blocks[f"b{res}"] = Persistent("SynthesisBlock", block | {
+            "_modules": modules, "_buffers": {"resample_filter": taps},
+            "architecture": kwargs.get("architecture", "skip")})
+    synthesis = Persistent("SynthesisNetwork", {"_modules": blocks})
+    return Persistent("Generator", {"_modules": {"mapping": mapping, "synthesis": synthesis},
+                                    "_init_kwargs": kwargs, "c_dim": 0,
+                                    "img_channels": int(kwargs.get("num_channels", 3))})
+
+
 def read_generator(path: str | Path, pickle_key: str | None = None
                    ) -> tuple[GeneratorConfig, State, dict[str, Any]]:
-    """(config, state, provenance) of the generator under `pickle_key` (default G_ema) of an
-    NVIDIA network pickle; the provenance records the file, its sha256, the key and the
-    network's init kwargs."""
+    """(config, state, provenance) of the generator under `pickle_key` (default G_ema; Gs of
+    a TensorFlow snapshot) of an NVIDIA network pickle; the provenance records the file, its
+    sha256, the key and the network's init kwargs."""
     path = Path(path)
     key = pickle_key or PICKLE_KEYS[0]
     data = read_pickle(path)
+    try:
+        net, layout, key_used = _generator(data, key, pickle_key is not None, path)
+        config, state = convert_generator(net, path)
+    except (KeyError, TypeError, AttributeError, ValueError, IndexError, RuntimeError) as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise _fail(path, f"not a StyleGAN2 generator vrfam-rt can read "
+                    f"({type(exc).__name__}: {reason})") from None
+    record = {"source": "import", "layout": layout, "file": path.name,
+              "sha256": sha256_file(path), "pickle_key": key_used,
+              "init_kwargs": _plain(net.init_kwargs)}
+    return config, state, record
+
+
+def _generator(data: Any, key: str, key_given: bool, path: Path
+               ) -> tuple[Persistent, str, str | None]:
+    """(network, layout, key it was found under) of what the pickle holds."""
+    if isinstance(data, tuple) and data and all(isinstance(n, TFNetwork) for n in data):
+        if key not in TF_KEYS or len(data) != 3:
+            raise _fail(path, f"a TensorFlow snapshot holds (G, D, Gs): key {key!r} is not "
+                        f"one of {sorted(TF_KEYS)}")
+        return tf_generator(data[TF_KEYS[key]], path), TF_LAYOUT, key
+    if isinstance(data, TFNetwork):
+        data = tf_generator(data, path)
+        layout = TF_LAYOUT
+    else:
+        layout = LAYOUT
     if isinstance(data, dict):
         networks = [k for k, v in data.items() if isinstance(v, Persistent)]
         if not isinstance(data.get(key), Persistent):
             raise _fail(path, f"no network under key {key!r}; it holds {networks}")
-        net = data[key]
-    elif pickle_key is not None:
+        return data[key], layout, key
+    if key_given:
         raise _fail(path, f"holds one network, not a snapshot with key {key!r}")
-    else:
-        net = data
-    config, state = convert_generator(net, path)
-    record = {"source": "import", "layout": LAYOUT, "file": path.name,
-              "sha256": sha256_file(path), "pickle_key": key if isinstance(data, dict) else None,
-              "init_kwargs": _plain(net.init_kwargs)}
-    return config, state, record
+    return data, layout, None
 
 
 def _plain(value: Any) -> Any:
