@@ -129,8 +129,12 @@ class _Array(np.ndarray):
         super().__setstate__(state)
 
 
+class _NdarrayName:
+    """numpy.ndarray as a name only: what numpy's _reconstruct is handed, never called."""
+
+
 def _reconstruct_array(cls: Any, shape: Any, typecode: Any) -> np.ndarray:
-    if cls is not np.ndarray:
+    if cls is not _NdarrayName:
         raise Refused("numpy's _reconstruct of something other than an ndarray")
     return _Array((0,), np.uint8)
 
@@ -173,7 +177,7 @@ ALLOWED = {
     ("numpy", "dtype"): np.dtype,
     ("numpy.core.multiarray", "_reconstruct"): _reconstruct_array,
     ("numpy._core.multiarray", "_reconstruct"): _reconstruct_array,
-    ("numpy", "ndarray"): np.ndarray,
+    ("numpy", "ndarray"): _NdarrayName,
     ("dnnlib.tflib.network", "Network"): TFNetwork,
 }
 
