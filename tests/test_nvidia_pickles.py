@@ -272,7 +272,8 @@ def test_a_tensorflow_snapshot_imports_without_tensorflow(tmp_path, record_diff)
 def test_a_tensorflow_pickle_that_is_not_a_generator_is_refused(tmp_path):
     path = tmp_path / "bare.pkl"
     path.write_bytes(b"\x80\x03cdnnlib.tflib.network\nNetwork\nq\x00)\x81q\x01.")
-    refused(tmp_path, "--stylegan2", path, match="a TensorFlow network pickled without its variables")
+    refused(tmp_path, "--stylegan2", path,
+            match="a TensorFlow network pickled without its variables")
     gs = nv.network(TF_SPEC)
     path = nv.write_tf(tmp_path / "tf.pkl", TF_SPEC, gs, gs)
     refused(tmp_path, "--stylegan2", path, "--pickle-key", "D",
@@ -290,3 +291,25 @@ def test_json_of_the_bundle_keeps_init_kwargs(case):
     manifest = json.loads((bundle.path / "bundle.json").read_text())
     assert manifest["provenance"]["generator"]["init_kwargs"]["img_channels"] == 3
     assert manifest["config"]["generator"]["w_avg"] is True
+
+
+def test_numpy_arrays_of_objects_are_refused(tmp_path):
+    import numpy as np
+    net = nv.TFNetwork("G", {"names": np.array(["a", "b"], dtype=object)})
+    path = tmp_path / "objects.pkl"
+    with nv._nvidia_globals(), open(path, "wb") as f:
+        pickle.dump((net, net, net), f, protocol=4)
+    refused(tmp_path, "--stylegan2", path,
+            match="objects.pkl: refused, it holds a numpy array that is not plain numbers")
+
+
+def test_earlier_configs_keep_their_json_and_the_new_fields_round_trip():
+    import dataclasses
+    from vrfam_rt.config import ModelConfig, load_config
+    tiny = load_config("tiny")
+    assert set(tiny.to_dict()["generator"]) == {"size", "style_dim", "n_mlp", "channels",
+                                                "lr_mlp", "blur_kernel"}
+    nvidia = tiny.replace(generator=dataclasses.replace(
+        tiny.generator, z_dim=16, lr_mlp=(0.01, 0.1), conv_clamp=256.0, w_avg=True))
+    back = ModelConfig.from_dict(json.loads(json.dumps(nvidia.to_dict())))
+    assert back == nvidia and back.generator.layer_lr == (0.01, 0.1)

@@ -37,11 +37,12 @@ LAYOUT = "NVIDIA stylegan2-ada-pytorch network pickle"
 
 # ---- the restricted unpickler -------------------------------------------------------------------
 class Refused(pickle.UnpicklingError):
-    """The pickle asks for something outside the allow-list; `what` names it."""
+    """The pickle asks for something outside the allow-list; `what` names it (a global's
+    module.name when `call` is set)."""
 
-    def __init__(self, what: str):
+    def __init__(self, what: str, call: bool = False):
         super().__init__(what)
-        self.what = what
+        self.what, self.call = what, call
 
 
 @dataclass
@@ -186,7 +187,7 @@ class _Unpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str) -> Any:
         if (module, name) in ALLOWED:
             return ALLOWED[(module, name)]
-        raise Refused(f"{module}.{name}")
+        raise Refused(f"{module}.{name}", call=True)
 
     def persistent_load(self, pid: Any) -> Any:
         raise Refused("a persistent id (this is not a network pickle)")
@@ -208,8 +209,12 @@ def read_pickle(path: str | Path) -> Any:
         with open(path, "rb") as f:
             return _Unpickler(f).load()
     except Refused as exc:
-        raise VrfamError(f"{path}: refused, loading it would call {exc.what}, which NVIDIA's "
-                         "network pickles do not use; nothing in the file was run") from None
+        if exc.call:
+            raise VrfamError(f"{path}: refused, loading it would call {exc.what}, which "
+                             "NVIDIA's network pickles do not use; nothing in the file was run"
+                             ) from None
+        raise VrfamError(f"{path}: refused, it holds {exc.what}; nothing in the file was run"
+                         ) from None
     except Exception as exc:  # truncated files, bad opcodes, wrong arguments to a rebuild
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise VrfamError(f"{path} is not a PyTorch checkpoint or network pickle "
