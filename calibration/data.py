@@ -24,7 +24,7 @@ def generator_samples(bundle: Bundle, n: int, seed: int = 0,
     g = bundle.generator
     config = bundle.config
     gen = torch.Generator().manual_seed(seed)
-    z = torch.randn(n, config.generator.style_dim, generator=gen)
+    z = torch.randn(n, config.generator.latent_dim, generator=gen)
     size = config.encoder.input_size
     images, codes = [], []
     with torch.no_grad():

@@ -44,7 +44,7 @@ NOT_RUN = re.compile(r"<!--\s*not run:\s*(.+?)\s*-->\s*$")
 SHELL, PYTHON = ("", "sh", "bash", "shell"), ("python",)
 NEEDS_GPU = re.compile(r"--backend[ =]trt\b|--device[ =]cuda\b|\bmake gpu-check\b")
 PORTS = re.compile(r"(?<!\d)800([012])(?!\d)")
-WEIGHT_FILE = re.compile(r"[\w.-]+\.(?:pth\.tar|pth|pt)\b")
+WEIGHT_FILE = re.compile(r"[\w.-]+\.(?:pth\.tar|pth|pt|pkl)\b")
 
 
 @dataclass(frozen=True)
@@ -123,6 +123,7 @@ def write_stand_ins(folder: Path) -> list[str]:
     import torch
 
     sys.path.insert(0, str(Path(__file__).parent))
+    import nvidia_layout
     from layouts import write_bare, write_e4e, write_stylegan2
     from vrfam_rt import Bundle, models
 
@@ -132,6 +133,8 @@ def write_stand_ins(folder: Path) -> list[str]:
     write_e4e(folder / "e4e_ffhq_encode.pt", b.encoder, g)
     write_bare(folder / "latent_classifier_epoch_20.pth", b.classifier)
     write_bare(folder / "model_ir_se50.pth", b.identity, drop_suffix="num_batches_tracked")
+    nvidia_layout.write(folder / "ffhq.pkl", {"G_ema": nvidia_layout.network(
+        nvidia_layout.Spec(z_dim=64, w_dim=64, map_layers=2))})
     torch.manual_seed(0)
     for index in (31, 15):               # Smiling, Eyeglasses: the released F_mapping
         edit = models.LinearEdit(g.config.n_latent, g.config.style_dim, (0, g.config.n_latent))

@@ -172,7 +172,7 @@ def latent_dataset(data: Path, attrs: Path | None, bundle, align: bool) -> Laten
 @torch.no_grad()
 def sample_w(generator, batch: int, gen: torch.Generator) -> torch.Tensor:
     """W codes [B,D] = mapping(z), z ~ N(0,1) drawn from `gen` on the CPU."""
-    z = torch.randn(batch, generator.config.style_dim, generator=gen)
+    z = torch.randn(batch, generator.config.latent_dim, generator=gen)
     return generator.mapping(z.to(generator.input.input.device))
 
 

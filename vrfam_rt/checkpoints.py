@@ -1,8 +1,9 @@
 """Reading the public checkpoints users already have (layouts: shared/UPSTREAM.md).
 
-Every file is read with `torch.load(weights_only=True)`: a pickle that would run
-code is refused. Shapes are inferred from the weights, then each state dict is
-loaded strictly, so a wrong or truncated file fails on its first bad key.
+Every file is read with `torch.load(weights_only=True)` (NVIDIA's network pickles with
+the restricted unpickler of nvidia_pickles): a pickle that would run code is refused.
+Shapes are inferred from the weights, then each state dict is loaded strictly, so a
+wrong or truncated file fails on its first bad key.
 """
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from typing import Any
 
 import torch
 
-from vrfam_rt import models
+from vrfam_rt import models, nvidia_pickles
 from vrfam_rt.bundle import Bundle, check_state, load_state
 from vrfam_rt.fileio import sha256_file
 from vrfam_rt.config import (CELEBA_ATTRIBUTES, ClassifierConfig, EncoderConfig, GeneratorConfig,
@@ -184,8 +185,12 @@ def identity_config(state: State, path: Path) -> IdentityConfig:
 # ---- the bundle ---------------------------------------------------------------------------------
 def import_bundle(stylegan2: Path | None = None, e4e: Path | None = None, psp: Path | None = None,
                   classifier: Path | None = None, transformers: dict[str, Path] | None = None,
-                  arcface: Path | None = None) -> Bundle:
-    """A bundle from public checkpoint files; each file is checked key by key."""
+                  arcface: Path | None = None, pickle_key: str | None = None) -> Bundle:
+    """A bundle from public checkpoint files; each file is checked key by key.
+
+    stylegan2: a rosinality checkpoint or an NVIDIA network pickle (nvidia_pickles, read
+    without running its code); pickle_key picks the pickle's generator (default G_ema).
+    """
     transformers = dict(transformers or {})
     if e4e and psp:
         raise UsageError("give --e4e or --psp, not both: a bundle has one encoder")
@@ -205,16 +210,23 @@ def import_bundle(stylegan2: Path | None = None, e4e: Path | None = None, psp: P
     if enc_path:
         enc_state, decoder_state, latent_avg = encoder_states(read_checkpoint(enc_path), enc_path)
 
-    if stylegan2:
-        g_path = Path(stylegan2)
+    g_path = Path(stylegan2) if stylegan2 else None
+    if g_path and g_path.is_file() and nvidia_pickles.is_network_pickle(g_path):
+        g_config, g_state, provenance["generator"] = nvidia_pickles.read_generator(g_path,
+                                                                                   pickle_key)
+    elif pickle_key is not None:
+        raise UsageError(f"pickle_key {pickle_key!r} picks a network of an NVIDIA network "
+                         f"pickle; stylegan2={g_path} is not one")
+    elif g_path:
         g_state = stylegan2_state(read_checkpoint(g_path), g_path)
         source("generator", g_path, "rosinality stylegan2 g_ema")
+        g_config = generator_config(g_state, g_path)
     else:
         g_path, g_state = enc_path, decoder_state
         if not g_state:
             raise VrfamError(f"{enc_path} has no 'decoder.*' weights; give --stylegan2 FILE")
         source("generator", g_path, f"{mode} decoder")
-    g_config = generator_config(g_state, g_path)
+        g_config = generator_config(g_state, g_path)
 
     template = load_config("ffhq-1024")
     n_latent, dim = g_config.n_latent, g_config.style_dim

@@ -41,8 +41,14 @@ class GeneratorConfig:
     style_dim: int = 512                  # width of z, w and every style vector
     n_mlp: int = 8                        # mapping-network depth
     channels: tuple[int, ...] = stylegan2_channels(1024)  # per resolution 4..size
-    lr_mlp: float = 0.01                  # equalized-lr multiplier of the mapping layers
+    lr_mlp: float | tuple[float, ...] = 0.01  # equalized-lr multiplier of the mapping layers
+    #                                      (one for all, or one per layer)
     blur_kernel: tuple[int, ...] = (1, 3, 3, 1)
+    # Added for NVIDIA's network pickles; written to JSON only when set (LATER_FIELDS), so
+    # the configs and digests of earlier bundles stay as they were.
+    z_dim: int | None = None              # width of z when it is not style_dim
+    conv_clamp: float | None = None       # activations and toRGB clamped to +-this, always
+    w_avg: bool = False                   # keeps the tracked mean W (truncation centre)
 
     def __post_init__(self):
         log2 = math.log2(self.size)
@@ -52,6 +58,19 @@ class GeneratorConfig:
             raise VrfamError(
                 f"generator channels {self.channels} must list one width per resolution "
                 f"4..{self.size} ({int(log2) - 1} values)")
+        if isinstance(self.lr_mlp, tuple) and len(self.lr_mlp) != self.n_mlp:
+            raise VrfamError(f"generator lr_mlp {self.lr_mlp} must give one multiplier per "
+                             f"mapping layer ({self.n_mlp} values) or one for all")
+
+    @property
+    def latent_dim(self) -> int:
+        """Width of z, the mapping network's input."""
+        return self.style_dim if self.z_dim is None else self.z_dim
+
+    @property
+    def layer_lr(self) -> tuple[float, ...]:
+        """The equalized-lr multiplier of each mapping layer."""
+        return self.lr_mlp if isinstance(self.lr_mlp, tuple) else (self.lr_mlp,) * self.n_mlp
 
     @property
     def log_size(self) -> int:
@@ -129,7 +148,11 @@ class ModelConfig:
                 f"transformer layers {self.transformer.layers} outside 0..{self.generator.n_latent}")
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        data = dataclasses.asdict(self)
+        for name, unset in LATER_FIELDS.items():
+            if data["generator"][name] == unset:
+                del data["generator"][name]
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "ModelConfig":
@@ -148,6 +171,11 @@ class ModelConfig:
 
     def replace(self, **changes: Any) -> "ModelConfig":
         return dataclasses.replace(self, **changes)
+
+
+# GeneratorConfig fields added after bundles were first written, with the value that means
+# "not set": to_dict leaves them out then, so an earlier bundle's config reads back the same.
+LATER_FIELDS = {"z_dim": None, "conv_clamp": None, "w_avg": False}
 
 
 def _build(cls, data: dict[str, Any]):

@@ -78,7 +78,11 @@ def _attr_file(ctx, param, values):
 
 
 @click.command("import")
-@click.option("--stylegan2", type=FILE, help="rosinality StyleGAN2 checkpoint (needs 'g_ema').")
+@click.option("--stylegan2", type=FILE, help="StyleGAN2 generator: a rosinality checkpoint "
+              "(needs 'g_ema') or an NVIDIA network pickle (stylegan2-ada-pytorch, stylegan3's "
+              "StyleGAN2 configs; read without running the code it carries).")
+@click.option("--pickle-key", metavar="KEY", help="Which network of an NVIDIA snapshot pickle: "
+              "G_ema (the averaged generator) or G.  [default: G_ema]")
 @click.option("--e4e", type=FILE, help="e4e encoder checkpoint (its decoder serves as generator "
               "when --stylegan2 is not given).")
 @click.option("--psp", type=FILE, help="pSp encoder checkpoint (same layout, pSp forward).")
@@ -89,7 +93,7 @@ def _attr_file(ctx, param, values):
 @click.option("--arcface", type=FILE, help="IR-SE50 ArcFace weights (model_ir_se50.pth).")
 @click.option("--out", required=True, type=OUT_DIR, help="Bundle directory to write.")
 @click.option("--force", is_flag=True, help="Replace an existing bundle at --out.")
-def import_(stylegan2, e4e, psp, classifier, transformers, arcface, out, force):
+def import_(stylegan2, pickle_key, e4e, psp, classifier, transformers, arcface, out, force):
     """Public checkpoints -> a bundle.
 
     Example: vrfam-rt import --e4e e4e_ffhq_encode.pt --transformer Smiling=tnet_31.pth.tar
@@ -97,11 +101,15 @@ def import_(stylegan2, e4e, psp, classifier, transformers, arcface, out, force):
     """
     from vrfam_rt.checkpoints import import_bundle
     from vrfam_rt.fileio import check_replaceable
+    from vrfam_rt.nvidia_pickles import is_network_pickle
     from vrfam_rt.suite import capabilities
 
     check_replaceable(out, "bundle", force)
+    if pickle_key and not (stylegan2 and is_network_pickle(stylegan2)):
+        raise click.UsageError("--pickle-key picks a network of an NVIDIA pickle; give the "
+                               "pickle as --stylegan2 NETWORK.pkl")
     bundle = import_bundle(stylegan2=stylegan2, e4e=e4e, psp=psp, classifier=classifier,
-                           transformers=transformers, arcface=arcface)
+                           transformers=transformers, arcface=arcface, pickle_key=pickle_key)
     bundle.save(out, overwrite=force, command="vrfam-rt import")
     _, missing = capabilities(bundle.modules, bundle.attributes)
     if missing:

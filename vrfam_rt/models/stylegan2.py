@@ -269,9 +269,12 @@ class Generator(nn.Module):
         super().__init__()
         self.config = config
         dim, taps = config.style_dim, config.blur_kernel
+        widths = [config.latent_dim] + [dim] * config.n_mlp
         self.style = nn.Sequential(PixelNorm(), *[
-            EqualLinear(dim, dim, lr_mul=config.lr_mlp, activation=True)
-            for _ in range(config.n_mlp)])
+            EqualLinear(widths[i], dim, lr_mul=lr, activation=True)
+            for i, lr in enumerate(config.layer_lr)])
+        if config.w_avg:
+            self.register_buffer("w_avg", torch.zeros(dim))  # [D] tracked mean W
         ch4 = config.channel(4)
         self.input = ConstantInput(ch4)
         self.conv1 = StyledConv(ch4, ch4, dim, upsample=False, blur_kernel=taps)
@@ -299,15 +302,22 @@ class Generator(nn.Module):
     def n_latent(self) -> int:
         return self.config.n_latent
 
-    def mapping(self, z: torch.Tensor) -> torch.Tensor:  # z [B,D] -> w [B,D]
+    def mapping(self, z: torch.Tensor) -> torch.Tensor:  # z [B,Z] -> w [B,D]
         return self.style(z)
 
     @torch.no_grad()
     def mean_latent(self, n: int = 4096, seed: int = 0) -> torch.Tensor:
-        """Mean of mapping(z) over n seeded standard-normal z: [1,D]."""
+        """The truncation centre [1,D]: the tracked mean W the file carries (config.w_avg),
+        else the mean of mapping(z) over n seeded standard-normal z."""
+        if self.config.w_avg:
+            return self.w_avg[None].clone()
         gen = torch.Generator().manual_seed(seed)
-        z = torch.randn(n, self.config.style_dim, generator=gen)
+        z = torch.randn(n, self.config.latent_dim, generator=gen)
         return self.mapping(z.to(self.input.input.device)).mean(0, keepdim=True)
+
+    def truncate(self, w: torch.Tensor, psi: float) -> torch.Tensor:
+        """Truncation towards the centre: centre + psi * (w - centre), w [B,...,D]."""
+        return torch.lerp(self.mean_latent().to(w.dtype), w, psi)
 
     def forward(self, wplus: torch.Tensor, fused: bool = False, folded: bool = False,
                 conv_clamp: float | None = None) -> torch.Tensor:
@@ -320,9 +330,12 @@ class Generator(nn.Module):
         folded: inference without autograd folds the per-channel factors into
             per-sample weights (StyledConv._folded); ignored while autograd records.
         conv_clamp: clamp every activation and ToRGB output to [-conv_clamp, conv_clamp]
-            (256 for FP16, as StyleGAN2-ADA does), or not.
+            (256 for FP16, as StyleGAN2-ADA does), or not; a network trained with a clamp
+            (config.conv_clamp) keeps it, the tighter of the two applies.
         """
         check_input("generator", "wplus", wplus, (None, self.n_latent, self.config.style_dim))
+        clamps = [c for c in (conv_clamp, self.config.conv_clamp) if c is not None]
+        conv_clamp = min(clamps) if clamps else None
         batch = wplus.shape[0]
         noise = [getattr(self.noises, f"noise_{i}") for i in range(self.num_layers)]
         conv = {"fused": fused, "folded": folded, "clamp": conv_clamp}
