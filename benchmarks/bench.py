@@ -18,7 +18,7 @@ import torch
 from vrfam_rt.bundle import Bundle
 from vrfam_rt.errors import UsageError, VrfamError
 from vrfam_rt.images import save_png
-from vrfam_rt.runtime import bundle_args
+from vrfam_rt.on_demand import bundle_args
 from vrfam_rt.contract import STAGE_NAMES, example_inputs
 from vrfam_rt.export.lowering import policy_module
 
@@ -219,7 +219,7 @@ def configurations(bundle: Bundle, backends, precisions, device: str, threads: i
     calibrated, built on first use). Backends that cannot run here are opened first, so
     that a missing GPU stops the bench before minutes of other set-up."""
     from vrfam_rt.backends import registry
-    from vrfam_rt.runtime import open_runtime
+    from vrfam_rt.on_demand import open_runtime
 
     asked = [BASELINE] + [(b, p) for b in registry.NAMES if b in backends for p in precisions]
     choices = {}
@@ -245,7 +245,7 @@ def _given_folders(bundle: Bundle, choice, folders: dict[str, Path] | None, sour
                    engine_dir: Path | None) -> dict[str, Path] | None:
     """The user's folders a choice opens, or None: the bundle's cache makes them."""
     from vrfam_rt.backends import registry
-    from vrfam_rt.runtime import cache_dir
+    from vrfam_rt.on_demand import cache_dir
 
     needs, name = choice.needs, choice.spec.name
     if needs is None:

@@ -47,7 +47,7 @@ def generator_fidelity(samples: int, say) -> list[dict]:
     from vrfam_rt.backends.eager import EagerBackend
     from vrfam_rt.calibration.data import generator_samples
     from vrfam_rt.export.parity import psnr
-    from vrfam_rt.runtime import open_runtime
+    from vrfam_rt.on_demand import open_runtime
 
     bundle = Bundle.random("ffhq-1024", seed=0)
     _, wplus = generator_samples(bundle, samples, seed=1, batch=1)

@@ -9,7 +9,7 @@
   for alpha < 0); non-target accuracy: every other attribute reads as on the input.
 
 What reads the images is a `Judges`: on the synthetic benchmark the oracles trained on
-the renders (`training/oracle.py`), which reports must name as stand-ins for Inception
+the renders (`vrfam_rt/synthetic/oracles.py`), which reports must name as stand-ins for Inception
 (FID) and ArcFace/dlib (identity); on real photos the Inception network of a user file
 (`InceptionFeatures`), the bundle's latent classifier on re-encoded images for the
 attributes, and dlib's face descriptor (`DlibDescriptor`) for identity.

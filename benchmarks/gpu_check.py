@@ -4,7 +4,7 @@ Steps (each one recorded, none fatal to the next; the report is rewritten after 
 step, so a run cut short still leaves what it measured):
 1. versions, backends and devices (`vrfam-rt info`);
 2. a random-weight bundle of the config; its ONNX Runtime and TensorRT runners come
-   from vrfam_rt.runtime.open_runtime (as `vrfam-rt edit` gets them), exported and
+   from vrfam_rt.on_demand.open_runtime (as `vrfam-rt edit` gets them), exported and
    built into `<out>/cache` when the exporter (onnx + onnxscript) is importable;
 3. FP16 TensorRT plans when TensorRT is importable;
 4. every runner against eager FP32: PSNR of the edited image (EditPipeline on it);
@@ -36,7 +36,7 @@ def gpu_check(out: Path, config: str = "ffhq-1024", device: str = "cuda", batche
     from vrfam_rt.backends.eager import EagerBackend
     from vrfam_rt.benchmarks.bench import Config, run_bench
     from vrfam_rt.environment import describe, tensorrt_status
-    from vrfam_rt.runtime import open_runtime
+    from vrfam_rt.on_demand import open_runtime
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

@@ -47,7 +47,6 @@ def node_flops(node, shapes: dict[str, list[int]]) -> int:
         return 0
     if node.op_type in ("Conv", "ConvTranspose"):
         x, w = shapes[node.input[0]], shapes[node.input[1]]
-        group = next((a.i for a in node.attribute if a.name == "group"), 1)
         if node.op_type == "Conv":                  # w [Cout, Cin/g, k, k]
             return 2 * math.prod(out) * math.prod(w[1:])
         return 2 * math.prod(x) * (w[1] * math.prod(w[2:]))   # w [Cin, Cout/g, k, k]

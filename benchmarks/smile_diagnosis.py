@@ -29,8 +29,8 @@ EVAL_SEED = 20261126          # the same held-out seed as `vrfam-rt eval`
 def diagnose(bundle, attr: str = "Smiling", samples: int = 512, batch: int = 64) -> dict:
     from vrfam_rt.backends.eager import EagerBackend
     from vrfam_rt.training.data import sample_w
-    from vrfam_rt.training.oracle import load_judge
-    from vrfam_rt.training.render import ATTRIBUTES, render, sample_params
+    from vrfam_rt.synthetic.oracles import load_judge
+    from vrfam_rt.synthetic.faces import ATTRIBUTES, render, sample_params
 
     judge = load_judge().eval()
     column = ATTRIBUTES.index(attr)

@@ -30,7 +30,7 @@ CACHE=$("$PY" - "${SUITE:-}" <<'PYTHON'
 import sys
 from vrfam_rt.bundle import Bundle
 from vrfam_rt.cli.common import cache_root
-from vrfam_rt.runtime import cache_dir
+from vrfam_rt.on_demand import cache_dir
 from vrfam_rt.suite import member
 print(cache_dir(Bundle.load(member(sys.argv[1] or None, "vrfam")), cache_root()))
 PYTHON

@@ -39,7 +39,7 @@ def tiny_exports(tmp_path_factory, tiny):
     Returns (folder with fp32/ and fp16/, the --json results, the command's stdout).
     """
     from vrfam_rt.cli import main
-    from vrfam_rt.runtime import cache_dir
+    from vrfam_rt.on_demand import cache_dir
 
     out = cache_dir(tiny, session_cache(tmp_path_factory))
     report = tmp_path_factory.mktemp("export") / "r.json"

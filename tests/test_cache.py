@@ -15,7 +15,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from vrfam_rt import cache as bundle_cache
-from vrfam_rt import manifests, runtime
+from vrfam_rt import manifests, on_demand
 from vrfam_rt.calibration.data import generator_samples
 from vrfam_rt.calibration.quantize import PLAN_VERSION
 from vrfam_rt.cli import main
@@ -36,11 +36,11 @@ def healed(tiny, tmp_path_factory):
     """The runtime opened on a cache whose fp32 manifest is not JSON (the export it makes
     is the one real export of this module, ~16 s): (root, what it said)."""
     root = tmp_path_factory.mktemp("healed")
-    folder = runtime.cache_dir(tiny, root) / "fp32"
+    folder = on_demand.cache_dir(tiny, root) / "fp32"
     folder.mkdir(parents=True)
     (folder / "manifest.json").write_text('{"format": "vrfam-rt-onnx", ')
     said = []
-    runtime.open_runtime(tiny, "ort", cache_root=root, say=said.append)
+    on_demand.open_runtime(tiny, "ort", cache_root=root, say=said.append)
     return root, said
 
 
@@ -56,7 +56,7 @@ def inputs(tiny):
 def undamaged(tiny, healed, inputs):
     """{backend: its edit of `inputs`} from the sound cache."""
     backends = ["ort"] + (["openvino"] if importlib.util.find_spec("openvino") else [])
-    return {backend: edited(runtime.open_runtime(tiny, backend, cache_root=healed[0]), *inputs)
+    return {backend: edited(on_demand.open_runtime(tiny, backend, cache_root=healed[0]), *inputs)
             for backend in backends}
 
 
@@ -66,8 +66,8 @@ def cache(tiny, healed, tmp_path, monkeypatch):
     folder again by copying the sound one (`cache.exports` lists them;
     `cache.export_seconds` makes one last that long), and whose calibration writes the
     sound fp32 encoder and generator as INT8 graphs (`cache.calibrations` lists them)."""
-    sound = runtime.cache_dir(tiny, healed[0]) / "fp32"
-    folder = runtime.cache_dir(tiny, tmp_path)
+    sound = on_demand.cache_dir(tiny, healed[0]) / "fp32"
+    folder = on_demand.cache_dir(tiny, tmp_path)
     shutil.copytree(sound, folder / "fp32", ignore=shutil.ignore_patterns(".*"))
 
     class Cache:
@@ -128,12 +128,12 @@ def test_a_damaged_manifest_is_said_in_one_line_and_the_graphs_exported_again(he
                                                                               inputs):
     root, said = healed
     [note] = notes(said)
-    folder = runtime.cache_dir(tiny, root) / "fp32"
+    folder = on_demand.cache_dir(tiny, root) / "fp32"
     assert note.startswith(f"note: the cached fp32 graphs in {folder} are damaged "
                            "(manifest.json: not valid JSON (")
     assert said[1].startswith("exporting fp32 ONNX")
-    runner = runtime.open_runtime(tiny, "ort", cache_root=root)
-    eager = runtime.open_runtime(tiny, "eager")
+    runner = on_demand.open_runtime(tiny, "ort", cache_root=root)
+    eager = on_demand.open_runtime(tiny, "eager")
     assert torch.allclose(edited(runner, *inputs), edited(eager, *inputs), atol=1e-4)
 
 
@@ -146,14 +146,14 @@ def test_a_damaged_cached_graph_is_said_and_made_again(damage, backend, tiny, ca
     spoil, problem = DAMAGE[damage]
     spoil(cache.fp32)
     said = []
-    runner = runtime.open_runtime(tiny, backend, cache_root=cache.root, say=said.append)
+    runner = on_demand.open_runtime(tiny, backend, cache_root=cache.root, say=said.append)
     [note] = notes(said)
     assert note.startswith(f"note: the cached fp32 graphs in {cache.fp32} are damaged "
                            f"({problem}") and note.endswith("; rebuilding them")
     assert cache.exports == [("fp32",)]
     assert torch.allclose(edited(runner, *inputs), undamaged[backend], atol=1e-5)
     said.clear()
-    runtime.open_runtime(tiny, backend, cache_root=cache.root, say=said.append)
+    on_demand.open_runtime(tiny, backend, cache_root=cache.root, say=said.append)
     assert said == [] and cache.exports == [("fp32",)]
 
 
@@ -161,11 +161,11 @@ def test_a_damaged_cached_graph_is_said_and_made_again(damage, backend, tiny, ca
 def test_damaged_int8_graphs_are_said_and_calibrated_again(backend, target, tiny, cache, inputs):
     if backend == "openvino":
         pytest.importorskip("openvino")
-    sound = edited(runtime.open_runtime(tiny, backend, "int8", cache_root=cache.root), *inputs)
-    folder = runtime.cache_dir(tiny, cache.root) / f"int8-{target}"
+    sound = edited(on_demand.open_runtime(tiny, backend, "int8", cache_root=cache.root), *inputs)
+    folder = on_demand.cache_dir(tiny, cache.root) / f"int8-{target}"
     truncate(folder)
     said = []
-    runner = runtime.open_runtime(tiny, backend, "int8", cache_root=cache.root,
+    runner = on_demand.open_runtime(tiny, backend, "int8", cache_root=cache.root,
                                   say=said.append)
     assert notes(said) == [f"note: the cached INT8 graphs for {target} in {folder} are "
                            f"damaged (encoder.onnx: size 1000, expected "
@@ -183,24 +183,24 @@ def test_each_file_is_hashed_once_then_trusted_while_its_stat_matches_its_stamp(
         return sha256_file(path)
 
     monkeypatch.setattr(bundle_cache, "sha256_file", sha256)
-    runtime.open_runtime(tiny, "ort", cache_root=cache.root)
+    on_demand.open_runtime(tiny, "ort", cache_root=cache.root)
     assert sorted(hashed) == ["encoder.onnx", "generator.onnx", "transformer.onnx"]
     hashed.clear()
-    runtime.open_runtime(tiny, "ort", cache_root=cache.root)
+    on_demand.open_runtime(tiny, "ort", cache_root=cache.root)
     assert hashed == []
     os.utime(cache.fp32 / "generator.onnx")            # touched: hashed again, still sound
     said = []
-    runtime.open_runtime(tiny, "ort", cache_root=cache.root, say=said.append)
+    on_demand.open_runtime(tiny, "ort", cache_root=cache.root, say=said.append)
     assert hashed == ["generator.onnx"] and said == [] and cache.exports == []
 
 
 def test_a_fresh_export_is_stamped_as_it_is_made(tiny, cache, monkeypatch):
     """The first open after a rebuild reads no graph again."""
     truncate(cache.fp32)
-    runtime.open_runtime(tiny, "ort", cache_root=cache.root)
+    on_demand.open_runtime(tiny, "ort", cache_root=cache.root)
     hashed = []
     monkeypatch.setattr(bundle_cache, "sha256_file", lambda path: hashed.append(path) or "")
-    runtime.open_runtime(tiny, "ort", cache_root=cache.root)
+    on_demand.open_runtime(tiny, "ort", cache_root=cache.root)
     assert hashed == [] and len(cache.exports) == 1
 
 
@@ -212,7 +212,7 @@ def test_two_opens_of_a_damaged_cache_take_turns_and_both_run(tiny, cache, input
 
     def open_and_edit():
         try:
-            runner = runtime.open_runtime(tiny, "ort", cache_root=cache.root, say=said.append)
+            runner = on_demand.open_runtime(tiny, "ort", cache_root=cache.root, say=said.append)
             outputs.append(edited(runner, *inputs))
         except Exception as exc:                # the assertion below names it
             errors.append(exc)
@@ -233,15 +233,15 @@ def test_a_changed_openvino_compiled_model_is_said_and_compiled_again(tiny, cach
     """OpenVINO loads a blob with damaged weights and computes NaNs: a blob that changed
     since it was first seen goes, with the rest of OpenVINO's cache."""
     pytest.importorskip("openvino")
-    edited(runtime.open_runtime(tiny, "openvino", cache_root=cache.root), *inputs)
-    runtime.open_runtime(tiny, "openvino", cache_root=cache.root)    # stamps the blobs
-    blob = max((runtime.cache_dir(tiny, cache.root) / "openvino").glob("*.blob"),
+    edited(on_demand.open_runtime(tiny, "openvino", cache_root=cache.root), *inputs)
+    on_demand.open_runtime(tiny, "openvino", cache_root=cache.root)    # stamps the blobs
+    blob = max((on_demand.cache_dir(tiny, cache.root) / "openvino").glob("*.blob"),
                key=lambda p: p.stat().st_size)
     with open(blob, "r+b") as f:                # the middle: weights, not the header
         f.seek(blob.stat().st_size // 2)
         f.write(os.urandom(1 << 16))
     said = []
-    runner = runtime.open_runtime(tiny, "openvino", cache_root=cache.root, say=said.append)
+    runner = on_demand.open_runtime(tiny, "openvino", cache_root=cache.root, say=said.append)
     assert notes(said) == [f"note: the cached OpenVINO compiled models in {blob.parent} are "
                            f"damaged ({blob.name}: changed since it was compiled); rebuilding "
                            "them"]
@@ -251,7 +251,7 @@ def test_a_changed_openvino_compiled_model_is_said_and_compiled_again(tiny, cach
 def test_damaged_plans_are_said_and_the_folder_goes(tiny, cache):
     """A plan folder (built here with a stand-in builder) with a truncated plan or a
     manifest that is not JSON: build_engines could not read the latter at all."""
-    plans = runtime.cache_dir(tiny, cache.root) / "engines-fp32"
+    plans = on_demand.cache_dir(tiny, cache.root) / "engines-fp32"
 
     def build():
         build_engines(cache.fp32, plans, target=H100,
@@ -279,8 +279,8 @@ def test_damaged_plans_are_said_and_the_folder_goes(tiny, cache):
 
 def test_a_read_only_cache_is_read_unlocked(tiny, cache, monkeypatch):
     """No lock file can be made there, and nothing there can change: the open goes on."""
-    runtime.open_runtime(tiny, "ort", cache_root=cache.root)        # stamps, makes .lock
-    lock = runtime.cache_dir(tiny, cache.root) / ".lock"
+    on_demand.open_runtime(tiny, "ort", cache_root=cache.root)        # stamps, makes .lock
+    lock = on_demand.cache_dir(tiny, cache.root) / ".lock"
     lock.unlink()
 
     def read_only(path, *args, **kwargs):
@@ -289,7 +289,7 @@ def test_a_read_only_cache_is_read_unlocked(tiny, cache, monkeypatch):
         return open(path, *args, **kwargs)
 
     monkeypatch.setattr(bundle_cache, "open", read_only, raising=False)
-    runtime.open_runtime(tiny, "ort", cache_root=cache.root)
+    on_demand.open_runtime(tiny, "ort", cache_root=cache.root)
     assert not lock.exists() and cache.exports == []
 
 

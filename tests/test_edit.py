@@ -35,10 +35,10 @@ def default_cache(shared_cache):
 @pytest.mark.usefixtures("dlib")          # aligns a photo
 def test_ort_backend_exports_once_into_the_cache(tmp_path, default_cache):
     """First in the module, so the demo and the tests after it reuse the export."""
-    from vrfam_rt import Bundle, runtime
+    from vrfam_rt import Bundle, on_demand
     from vrfam_rt.suite import resolve
 
-    cache = runtime.cache_dir(Bundle.load(resolve(None)), default_cache)
+    cache = on_demand.cache_dir(Bundle.load(resolve(None)), default_cache)
     shutil.rmtree(cache / "fp32", ignore_errors=True)     # an earlier module's export
     args = [PHOTO, "--attr", "Smiling", "--backend", "ort", "--out", tmp_path / "out"]
     first = edit(*args)
@@ -322,7 +322,7 @@ def test_the_python_api_edits_a_photo_like_the_cli(tmp_path, default_cache):
     graphs exported into the cache; a call takes paths or PIL images and an edit mapping
     and returns PIL images, the same pixels as `vrfam-rt edit` writes."""
     from vrfam_rt import Bundle, EditPipeline
-    from vrfam_rt.runtime import cache_dir
+    from vrfam_rt.on_demand import cache_dir
     from vrfam_rt.suite import resolve
 
     example = resolve(None).parent / "faces" / "example.png"

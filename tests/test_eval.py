@@ -89,7 +89,7 @@ def test_eval_takes_fid_features_from_a_user_inception_file(tmp_path, inception)
 @pytest.mark.usefixtures("dlib")
 def test_eval_on_photos_reads_attributes_by_classifier_and_identity_by_dlib(tmp_path, inception):
     from vrfam_rt.images import save_png, to_pil
-    from vrfam_rt.training.render import render, sample_params
+    from vrfam_rt.synthetic.faces import render, sample_params
 
     for i, face in enumerate(render(sample_params(5, seed=3), 128)):
         save_png(to_pil(face), tmp_path / "photos" / f"{i}.png")

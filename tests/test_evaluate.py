@@ -5,8 +5,8 @@ import torch
 
 from vrfam_rt.benchmarks.evaluate import (frechet_distance, frechet_from_stats,
                                           identity_baselines, oracle_judges, score_edit, table1)
-from vrfam_rt.training.oracle import load_oracles
-from vrfam_rt.training.render import ATTRIBUTES, FaceParams, render, sample_params
+from vrfam_rt.synthetic.oracles import load_oracles
+from vrfam_rt.synthetic.faces import ATTRIBUTES, FaceParams, render, sample_params
 
 
 def test_frechet_distance_of_diagonal_gaussians_has_the_closed_form():

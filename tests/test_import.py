@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 from layouts import write_bare, write_e4e, write_stylegan2
 from vrfam_rt import Bundle, models
-from vrfam_rt.checkpoints import encoder_config
+from vrfam_rt.importers.checkpoints import encoder_config
 from vrfam_rt.cli import main
 from vrfam_rt.config import load_config
 

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 import nvidia_layout as nv
 from vrfam_rt import Bundle
-from vrfam_rt.checkpoints import import_bundle
+from vrfam_rt.importers.checkpoints import import_bundle
 from vrfam_rt.cli import main
 
 # An ffhq-like network (mapping lr 0.01, fp16 blocks, clamp 256) and one that differs in every

@@ -7,7 +7,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from vrfam_rt import runtime
+from vrfam_rt import on_demand
 from vrfam_rt.backends import open_backend
 from vrfam_rt.backends import openvino as ov_backend
 from vrfam_rt.backends.eager import EagerBackend
@@ -96,10 +96,10 @@ def test_bf16_without_bf16_hardware_says_so_and_runs_fp32(tiny_exports, monkeypa
 def test_int8_is_calibrated_into_the_cache_once(tiny, tiny_exports, inputs, eager, tmp_path):
     """The int8 encoder and generator are the Q/DQ graphs of `calibrate --target openvino`,
     made on demand from the cached fp32 graphs; the transformer runs from those."""
-    cache = runtime.cache_dir(tiny, tmp_path)
+    cache = on_demand.cache_dir(tiny, tmp_path)
     shutil.copytree(tiny_exports[0] / "fp32", cache / "fp32")
     said = []
-    runner = runtime.open_runtime(tiny, "openvino", "int8", cache_root=tmp_path, say=said.append)
+    runner = on_demand.open_runtime(tiny, "openvino", "int8", cache_root=tmp_path, say=said.append)
     assert any("calibrating INT8" in line for line in said)
     assert not any("export" in line for line in said), said     # the cached graphs serve
     manifest = json.loads((cache / "int8-openvino" / "manifest.json").read_text())
@@ -109,20 +109,20 @@ def test_int8_is_calibrated_into_the_cache_once(tiny, tiny_exports, inputs, eage
     assert encoder and all(dtype == "int8" and not any(v) for dtype, v in encoder.values())
     generator = zero_points(onnx.load(str(cache / "int8-openvino" / "generator.onnx")))
     assert "uint8" in {dtype for dtype, _ in generator.values()}
-    assert manifest["calibration"]["generator_samples"] == runtime.CALIBRATION_SAMPLES
+    assert manifest["calibration"]["generator_samples"] == on_demand.CALIBRATION_SAMPLES
     assert runner.precision == "int8" and runner.fallback.folder == cache / "fp32"
     out = stages(runner, inputs)
     assert rel(out["transformer"], eager["transformer"]) < 1e-2
     assert rel(out["encoder"], eager["encoder"]) < 0.05
     assert psnr(eager["generator"], out["generator"]) > 25
     said.clear()
-    runtime.open_runtime(tiny, "openvino", "int8", cache_root=tmp_path, say=said.append)
+    on_demand.open_runtime(tiny, "openvino", "int8", cache_root=tmp_path, say=said.append)
     assert not any("calibrating" in line or "note:" in line for line in said)
     # graphs of an older calibration (no plan recorded) are used, with a note on redoing them
     path = cache / "int8-openvino" / "manifest.json"
     path.write_text(json.dumps({k: v for k, v in manifest.items() if k != "plan"}))
     said.clear()
-    runtime.open_runtime(tiny, "openvino", "int8", cache_root=tmp_path, say=said.append)
+    on_demand.open_runtime(tiny, "openvino", "int8", cache_root=tmp_path, say=said.append)
     [note] = [line for line in said if line.startswith("note:")]
     assert "earlier or partial calibration" in note and "--force" in note
 

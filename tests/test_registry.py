@@ -143,6 +143,6 @@ def test_the_cli_offers_what_the_registry_declares(command):
 def test_the_api_and_the_cli_share_one_cache_root(environ, root):
     from pathlib import Path
 
-    from vrfam_rt.runtime import default_cache_root
+    from vrfam_rt.on_demand import default_cache_root
 
     assert default_cache_root(environ) == Path(root).expanduser()

@@ -1,4 +1,4 @@
-"""Procedural faces (training/render.py): seeded, aligned, attributes where they belong."""
+"""Procedural faces (vrfam_rt/synthetic/faces.py): seeded, aligned, attributes where they belong."""
 import json
 
 import pytest
@@ -7,7 +7,7 @@ import torch.nn.functional as F
 
 from vrfam_rt.config import load_config
 from vrfam_rt.errors import VrfamError
-from vrfam_rt.training.render import (ATTRIBUTES, read_attr_file, render, sample_params,
+from vrfam_rt.synthetic.faces import (ATTRIBUTES, read_attr_file, render, sample_params,
                                       write_attr_file)
 
 SIZE = 64
@@ -137,7 +137,7 @@ def test_render_command_writes_images_labels_identities_and_parameters(tmp_path)
 
     from vrfam_rt.cli import main
     from vrfam_rt.images import image_files, load_image
-    from vrfam_rt.training.render import FaceParams
+    from vrfam_rt.synthetic.faces import FaceParams
 
     out = tmp_path / "synth"
     args = ["synth", "render", "--n", "5", "--seed", "7", "--views", "2", "--out", str(out)]
@@ -156,7 +156,7 @@ def test_render_command_writes_images_labels_identities_and_parameters(tmp_path)
 
 
 def test_a_short_oracle_run_beats_the_majority_baseline_on_held_out_renders():
-    from vrfam_rt.training.oracle import TrainConfig, evaluate_attributes, train_attribute_oracle
+    from vrfam_rt.synthetic.oracles import TrainConfig, evaluate_attributes, train_attribute_oracle
 
     oracle = train_attribute_oracle(TrainConfig(steps=30, batch=16))   # 480 renders
     report = evaluate_attributes(oracle, n=300)
@@ -165,7 +165,7 @@ def test_a_short_oracle_run_beats_the_majority_baseline_on_held_out_renders():
 
 
 def test_oracle_training_is_seeded():
-    from vrfam_rt.training.oracle import TrainConfig, train_identity_embedding
+    from vrfam_rt.synthetic.oracles import TrainConfig, train_identity_embedding
 
     runs = [train_identity_embedding(TrainConfig(steps=3, batch=8, seed=s)) for s in (1, 1, 2)]
     weights = [torch.cat([v.flatten().float() for v in r.state_dict().values()]) for r in runs]
@@ -173,7 +173,7 @@ def test_oracle_training_is_seeded():
 
 
 def test_contrastive_loss_is_low_when_views_of_one_person_agree():
-    from vrfam_rt.training.oracle import contrastive_loss
+    from vrfam_rt.synthetic.oracles import contrastive_loss
 
     ids = torch.tensor([0, 0, 1, 1, 2, 2])
     agree = F.normalize(torch.eye(3).repeat_interleave(2, 0), dim=1)
@@ -182,7 +182,7 @@ def test_contrastive_loss_is_low_when_views_of_one_person_agree():
 
 
 def test_verification_metrics_on_known_scores():
-    from vrfam_rt.training.oracle import best_threshold_accuracy, roc_auc
+    from vrfam_rt.synthetic.oracles import best_threshold_accuracy, roc_auc
 
     positive, negative = torch.tensor([0.9, 0.8, 0.3]), torch.tensor([0.1, 0.2, 0.5])
     assert roc_auc(positive, negative) == pytest.approx(8 / 9)
@@ -191,7 +191,7 @@ def test_verification_metrics_on_known_scores():
 
 
 def test_saved_oracles_load_back_and_stay_under_two_megabytes(tmp_path):
-    from vrfam_rt.training.oracle import (WEIGHTS, AttributeOracle, IdentityEmbedding,
+    from vrfam_rt.synthetic.oracles import (WEIGHTS, AttributeOracle, IdentityEmbedding,
                                           load_oracles, save_oracles)
 
     torch.manual_seed(0)
@@ -213,7 +213,7 @@ def test_shipped_oracles_still_read_the_renders_and_their_flips():
     """Guards the weights in vrfam_rt/assets/oracle: a renderer change that breaks them
     fails here (retrain with the command in their oracle.json)."""
     from vrfam_rt.cli.synth import format_report
-    from vrfam_rt.training.oracle import (evaluate_attributes, evaluate_flips, evaluate_identity,
+    from vrfam_rt.synthetic.oracles import (evaluate_attributes, evaluate_flips, evaluate_identity,
                                           load_oracles)
 
     attributes, identity = load_oracles()
@@ -230,7 +230,7 @@ def test_shipped_oracles_still_read_the_renders_and_their_flips():
 
 
 def test_a_short_identity_run_beats_chance_on_held_out_people():
-    from vrfam_rt.training.oracle import TrainConfig, evaluate_identity, train_identity_embedding
+    from vrfam_rt.synthetic.oracles import TrainConfig, evaluate_identity, train_identity_embedding
 
     embedding = train_identity_embedding(TrainConfig(steps=30, batch=16))   # 240 people
     assert evaluate_identity(embedding, people=100)["roc_auc"] > 0.6
@@ -240,7 +240,7 @@ def test_the_judge_oracle_trains_saves_and_loads_apart_from_the_first(tmp_path):
     from click.testing import CliRunner
 
     from vrfam_rt.cli import main
-    from vrfam_rt.training.oracle import JUDGE_REPORT, WEIGHTS, load_judge
+    from vrfam_rt.synthetic.oracles import JUDGE_REPORT, WEIGHTS, load_judge
 
     result = CliRunner().invoke(main, ["synth", "train-oracle", "--judge", "--out",
                                        str(tmp_path), "--steps", "3", "--batch", "8",
@@ -258,6 +258,6 @@ def test_the_judge_oracle_trains_saves_and_loads_apart_from_the_first(tmp_path):
 
 
 def test_the_shipped_judge_reads_the_renders():
-    from vrfam_rt.training.oracle import evaluate_attributes, load_judge
+    from vrfam_rt.synthetic.oracles import evaluate_attributes, load_judge
 
     assert evaluate_attributes(load_judge(), n=200)["mean_accuracy"] > 0.98

@@ -312,7 +312,7 @@ def test_the_model_configuration_parses_as_triton_reads_it():
 
 def test_the_service_answers_each_request_in_order(tiny):
     from vrfam_rt.pipeline import EditPipeline
-    from vrfam_rt.runtime import open_runtime
+    from vrfam_rt.on_demand import open_runtime
 
     pipe = EditPipeline(open_runtime(tiny, "eager"), tiny.config.encoder.input_size, align=False,
                         max_batch=2)

@@ -86,10 +86,10 @@ def cycles(edges: dict[str, set[str]]) -> list[list[str]]:
 
 
 def test_the_walk_sees_the_whole_package():
-    assert {"vrfam_rt.cli", "vrfam_rt.cli.common", "vrfam_rt.runtime", "vrfam_rt.contract",
+    assert {"vrfam_rt.cli", "vrfam_rt.cli.common", "vrfam_rt.on_demand", "vrfam_rt.contract",
             "vrfam_rt.export.lowering", "vrfam_rt.engines.build",
             "vrfam_rt.backends.trt"} <= set(MODULES)
-    assert "vrfam_rt.runtime" in graph()["vrfam_rt.pipeline"]
+    assert "vrfam_rt.on_demand" in graph()["vrfam_rt.pipeline"]
 
 
 def test_the_import_graph_has_no_cycles():
@@ -121,7 +121,7 @@ def _reaches(start: str, edges, stop=()) -> set[str]:
 def test_run_time_code_reaches_build_time_code_only_through_the_runtime(module):
     edges = graph()
     starts = [m for m in MODULES if m == module or m.startswith(module + ".")]
-    reached = set().union(*(_reaches(m, edges, stop={"vrfam_rt.runtime"}) for m in starts))
+    reached = set().union(*(_reaches(m, edges, stop={"vrfam_rt.on_demand"}) for m in starts))
     assert sorted(m for m in reached if m.startswith(BUILD_TIME)) == []
 
 
@@ -165,7 +165,7 @@ def test_the_environment_is_read_at_the_cli_edge_only():
     """...and by the cache root's default, which the API shares with the CLI
     ($VRFAM_RT_CACHE: one cache, whichever front end fills it)."""
     for name, path in MODULES.items():
-        if not name.startswith("vrfam_rt.cli") and name != "vrfam_rt.runtime":
+        if not name.startswith("vrfam_rt.cli") and name != "vrfam_rt.on_demand":
             assert "os.environ" not in path.read_text(), name
 
 

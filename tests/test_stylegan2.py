@@ -1,5 +1,4 @@
 """The StyleGAN2 generator: formulas of shared/UPSTREAM.md section 1."""
-import copy
 import dataclasses
 import math
 

@@ -28,7 +28,7 @@ from vrfam_rt.training.core import Ranks, RunOptions
 from vrfam_rt.training.encoder import EncoderLoss, EncoderTask, Progressive
 from vrfam_rt.training.generator import DistillLoss, GeneratorTask
 from vrfam_rt.training.losses import load_arcface, load_lpips
-from vrfam_rt.training.oracle import load_oracles
+from vrfam_rt.synthetic.oracles import load_oracles
 from vrfam_rt.training.transformer import TransformerLoss, TransformerTask
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -136,8 +136,8 @@ def test_the_oracle_perceptual_term_sees_a_smile_that_l2_barely_does(tmp_path):
     a change of shirt colour with 2.25x its pixel MSE, which L2 ranks above it; and the trainer takes
     the term through the CLI in place of LPIPS."""
     from vrfam_rt.training.generator import OraclePerceptual
-    from vrfam_rt.training.oracle import load_oracles
-    from vrfam_rt.training.render import render, sample_params
+    from vrfam_rt.synthetic.oracles import load_oracles
+    from vrfam_rt.synthetic.faces import render, sample_params
 
     distance = OraclePerceptual(load_oracles()[0])
     params = sample_params(8, seed=3)

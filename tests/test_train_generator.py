@@ -9,8 +9,8 @@ from vrfam_rt import Bundle
 from vrfam_rt.errors import VrfamError
 from vrfam_rt.training.core import RunOptions, Ranks
 from vrfam_rt.training.generator import DistillLoss, GeneratorTask, oracle_agreement
-from vrfam_rt.training.oracle import load_oracles
-from vrfam_rt.training.render import (ATTRIBUTES, NOISE_DIMS, params_from_noise,
+from vrfam_rt.synthetic.oracles import load_oracles
+from vrfam_rt.synthetic.faces import (ATTRIBUTES, NOISE_DIMS, params_from_noise,
                                       params_from_uniforms, sample_params)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -138,7 +138,7 @@ class FlippingRenderer(torch.nn.Module):
         return z
 
     def forward(self, wplus):
-        from vrfam_rt.training.render import render
+        from vrfam_rt.synthetic.faces import render
         params = params_from_noise(wplus[:, 0])
         k = ATTRIBUTES.index(self.flipped)
         params = params.with_attributes(**{self.flipped: 1 - params.attributes[:, k]})

@@ -197,8 +197,8 @@ def test_boundaries_become_linear_edits_that_export_accepts(tmp_path, data):
 def test_oracle_mixes_lie_between_two_codes_and_carry_the_oracles_reading(tiny):
     from vrfam_rt.errors import VrfamError
     from vrfam_rt.training.classifier import oracle_mixes
-    from vrfam_rt.training.oracle import load_oracles
-    from vrfam_rt.training.render import ATTRIBUTES
+    from vrfam_rt.synthetic.oracles import load_oracles
+    from vrfam_rt.synthetic.faces import ATTRIBUTES
 
     codes = latents(tiny, 6).wplus
     data = LatentDataset(codes, (torch.arange(6 * 9).view(6, 9) % 2).float(), ATTRIBUTES)
@@ -229,7 +229,7 @@ def test_oracle_mixes_lie_between_two_codes_and_carry_the_oracles_reading(tiny):
 
 
 def test_classifier_cli_adds_oracle_mixes(tmp_path, tiny):
-    from vrfam_rt.training.render import ATTRIBUTES
+    from vrfam_rt.synthetic.faces import ATTRIBUTES
 
     path = tmp_path / "latents.safetensors"
     codes = latents(tiny, 8).wplus

@@ -12,7 +12,7 @@ from vrfam_rt.cli.serve import model_options
 from vrfam_rt.errors import UsageError, VrfamError
 from vrfam_rt.images import read_provenance
 from vrfam_rt.pipeline import EditPipeline
-from vrfam_rt.runtime import open_runtime
+from vrfam_rt.on_demand import open_runtime
 from vrfam_rt.serving.server import edit_model_config
 from vrfam_rt.serving.triton_model import PARAMETER, ServeOptions
 from vrfam_rt.suite import MANIFEST, default_suite, open_bundle

@@ -28,7 +28,7 @@ def oracle_mixes(data: LatentDataset, generator, oracle, n: int, seed: int, reac
     the distance beyond either code) is what the build uses; issue 15's experiments are in
     benchmarks/results/smile-diagnosis-default.md.
     """
-    from vrfam_rt.training.render import ATTRIBUTES
+    from vrfam_rt.synthetic.faces import ATTRIBUTES
 
     missing = [a for a in data.attributes if a not in ATTRIBUTES]
     if missing:

@@ -1,4 +1,4 @@
-"""A StyleGAN2 generator distilled from the procedural renderer (training/render.py).
+"""A StyleGAN2 generator distilled from the procedural renderer (vrfam_rt/synthetic/faces.py).
 
 `params_from_noise` maps z ~ N(0, I) to face parameters, so the renderer is itself a
 generator z -> image. The StyleGAN2 generator learns to copy it: per step, for fresh
@@ -7,7 +7,7 @@ seeded z [b,D],
     y = G(mapping(z) broadcast to all W+ layers)          the student  [b,3,S,S]
     loss = l1 |y - x| + multiscale (|pool2(y - x)| + |pool4(y - x)|)
            + feature sum_k |F_k(y) - F_k(x)|
-with F_k the four stages of the frozen attribute oracle (training/oracle.py), a
+with F_k the four stages of the frozen attribute oracle (vrfam_rt/synthetic/oracles.py), a
 perceptual term that needs no outside weights. The mapping network is trained too,
 so the result is an ordinary StyleGAN2 (mean W, W+ editing) whose W space is
 organised by the renderer's parameters.
@@ -28,8 +28,8 @@ from vrfam_rt.bundle import Bundle
 from vrfam_rt.errors import VrfamError
 from vrfam_rt.training.core import RunOptions, Ranks, Task, optimise, step_generator
 from vrfam_rt.training.losses import frozen
-from vrfam_rt.training.oracle import AttributeOracle
-from vrfam_rt.training.render import ATTRIBUTES, NOISE_DIMS, params_from_noise, render
+from vrfam_rt.synthetic.oracles import AttributeOracle
+from vrfam_rt.synthetic.faces import ATTRIBUTES, NOISE_DIMS, params_from_noise, render
 
 EVAL_SEED = 2**41          # held-out z for oracle_agreement; training draws step_generator's
 

@@ -98,7 +98,7 @@ def read_weights(path: Path, flag: str) -> dict[str, torch.Tensor]:
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
         return load_file(path)
-    from vrfam_rt.checkpoints import read_checkpoint
+    from vrfam_rt.importers.checkpoints import read_checkpoint
     state = read_checkpoint(path)
     state = state.get("state_dict", state)
     return {k.removeprefix("module."): v for k, v in state.items() if isinstance(v, torch.Tensor)}
@@ -138,7 +138,7 @@ def load_arcface(path: Path | None) -> nn.Module:
                          "(model_ir_se50.pth), or pass --no-identity")
     from vrfam_rt import models
     from vrfam_rt.bundle import load_state
-    from vrfam_rt.checkpoints import identity_config
+    from vrfam_rt.importers.checkpoints import identity_config
 
     state = read_weights(path, "--arcface")
     module = models.ArcFace(identity_config(state, Path(path)))

@@ -8,7 +8,7 @@ from vrfam_rt.errors import VrfamError
 from vrfam_rt.fileio import check_replaceable, staged_dir, write_json_atomic
 from vrfam_rt.images import save_png, to_pil
 from vrfam_rt.suite import MANIFEST, METHODS, suite_manifest
-from vrfam_rt.training.render import render, sample_params
+from vrfam_rt.synthetic.faces import render, sample_params
 
 KEEP = ("generator", "encoder", "classifier", "transformer")   # what an edit needs
 
@@ -24,8 +24,8 @@ def pick_example(bundle: Bundle, seed: int = 7, size: int = 128, tries: int = 51
 
     from vrfam_rt.backends.eager import EagerBackend
     from vrfam_rt.images import normalise, to_tensor
-    from vrfam_rt.training.oracle import load_judge
-    from vrfam_rt.training.render import ATTRIBUTES
+    from vrfam_rt.synthetic.oracles import load_judge
+    from vrfam_rt.synthetic.faces import ATTRIBUTES
 
     params = sample_params(tries, seed=seed)
     plain = ((params.attribute("Smiling") == 0) & (params.attribute("Eyeglasses") == 0))

@@ -13,7 +13,7 @@ split between build time (making graphs and plans) and run time (running them):
 | vrfam_rt.calibration    | calibration/         | build time: INT8 Q/DQ graphs            |
 | vrfam_rt.engines        | engines/             | build time: TensorRT / TensorRT-RTX     |
 | vrfam_rt.backends       | vrfam_rt/backends/   | run time: eager, ort, trt stage calls   |
-| vrfam_rt.runtime        | vrfam_rt/runtime.py  | the one bridge: build on demand, cached |
+| vrfam_rt.on_demand        | vrfam_rt/on_demand.py  | the one bridge: build on demand, cached |
 | vrfam_rt.pipeline       | vrfam_rt/pipeline.py | run time: EditPipeline                  |
 | vrfam_rt.inversion      | vrfam_rt/inversion.py| run time: faces inverted once, saved    |
 | vrfam_rt.benchmarks     | benchmarks/          | bench, profile, roofline, evaluation    |
@@ -25,7 +25,7 @@ in a checkout a relative symlink per folder (vrfam_rt/export -> ../export, ...) 
 them where every tool looks, so `python -m vrfam_rt` with PYTHONPATH=., mypy, pyright
 and editors resolve `vrfam_rt.export.lowering` to export/lowering.py without knowing
 about package_dir (grep -r and git see each file once: neither follows the links).
-Run-time code reaches build-time code only through vrfam_rt.runtime
+Run-time code reaches build-time code only through vrfam_rt.on_demand
 (tests/test_structure.py checks it).
 
     from vrfam_rt import EditPipeline

@@ -24,7 +24,7 @@ from vrfam_rt.config import ALPHA_LIMIT
 from vrfam_rt.errors import UsageError, VrfamError
 from vrfam_rt.images import MAX_PIXELS, normalise, read_rgb, to_pil, to_tensor
 from vrfam_rt.inversion import Failure, Inversion
-from vrfam_rt.runtime import MAX_BATCH
+from vrfam_rt.on_demand import MAX_BATCH
 
 
 @dataclass(frozen=True)
@@ -248,14 +248,14 @@ class EditPipeline:
                     cuda_graphs: bool = False, say=None, method: str | None = None,
                     config=None, seed: int | None = None,
                     max_pixels: int = MAX_PIXELS) -> "EditPipeline":
-        """A pipeline for a model on a backend (vrfam_rt.runtime.open_runtime: `device=None`
+        """A pipeline for a model on a backend (vrfam_rt.on_demand.open_runtime: `device=None`
         is the backend's own), exporting graphs or building plans into the per-bundle cache
-        under `cache_root` (default runtime.default_cache_root(): $VRFAM_RT_CACHE, else
+        under `cache_root` (default on_demand.default_cache_root(): $VRFAM_RT_CACHE, else
         ~/.cache/vrfam-rt, as for the CLI) when it needs them. The model is what
         `suite.open_bundle(bundle, method=, config=, seed=)` names: a Bundle, a bundle or
         suite folder (`method` picks a suite's member, default vrfam), None for the shipped
         default, or `config` (with `seed`) for a seeded random bundle."""
-        from vrfam_rt.runtime import open_runtime
+        from vrfam_rt.on_demand import open_runtime
         from vrfam_rt.suite import open_bundle
 
         if threads:

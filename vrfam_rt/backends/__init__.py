@@ -5,7 +5,7 @@ Every backend is a `Backend` (backends/base.py): `encoder(image)`,
 contract's shapes (float32 I/O), plus `attributes`, `name`, `precision` and `device`;
 what each runs, where and from which folders is declared once in backends/registry.py.
 Run-time code only: nothing here imports the build-time packages (export, engines,
-calibration, training); `vrfam_rt.runtime` makes what a backend needs.
+calibration, training); `vrfam_rt.on_demand` makes what a backend needs.
 """
 from __future__ import annotations
 

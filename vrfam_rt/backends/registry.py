@@ -5,7 +5,7 @@ another, told to the user), on which devices, which folders of the per-bundle ca
 opens for each precision (`Needs`: exported graphs, INT8 graphs of a calibration target,
 plans), and what it can do (static shapes, CUDA graphs). `resolve` turns what a caller
 asked (backend or `auto`, precision, device) into a `Choice` or one UsageError, in one
-place and importing nothing heavy; `vrfam_rt.runtime` makes the choice's folders and
+place and importing nothing heavy; `vrfam_rt.on_demand` makes the choice's folders and
 opens it; the CLI's choices and help, `bench`'s configurations and `info` read the
 same specs. Backend names are compared here and nowhere outside `backends/`.
 """

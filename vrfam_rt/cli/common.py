@@ -267,9 +267,9 @@ def set_threads(threads: int | None) -> None:
 def open_runtime(bundle, backend: str, precision: str, device: str | None,
                  threads: int | None, cuda_graphs: bool = False):
     """The runtime's backend for a command, with progress on stderr."""
-    from vrfam_rt import runtime
+    from vrfam_rt import on_demand
 
-    return runtime.open_runtime(bundle, backend, precision, device, threads,
+    return on_demand.open_runtime(bundle, backend, precision, device, threads,
                                 cuda_graphs=cuda_graphs, say=say)
 
 

@@ -7,9 +7,9 @@ from pathlib import Path
 import click
 
 from vrfam_rt.cli.common import (OUT_DIR, Progress, bundle_from, bundle_options,
-                                  check_outputs, many_option, runtime_options, say, set_threads)
+                                  check_outputs, many_option, runtime_options, say)
 from vrfam_rt.images import DRAFT_SIDE, MAX_PIXELS
-from vrfam_rt.runtime import MAX_BATCH
+from vrfam_rt.on_demand import MAX_BATCH
 
 
 @click.command()
@@ -127,8 +127,8 @@ def judge_reader(bundle):
 
     from vrfam_rt.errors import UsageError
     from vrfam_rt.images import normalise, to_tensor
-    from vrfam_rt.training.oracle import load_judge
-    from vrfam_rt.training.render import ATTRIBUTES
+    from vrfam_rt.synthetic.oracles import load_judge
+    from vrfam_rt.synthetic.faces import ATTRIBUTES
 
     unknown = [a for a in bundle.attributes if a not in ATTRIBUTES]
     size = bundle.config.generator.size

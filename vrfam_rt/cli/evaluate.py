@@ -121,8 +121,8 @@ def _synthetic(bundle, samples, size):
     import torch
 
     from vrfam_rt.benchmarks.evaluate import identity_baselines, oracle_judges
-    from vrfam_rt.training.oracle import load_judge, load_oracles
-    from vrfam_rt.training.render import ATTRIBUTES, FaceParams, render, sample_params
+    from vrfam_rt.synthetic.oracles import load_judge, load_oracles
+    from vrfam_rt.synthetic.faces import ATTRIBUTES, FaceParams, render, sample_params
 
     unknown = [a for a in bundle.attributes if a not in ATTRIBUTES]
     if unknown:

@@ -99,9 +99,9 @@ def import_(stylegan2, pickle_key, e4e, psp, classifier, transformers, arcface, 
     Example: vrfam-rt import --e4e e4e_ffhq_encode.pt --transformer Smiling=tnet_31.pth.tar
     --classifier latent_classifier_epoch_20.pth --out bundles/ffhq
     """
-    from vrfam_rt.checkpoints import import_bundle
+    from vrfam_rt.importers.checkpoints import import_bundle
     from vrfam_rt.fileio import check_replaceable
-    from vrfam_rt.nvidia_pickles import is_network_pickle
+    from vrfam_rt.importers.nvidia_pickles import is_network_pickle
     from vrfam_rt.suite import capabilities
 
     check_replaceable(out, "bundle", force)

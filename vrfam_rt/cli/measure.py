@@ -184,7 +184,7 @@ def profile(bundle_path, method, config, seed, backend, precision, batch, iters,
 def _roofline(bundle, gpu: str, precision: str, batch: int, top: int, json_path) -> None:
     """`profile --roofline`: bounds from the bundle's exported graphs (exported once)."""
     from vrfam_rt.benchmarks.roofline import roofline
-    from vrfam_rt.runtime import cache_dir, exported
+    from vrfam_rt.on_demand import cache_dir, exported
 
     if precision not in ("fp32", "fp16"):
         raise UsageError(f"--roofline takes --precision fp16 or fp32, not {precision}")

@@ -14,7 +14,7 @@ from vrfam_rt.cli.common import (OUT_DIR, bundle_from, bundle_options, environme
                                  json_option, many_option, open_runtime, runtime_options, say,
                                  set_threads, table, write_json)
 from vrfam_rt.images import MAX_PIXELS
-from vrfam_rt.runtime import MAX_BATCH, default_cache_root
+from vrfam_rt.on_demand import MAX_BATCH, default_cache_root
 from vrfam_rt.serving import MAX_BYTES
 
 PORT = click.IntRange(1, 65535)

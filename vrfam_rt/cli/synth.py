@@ -48,7 +48,7 @@ def render_(n, seed, size, views, out, force):
 
     from vrfam_rt.fileio import check_replaceable, staged_dir
     from vrfam_rt.images import save_png, to_pil
-    from vrfam_rt.training.render import ATTRIBUTES, render, sample_params, write_attr_file
+    from vrfam_rt.synthetic.faces import ATTRIBUTES, render, sample_params, write_attr_file
 
     check_replaceable(out, "render folder", force)
     params = sample_params(n, seed, views=views)
@@ -93,7 +93,7 @@ def sheet(seed, size, out, overwrite):
     import torch
 
     from vrfam_rt.images import save_png, to_pil
-    from vrfam_rt.training.render import ATTRIBUTES, contact_sheet, render, sample_params
+    from vrfam_rt.synthetic.faces import ATTRIBUTES, contact_sheet, render, sample_params
 
     flips = out.with_name(f"{out.stem}-flips.png")
     check_outputs([out, flips], overwrite)
@@ -141,7 +141,7 @@ def train_oracle(out, steps, batch, seed, force, judge):
 
     Example: vrfam-rt synth train-oracle --out vrfam_rt/assets/oracle
     """
-    from vrfam_rt.training.oracle import (JUDGE_REPORT, REPORT, TrainConfig, save_oracles,
+    from vrfam_rt.synthetic.oracles import (JUDGE_REPORT, REPORT, TrainConfig, save_oracles,
                                           train_judge, train_oracles)
 
     report_file = out / (JUDGE_REPORT if judge else REPORT)
@@ -181,7 +181,7 @@ def eval_oracle(weights, json_path):
 
     Example: vrfam-rt synth eval-oracle --json benchmarks/results/oracle-synthetic.json
     """
-    from vrfam_rt.training.oracle import evaluate_oracles, load_oracles
+    from vrfam_rt.synthetic.oracles import evaluate_oracles, load_oracles
 
     report = evaluate_oracles(*load_oracles(weights))
     click.echo(format_report(report))
@@ -208,8 +208,8 @@ def eval_generator(bundle_path, n, json_path, sheet):
     from vrfam_rt.images import save_png, to_pil
     from vrfam_rt.suite import open_bundle
     from vrfam_rt.training.generator import comparison_images, oracle_agreement
-    from vrfam_rt.training.oracle import load_judge, load_oracles
-    from vrfam_rt.training.render import contact_sheet
+    from vrfam_rt.synthetic.oracles import load_judge, load_oracles
+    from vrfam_rt.synthetic.faces import contact_sheet
 
     generator = open_bundle(bundle_path, components=("generator",)).generator
     report = oracle_agreement(generator, load_oracles()[0], n, judge=load_judge())

@@ -169,7 +169,7 @@ def classifier(ctx, **p):
     bundle, options, ranks = _start(ctx, p)
     data = _latents(p, bundle, allow_generator=False)
     if p["oracle_mixes"]:
-        from vrfam_rt.training.oracle import load_oracles
+        from vrfam_rt.synthetic.oracles import load_oracles
         data = oracle_mixes(data, bundle.generator.eval().to(ranks.device),
                             load_oracles()[0].to(ranks.device), p["oracle_mixes"], options.seed)
     task = ClassifierTask(bundle, data, options, ranks)
@@ -311,7 +311,7 @@ def encoder(ctx, **p):
                                "and --lpips-weights")
     if p["oracle_perceptual"]:
         from vrfam_rt.training.generator import OraclePerceptual
-        from vrfam_rt.training.oracle import load_oracles
+        from vrfam_rt.synthetic.oracles import load_oracles
         lpips = OraclePerceptual(load_oracles()[0])
     else:
         lpips = None if p["no_perceptual"] else load_lpips(p["lpips_weights"],
@@ -359,10 +359,8 @@ def generator(ctx, **p):
 
     Example: vrfam-rt train generator --config tiny --data synth --out runs/generator
     """
-    import json
-
     from vrfam_rt.training.generator import DistillLoss, GeneratorTask
-    from vrfam_rt.training.oracle import load_judge, load_oracles
+    from vrfam_rt.synthetic.oracles import load_judge, load_oracles
 
     if p["data"] != SYNTH:
         raise UsageError(f"--data {p['data']}: the generator trains on --data {SYNTH} only")

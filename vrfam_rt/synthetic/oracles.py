@@ -1,6 +1,6 @@
 """Oracles for synthetic faces: an attribute classifier and an identity embedding.
 
-Both are small CNNs trained on renders from `training/render.py`, whose labels are
+Both are small CNNs trained on renders from `vrfam_rt/synthetic/faces.py`, whose labels are
 known exactly, so they can later judge edits of a generator trained on the same
 renders: did the attribute flip (attribute oracle), and is it still the same person
 (identity embedding, cosine similarity)?
@@ -21,7 +21,7 @@ from torch import nn
 
 from vrfam_rt.errors import VrfamError
 from vrfam_rt.fileio import atomic_file, write_json_atomic
-from vrfam_rt.training.render import ATTRIBUTES, IDENTITY_FIELDS, render, sample_params
+from vrfam_rt.synthetic.faces import ATTRIBUTES, IDENTITY_FIELDS, render, sample_params
 
 EVAL_SEED = 2**40          # held-out renders; training seeds are seed * 2**20 + step
 WEIGHTS = {"attributes": "attribute_oracle.safetensors",

@@ -18,7 +18,8 @@ from typing import Any
 
 import torch
 
-from vrfam_rt import models, nvidia_pickles
+from vrfam_rt import models
+from vrfam_rt.importers import nvidia_pickles
 from vrfam_rt.bundle import Bundle, check_state, load_state
 from vrfam_rt.fileio import sha256_file
 from vrfam_rt.config import (CELEBA_ATTRIBUTES, ClassifierConfig, EncoderConfig, GeneratorConfig,
