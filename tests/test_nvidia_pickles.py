@@ -8,12 +8,11 @@ import pickle
 
 import pytest
 import torch
-from click.testing import CliRunner
 
 import nvidia_layout as nv
+from test_import import refused, run     # the same CLI runner and one-line refusal check
 from vrfam_rt import Bundle
 from vrfam_rt.importers.checkpoints import import_bundle
-from vrfam_rt.cli import main
 
 # An ffhq-like network (mapping lr 0.01, fp16 blocks, clamp 256) and one that differs in every
 # configurable way: 256 px, z_dim != w_dim != 512, 2 mapping layers at lr 0.1, no fp16 blocks,
@@ -28,10 +27,6 @@ SPECS = {
 # activation, and reductions over fan-ins of a few hundred terms add sqrt(fan-in) of them;
 # 12 layers deep that stays below 1e-5. The bound, 1e-4, has room to spare.
 RELATIVE = 1e-4
-
-
-def run(*args):
-    return CliRunner().invoke(main, [str(a) for a in args])
 
 
 def relative(a, b):
@@ -160,16 +155,6 @@ def test_an_nvidia_pickle_serves_as_generator_next_to_an_e4e_file(tmp_path):
 
 
 # ---- refusals: one line, nothing written, nothing run ----------------------------------------
-def refused(tmp_path, *args, match):
-    out = tmp_path / "out"
-    result = run("import", *args, "--out", out)
-    assert result.exit_code != 0
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and match in lines[0], result.stderr
-    assert not out.exists()
-    return lines[0]
-
-
 class System:
     def __init__(self, command):
         self.command = command
