@@ -30,9 +30,10 @@ def trace(argv: list[str]) -> dict:
     def layer(code) -> str | None:
         """"cli", "library" or None (not ours) for a code object, cached."""
         if code not in layers:
-            path = Path(code.co_filename).resolve()
-            ours = root in path.parents and "/.venv/" not in str(path) and \
-                "tests" not in path.relative_to(root).parts[:1]
+            path = Path(code.co_filename)
+            ours = path.is_absolute() and root in path.resolve().parents \
+                and "/.venv/" not in str(path) and not code.co_name.startswith("<") \
+                and path.resolve().relative_to(root).parts[:1] != ("tests",)
             layers[code] = None if not ours else "cli" if "/cli/" in str(path) else "library"
         return layers[code]
 
@@ -60,6 +61,7 @@ def trace(argv: list[str]) -> dict:
     return {"argv": argv, "functions": len(calls), "calls": sum(calls.values()),
             "cli_to_library_calls": crossings,
             "cli_functions": sum(1 for n in calls if "/cli/" in n),
+            "network_functions": sum(1 for n in calls if "/models/" in n),
             "list": dict(sorted(calls.items()))}
 
 
@@ -72,7 +74,8 @@ if __name__ == "__main__":
         args = args[1:]
     result = trace(["edit", *args])
     print(f"{result['functions']} distinct functions of ours ({result['cli_functions']} in "
-          f"vrfam_rt/cli), {result['calls']} calls, {result['cli_to_library_calls']} calls "
+          f"vrfam_rt/cli, {result['network_functions']} building the networks in "
+          f"vrfam_rt/models), {result['calls']} calls, {result['cli_to_library_calls']} calls "
           "from CLI code into library code", file=sys.stderr)
     if out:
         Path(out).write_text(json.dumps(result, indent=1))

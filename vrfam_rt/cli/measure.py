@@ -15,8 +15,9 @@ from vrfam_rt.errors import UsageError, VrfamError
 
 @click.command()
 @bundle_options("benchmark")
-@many_option("--backend", "backends", registry.NAMES, ("eager",),
-             "Backends to time (eager fp32 always runs: the baseline).")
+@many_option("--backend", "backends", registry.CHOICES, (registry.AUTO,),
+             "Backends to time beside the eager fp32 baseline (auto: the one `edit` runs "
+             "by default here).")
 @many_option("--precision", "precisions", registry.PRECISIONS, ("fp32",),
              "Each backend runs those it supports: " + "; ".join(
                  f"{s.name} {s.describe_precisions()}" for s in registry.SPECS.values()) + ".")
@@ -52,6 +53,7 @@ def bench(bundle_path, method, config, seed, backends, precisions, batches, iter
                                            measure_fp32_peak, noisy, plot_png, run_bench)
 
     set_threads(threads)
+    backends = [registry.pick(device)[0].name if b == registry.AUTO else b for b in backends]
     device = device or registry.default_device(backends)   # the baseline runs beside them
     bundle = bundle_from(bundle_path, config, seed, method)
     flops = flops_per_image(bundle)
@@ -129,7 +131,7 @@ def gpu_check_cmd(out, config, device, batches, iters, no_export):
 
 @click.command()
 @bundle_options("profile")
-@runtime_options("eager")
+@runtime_options()
 @click.option("--batch", default=1, show_default=True, type=click.IntRange(1, 1024),
               help="Images per profiled edit.")
 @click.option("--iters", default=3, show_default=True, type=click.IntRange(1),
