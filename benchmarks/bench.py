@@ -217,7 +217,7 @@ INT8_TARGETS = {"openvino": ("openvino", "cpu"), "ort": ("cpu",)}   # calibrate 
 
 
 def onnx_configs(bundle: Bundle, backend: str, precisions, folders: dict[str, Path],
-                 device: str, threads: int | None, source: str = "--onnx",
+                 device: str, threads: int | None, source: str = "the export",
                  cache: Path | None = None) -> list[Config]:
     """ONNX Runtime or OpenVINO configurations over an export's folders ({"fp32": ...,
     "fp16": ..., "int8-openvino": ...}; int8's uncalibrated stages run from fp32; OpenVINO's

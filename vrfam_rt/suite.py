@@ -15,11 +15,11 @@ from __future__ import annotations
 from importlib import resources
 from pathlib import Path
 
-from vrfam_rt.errors import UsageError, VrfamError
+from vrfam_rt.errors import UsageError, VrfamError, argument
 
 METHODS = ("vrfam", "interfacegan", "interfacegan-conditional", "e4e-linear")
 MANIFEST = "suite.json"
-BUILD_HINT = "build it with scripts/build_default_bundle.sh (INSTALL=1), or give --bundle B"
+BUILD_HINT = "build it with scripts/build_default_bundle.sh (INSTALL=1), or give `bundle=PATH`"
 
 
 def default_suite() -> Path:
@@ -52,8 +52,8 @@ def resolve(path: Path | None, method: str | None = None) -> Path:
     if path is None or is_suite(path):
         return member(path, method or "vrfam")
     if method:
-        raise UsageError(f"--method picks a bundle of a model suite; {path} is a single "
-                         "bundle (leave out --method)")
+        raise UsageError(f"{argument('method', method)} picks a bundle of a model suite; "
+                         f"{path} is a single bundle (leave the method out)")
     return Path(path)
 
 
