@@ -8,8 +8,8 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from vrfam_rt.cli import as_flags, main
-from vrfam_rt.errors import VrfamError, argument
+from vrfam_rt.cli import main
+from vrfam_rt.errors import VrfamError, argument, as_flags
 from test_structure import MODULES
 
 

@@ -167,7 +167,7 @@ def check_attribute(name: str, path: Path) -> str:
         return name
     close = difflib.get_close_matches(name, CELEBA_ATTRIBUTES, n=1)
     hint = f"; did you mean {close[0]}?" if close else ""
-    raise UsageError(f"transformer {path} for {name!r}: unknown attribute{hint} "
+    raise UsageError(f"transformer {path}: unknown attribute {name!r}{hint} "
                      f"(valid: {', '.join(CELEBA_ATTRIBUTES)})")
 
 

@@ -16,72 +16,14 @@ import only `common` and the library, never each other.
 """
 from __future__ import annotations
 
-import ast
-import shlex
 import sys
 import traceback
 
 import click
 
 from vrfam_rt.cli import build, edit, evaluate, info, measure, serve, synth, train
-from vrfam_rt.errors import ARGUMENT, VrfamError
+from vrfam_rt.errors import VrfamError, as_flags
 from vrfam_rt.version import __version__
-
-
-def _python_name(opt: str) -> str:
-    return opt.lstrip("-").replace("-", "_")        # --max-batch -> max_batch
-
-
-def _spellings(params) -> dict[tuple[str, str | None], str]:
-    """{(Python name, value or None for any value): option spelling} of click parameters.
-
-    A parameter answers to its own name and to the names its long options spell; a flag
-    answers with the value it sets (`force=True` -> --force; `align=False` -> --no-align,
-    whether the parameter is align with --align/--no-align or no_align with --no-align).
-    """
-    table: dict[tuple[str, str | None], str] = {}
-    for param in params:
-        if not isinstance(param, click.Option):
-            continue
-        primary = [o for o in param.opts if o.startswith("--")]
-        secondary = [o for o in param.secondary_opts if o.startswith("--")]
-        if not primary:
-            continue
-        names = {param.name, *map(_python_name, primary + secondary)}
-        if not param.is_flag:
-            for name in names:
-                table.setdefault((name, None), primary[0])
-            continue
-        on = param.flag_value if isinstance(param.flag_value, (bool, str, int)) else True
-        sets = {primary[0]: on, **{o: False for o in secondary[:1]}}
-        for opt, value in sets.items():
-            for name in {param.name, _python_name(opt)}:
-                table.setdefault((name, repr(value)), opt)
-            if isinstance(value, bool) and _python_name(opt).startswith("no_"):
-                table.setdefault((_python_name(opt)[3:], repr(not value)), opt)
-    return table
-
-
-def as_flags(message: str, params) -> str:
-    """`message` with each `name=value` token that names one of `params` (click's
-    parameters of the running command) in that option's spelling: `force=True` ->
-    `--force`, `precision='int8'` -> `--precision int8`, `bundle=PATH` -> `--bundle PATH`.
-    Tokens naming no parameter stay as written."""
-    table = _spellings(params)
-
-    def spell(match):
-        name, value = match.groups()
-        if (name, value) in table:
-            return f"`{table[name, value]}`"
-        if (name, None) not in table:
-            return match.group(0)
-        try:
-            literal = ast.literal_eval(value)
-        except (ValueError, SyntaxError):
-            literal = value                              # a placeholder: PATH, N, ...
-        return f"`{table[name, None]} {shlex.quote(literal) if isinstance(literal, str) else value}`"
-
-    return ARGUMENT.sub(spell, message)
 
 
 def _failed_params(exc: BaseException) -> list:

@@ -8,6 +8,7 @@ import click
 
 from vrfam_rt.cli.common import (OUT_DIR, Progress, bundle_from, bundle_options,
                                  cache_root, check_outputs, many_option, runtime_options, say, set_threads)
+from vrfam_rt.errors import as_flags
 from vrfam_rt.images import DRAFT_SIDE, MAX_PIXELS
 
 
@@ -89,7 +90,7 @@ def edit(inputs, attrs, alpha_sweep, backend, precision, bundle_path, method, co
         result = pipeline.edit(pipeline.invert(chunk), wanted)
         for failure in result.failures:
             failed.append(failure.source)
-            say(f"error: {failure.error}")
+            say(f"error: {as_flags(str(failure.error), click.get_current_context().command.params)}")
         for face, crops in zip(result.inversion, result.crops):
             path = chunk[face.index]
             stem, source = stems[start + face.index], made | {"input": str(path)}
