@@ -26,16 +26,18 @@ from vrfam_rt.version import __version__
 COMPONENTS = STAGE_NAMES
 PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16}
 DEFAULT_OPSET = 18
-FP16_CONV_CLAMP = 256.0        # activation clamp of the FP16 generator (StyleGAN2-ADA)
 EXTERNAL_DATA_BYTES = 2_000_000_000  # weights past this go to a .data file (protobuf: 2 GiB)
 
 
 def graph_form(component: str, precision: str) -> dict:
     """The call arguments of a stage in its exported form: the generator non-fused
-    (constant weights, what ONNX and TensorRT want) and, for FP16, clamped."""
+    (constant weights, what ONNX and TensorRT want) in its precision's form
+    (models.stylegan2.PRECISION_FORMS: for FP16, clamped), as the eager backend runs it."""
+    from vrfam_rt.models.stylegan2 import PRECISION_FORMS
+
     if component != "generator":
         return {}
-    return {"fused": False, "conv_clamp": FP16_CONV_CLAMP if precision == "fp16" else None}
+    return {"fused": False, **PRECISION_FORMS[precision]}
 
 
 class InForm(nn.Module):

@@ -23,7 +23,9 @@ class EagerBackend(Backend):
         their layout reorders) and off for CUDA (slower there, see the H200 gpu-check).
         `generator_form`: the generator's call arguments (models.stylegan2.Generator:
         fused, folded, conv_clamp); by default folded on the CPU, where its 1024^2
-        layers are bound by memory traffic, and the plain non-fused form elsewhere."""
+        layers are bound by memory traffic, and the plain non-fused form elsewhere, in the
+        precision's form the exported graphs share (PRECISION_FORMS: fp16 unfolded and
+        clamped)."""
         if precision not in DTYPES:
             raise UsageError(f"the eager backend runs {sorted(DTYPES)}, not {precision!r}")
         if precision == "fp16" and not str(device).startswith("cuda"):
@@ -42,8 +44,10 @@ class EagerBackend(Backend):
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True    # shapes are fixed per batch size
         self.attributes = tuple(bundle.attributes)
-        self.generator_form = {"folded": self.device.type == "cpu"} if generator_form is None \
-            else dict(generator_form)
+        from vrfam_rt.models.stylegan2 import PRECISION_FORMS
+
+        self.generator_form = {"folded": self.device.type == "cpu", **PRECISION_FORMS[precision]} \
+            if generator_form is None else dict(generator_form)
         self._modules: dict[str, torch.nn.Module] = {}
 
     def _module(self, stage: str) -> torch.nn.Module:
