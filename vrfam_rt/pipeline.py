@@ -67,7 +67,7 @@ def parse_edits(attrs: list[str], attributes: tuple[str, ...], alpha_sweep: str 
     """
     sweep = alpha_sweep
     if not attrs:
-        raise UsageError(f"give at least one edit, {argument(option, 'NAME[=ALPHA]')}")
+        raise UsageError(f"give at least one edit, e.g. {argument(option, 'Smiling=1')}")
     if not attributes:
         raise UsageError("this bundle edits nothing: it holds no latent transformer (`vrfam-rt "
                          "import --transformer ATTR=FILE` adds one; `vrfam-rt info --bundle` "
