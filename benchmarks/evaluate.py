@@ -188,7 +188,8 @@ class InceptionFeatures:
                 self.net = torch.jit.load(str(path), map_location=device).eval()
         except Exception as exc:  # torch.jit raises RuntimeError and others
             reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise VrfamError(f"{argument('inception', path)} is not a TorchScript file ({reason}); give "
+            raise VrfamError(f"{argument('inception', path)} is not a TorchScript file "
+                             f"({reason}); give "
                              f"{INCEPTION_HELP}") from None
         self.path, self.device = path, device
 
@@ -206,7 +207,8 @@ class InceptionFeatures:
                 except Exception as exc:     # TorchScript errors carry a traceback: last line
                     reason = [line for line in str(exc).splitlines() if line.strip()][-1:]
                     why = " ".join(reason).strip()
-                    raise VrfamError(f"{argument('inception', self.path)} failed on a batch ({why}); "
+                    raise VrfamError(f"{argument('inception', self.path)} failed on a batch "
+                                     f"({why}); "
                                      f"give {INCEPTION_HELP}") from None
                 out.append(features.reshape(len(part), -1).float().cpu())
         return torch.cat(out)

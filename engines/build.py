@@ -34,7 +34,8 @@ class BuildOptions:
         if not 0 <= self.opt_level <= 5:
             raise VrfamError(f"{argument('opt_level', self.opt_level)} is not in 0..5")
         if self.workspace_gib <= 0:
-            raise VrfamError(f"{argument('workspace_gib', self.workspace_gib)}: the workspace must be positive")
+            raise VrfamError(f"{argument('workspace_gib', self.workspace_gib)}: the workspace "
+                             "must be positive")
 
 
 def detect_target() -> Target:

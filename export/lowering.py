@@ -181,7 +181,8 @@ def check_export(bundle: Bundle, out: Path, precisions, components, max_batch: i
     if unknown:
         raise VrfamError(f"unknown component {unknown[0]!r}; choose from {list(COMPONENTS)}")
     if max_batch < 1:
-        raise VrfamError(f"{argument('max_batch', max_batch)}: the largest batch must be at least 1")
+        raise VrfamError(f"{argument('max_batch', max_batch)}: the largest batch must be at "
+                         "least 1")
     writable_folder(out)
     for precision in precisions:
         check_replaceable(out / precision, "export", force)

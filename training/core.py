@@ -68,7 +68,8 @@ class Ranks:
     def shard(self, batch: int) -> slice:
         """This rank's part of a global batch of `batch` samples."""
         if batch % self.world:
-            raise VrfamError(f"{argument('batch', batch)} does not split over {self.world} processes; "
+            raise VrfamError(f"{argument('batch', batch)} does not split over {self.world} "
+                             "processes; "
                              f"use a multiple of {self.world}")
         part = batch // self.world
         return slice(self.rank * part, (self.rank + 1) * part)

@@ -62,7 +62,8 @@ class ImageFolder:
             self.files = [Path(f) for f in files]
             missing = [f for f in self.files if not (self.root / f).is_file()]
             if missing:
-                raise VrfamError(f"{self.root / missing[0]}: listed in the attribute file but not found "
+                raise VrfamError(f"{self.root / missing[0]}: listed in the attribute file but "
+                                 "not found "
                                  f"({len(missing)} missing)")
         self.cache = self.root / CACHE / f"aligned-{size}"
         self._aligner = None

@@ -60,7 +60,8 @@ class TransformerTask(Task):
         self.classifier = frozen(bundle.classifier).to(device)
         names = self.classifier.attributes
         if attr not in names:
-            raise VrfamError(f"{argument('attr', attr)}: the bundle's classifier does not predict it "
+            raise VrfamError(f"{argument('attr', attr)}: the bundle's classifier does not "
+                             "predict it "
                              f"(it predicts {', '.join(names)}); train a classifier first")
         self.k = names.index(attr)
         self.arcface = arcface

@@ -15,7 +15,8 @@ import numpy as np
 from vrfam_rt.errors import MissingDependency, VrfamError
 
 DETECT_SIDE = 1024     # the face detector's view of a photo, pixels on the longer side
-INSTALL_HINT = "pip install 'vrfam-rt[align]' (dlib-bin, face_recognition_models), or pass `align=False`"
+INSTALL_HINT = ("pip install 'vrfam-rt[align]' (dlib-bin, face_recognition_models), or pass "
+                "`align=False`")
 
 
 def predictor_path() -> Path:

@@ -5,9 +5,8 @@ call names it in backticks as `name=value` (`force=True`, `align=False`,
 `method='e4e-linear'`), which a Python caller reads as is; the CLI's error handler
 (vrfam_rt.cli) rewrites, through `as_flags`, each such token that names a parameter of
 the running command into that option's spelling (`--force`, `--no-align`,
-`--method e4e-linear`). A hint
-that is a whole separate command (`vrfam-rt export --out DIR`) is written as the
-shell step it is.
+`--method e4e-linear`). A hint that is a whole separate command
+(`vrfam-rt export --out DIR`) is written as the shell step it is.
 """
 from __future__ import annotations
 
@@ -20,16 +19,16 @@ import shlex
 ARGUMENT = re.compile(r"`([A-Za-z_][A-Za-z0-9_]*)=([^`]*)`")
 
 
+def _python_name(opt: str) -> str:
+    return opt.lstrip("-").replace("-", "_")        # --max-batch -> max_batch
+
+
 def argument(name: str, value) -> str:
     """The token a message names an argument by: `name=value`, strings and paths as
     Python literals. A flag spelling given for `name` (`--out`) becomes its Python
     name (`out`), so a caller that still passes one reads the same."""
-    name = name.lstrip("-").replace("-", "_")
-    return f"`{name}={os.fspath(value) if isinstance(value, os.PathLike) else value!r}`"
-
-
-def _python_name(opt: str) -> str:
-    return opt.lstrip("-").replace("-", "_")        # --max-batch -> max_batch
+    value = os.fspath(value) if isinstance(value, os.PathLike) else value
+    return f"`{_python_name(name)}={value!r}`"
 
 
 def _spellings(params) -> dict[tuple[str, str | None], str]:
@@ -65,9 +64,9 @@ def _spellings(params) -> dict[tuple[str, str | None], str]:
 def as_flags(message: str, params) -> str:
     """`message` with each `name=value` token that names one of `params` (click's
     parameters of the running command; the CLI's error handler and its per-input error
-    lines pass them) in that option's spelling: `force=True` ->
-    `--force`, `precision='int8'` -> `--precision int8`, `bundle=PATH` -> `--bundle PATH`.
-    Tokens naming no parameter stay as written."""
+    lines pass them) in that option's spelling: `force=True` -> `--force`,
+    `precision='int8'` -> `--precision int8`, `bundle=PATH` -> `--bundle PATH`. Tokens
+    naming no parameter stay as written."""
     table = _spellings(params)
 
     def spell(match):
@@ -78,9 +77,10 @@ def as_flags(message: str, params) -> str:
             return match.group(0)
         try:
             literal = ast.literal_eval(value)
-        except (ValueError, SyntaxError):
+        except (ValueError, SyntaxError, TypeError):
             literal = value                              # a placeholder: PATH, N, ...
-        return f"`{table[name, None]} {shlex.quote(literal) if isinstance(literal, str) else value}`"
+        given = shlex.quote(literal) if isinstance(literal, str) else value
+        return f"`{table[name, None]} {given}`"
 
     return ARGUMENT.sub(spell, message)
 

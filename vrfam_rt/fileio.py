@@ -50,8 +50,8 @@ def writable_folder(path: str | os.PathLike, option: str = "out") -> Path:
     while not existing.exists() and existing != existing.parent:
         existing = existing.parent
     if not existing.is_dir():
-        raise VrfamError(f"{argument(option, path)}: {existing} is a file, so no folder can be made "
-                         "under it")
+        raise VrfamError(f"{argument(option, path)}: {existing} is a file, so no folder can "
+                         "be made under it")
     try:
         with tempfile.TemporaryFile(dir=existing):
             pass

@@ -107,7 +107,8 @@ def _verify(bundle, out, manifests, components) -> dict:
               help="Largest batch the plans accept.")
 @click.option("--opt-batch", type=click.IntRange(1, 1024),
               help="Batch size the kernels are tuned for (default: --max-batch).")
-@click.option("--workspace", "workspace_gib", default=8.0, show_default=True, type=click.FloatRange(min=0.0625),
+@click.option("--workspace", "workspace_gib", default=8.0, show_default=True,
+              type=click.FloatRange(min=0.0625),
               help="Builder workspace (scratch memory) limit in GiB.")
 @click.option("--opt-level", default=3, show_default=True, type=click.IntRange(0, 5),
               help="TensorRT builder optimization level.")

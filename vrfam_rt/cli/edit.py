@@ -90,7 +90,8 @@ def edit(inputs, attrs, alpha_sweep, backend, precision, bundle_path, method, co
         result = pipeline.edit(pipeline.invert(chunk), wanted)
         for failure in result.failures:
             failed.append(failure.source)
-            say(f"error: {as_flags(str(failure.error), click.get_current_context().command.params)}")
+            params = click.get_current_context().command.params      # errors read as flags
+            say(f"error: {as_flags(str(failure.error), params)}")
         for face, crops in zip(result.inversion, result.crops):
             path = chunk[face.index]
             stem, source = stems[start + face.index], made | {"input": str(path)}

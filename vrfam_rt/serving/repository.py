@@ -110,7 +110,8 @@ def write_triton_repo(out: Path, engines: Path | None = None, onnx: Path | None 
                          f"stages (it holds {', '.join(specs)})")
     max_batch = max_batch or min(limit, 8)
     if max_batch > limit:
-        raise VrfamError(f"{argument('max_batch', max_batch)} exceeds what the models take ({limit}); "
+        raise VrfamError(f"{argument('max_batch', max_batch)} exceeds what the models take "
+                         f"({limit}); "
                          "rebuild or re-export them with a larger max batch")
     for stage in STAGES:
         for path, _ in files[stage]:
