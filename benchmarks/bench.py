@@ -210,7 +210,7 @@ BASELINE = ("eager", "fp32")      # every bench times it: the "vs eager" column'
 
 
 def configurations(bundle: Bundle, backends, precisions, device: str, threads: int | None,
-                   folders: dict[str, Path] | None = None, source: str = "--onnx",
+                   folders: dict[str, Path] | None = None, source: str = "the export",
                    engine_dir: Path | None = None, say=lambda message: None) -> list[Config]:
     """The baseline, then each backend at each asked precision it runs on `device` (as
     backends.registry declares; a precision it remaps runs once, under its own name),

@@ -177,23 +177,24 @@ class InceptionFeatures:
     def __init__(self, path, device: str = "cpu"):
         from pathlib import Path
 
-        from vrfam_rt.errors import VrfamError
+        from vrfam_rt.errors import VrfamError, argument
 
         path = Path(path)
         if not path.is_file():
-            raise VrfamError(f"--inception {path}: no such file; give {INCEPTION_HELP}")
+            raise VrfamError(f"{argument('inception', path)}: no such file; give {INCEPTION_HELP}")
         try:
             with warnings.catch_warnings():   # TorchScript is deprecated; the file is one
                 warnings.simplefilter("ignore", DeprecationWarning)
                 self.net = torch.jit.load(str(path), map_location=device).eval()
         except Exception as exc:  # torch.jit raises RuntimeError and others
             reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise VrfamError(f"--inception {path} is not a TorchScript file ({reason}); give "
+            raise VrfamError(f"{argument('inception', path)} is not a TorchScript file "
+                             f"({reason}); give "
                              f"{INCEPTION_HELP}") from None
         self.path, self.device = path, device
 
     def __call__(self, images: torch.Tensor, chunk: int = 32) -> torch.Tensor:
-        from vrfam_rt.errors import VrfamError
+        from vrfam_rt.errors import VrfamError, argument
 
         out = []
         with torch.no_grad():
@@ -206,7 +207,8 @@ class InceptionFeatures:
                 except Exception as exc:     # TorchScript errors carry a traceback: last line
                     reason = [line for line in str(exc).splitlines() if line.strip()][-1:]
                     why = " ".join(reason).strip()
-                    raise VrfamError(f"--inception {self.path} failed on a batch ({why}); "
+                    raise VrfamError(f"{argument('inception', self.path)} failed on a batch "
+                                     f"({why}); "
                                      f"give {INCEPTION_HELP}") from None
                 out.append(features.reshape(len(part), -1).float().cpu())
         return torch.cat(out)

@@ -41,7 +41,7 @@ CALIBRATED = ("encoder", "generator")
 
 def calibrate(bundle: Bundle, out: Path, components=("encoder",), target: str = "trt",
               method: str = "auto", images: Path | None = None, samples: int | None = None,
-              seed: int = 0, eval_count: int = 4, overwrite: bool = False,
+              seed: int = 0, eval_count: int = 4, force: bool = False,
               progress: Callable[[str], None] | None = None) -> dict:
     """Write `out/int8-<target>/` (Q/DQ ONNX files + manifest with metrics); return the manifest.
 
@@ -52,19 +52,19 @@ def calibrate(bundle: Bundle, out: Path, components=("encoder",), target: str = 
     folder = out / f"int8-{target}"
     bad = [c for c in components if c not in CALIBRATED]
     if bad:
-        raise VrfamError(f"--components {bad[0]!r}: INT8 calibration covers {', '.join(CALIBRATED)}")
+        raise VrfamError(f"component {bad[0]!r}: INT8 calibration covers {', '.join(CALIBRATED)}")
     if (images is None) == (samples is None):
-        raise VrfamError("give exactly one of --images DIR or --samples N")
+        raise VrfamError("give exactly one of `images=DIR` or `samples=N`")
     if method not in ("auto", *METHODS):
         raise VrfamError(f"unknown calibration method {method!r}; choose from auto, "
                          f"{', '.join(METHODS)}")
     writable_folder(out)
-    check_replaceable(folder, "INT8 export", overwrite)
+    check_replaceable(folder, "INT8 export", force)
     check_memory(bundle, components)
     with returning_freed_memory():
         return _calibrate(bundle, folder, components, target, method, images, samples, seed,
                           eval_count, progress, reference_export(out / "fp32", bundle, components),
-                          overwrite)
+                          force)
 
 
 def reference_export(folder: Path, bundle: Bundle, components) -> Path | None:
@@ -99,7 +99,7 @@ def check_memory(bundle: Bundle, components, available: int | None = None) -> No
 def _calibrate(bundle: Bundle, folder: Path, components, target: str, method: str,
                images: Path | None, samples: int | None, seed: int, eval_count: int,
                progress: Callable[[str], None] | None, reference: Path | None,
-               overwrite: bool) -> dict:
+               force: bool) -> dict:
     say = progress or (lambda step: None)
     say("calibration inputs")
     size = bundle.config.encoder.input_size
@@ -112,7 +112,7 @@ def _calibrate(bundle: Bundle, folder: Path, components, target: str, method: st
         source = {"generator_samples": samples, "seed": seed}
     eval_images, eval_wplus = generator_samples(bundle, eval_count, seed + 1, batch=1)
 
-    with staged_dir(folder, "INT8 export", "vrfam-rt calibrate", overwrite) as tmp:
+    with staged_dir(folder, "INT8 export", "vrfam-rt calibrate", force) as tmp:
         if reference is None:
             say("FP32 reference graphs")
             export_bundle(bundle, tmp / "reference", ("fp32",), components)

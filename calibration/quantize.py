@@ -112,9 +112,9 @@ def quantize_onnx(fp32_path: Path, out_path: Path, inputs: dict[str, torch.Tenso
                                           QuantType, quantize_static)
 
     if target not in TARGETS:
-        raise VrfamError(f"unknown --target {target!r}; choose from {', '.join(TARGETS)}")
+        raise VrfamError(f"unknown INT8 target {target!r}; choose from {', '.join(TARGETS)}")
     if method not in METHODS:
-        raise VrfamError(f"unknown --method {method!r}; choose from {', '.join(METHODS)}")
+        raise VrfamError(f"unknown calibration method {method!r}; choose from {', '.join(METHODS)}")
     reader = type("Reader", (_Reader, CalibrationDataReader), {})(inputs)
     symmetric = target == "trt" if signed is None else signed
     # The calibrator prints its progress, and the quantizer logs advice to the root logger

@@ -18,7 +18,7 @@ from vrfam_rt import manifests
 from vrfam_rt.engines.cache import cached_entry, engine_key, locked, store
 from vrfam_rt.engines.profiles import batch_profile
 from vrfam_rt.environment import TENSORRT_HINT, import_tensorrt, import_tensorrt_rtx
-from vrfam_rt.errors import MissingDependency, VrfamError
+from vrfam_rt.errors import MissingDependency, VrfamError, argument
 from vrfam_rt.fileio import sha256_bytes, sha256_file
 from vrfam_rt.manifests import Target
 
@@ -32,9 +32,10 @@ class BuildOptions:
 
     def __post_init__(self):
         if not 0 <= self.opt_level <= 5:
-            raise VrfamError(f"--opt-level {self.opt_level} is not in 0..5")
+            raise VrfamError(f"{argument('opt_level', self.opt_level)} is not in 0..5")
         if self.workspace_gib <= 0:
-            raise VrfamError(f"--workspace {self.workspace_gib} GiB must be positive")
+            raise VrfamError(f"{argument('workspace_gib', self.workspace_gib)}: the workspace "
+                             "must be positive")
 
 
 def detect_target() -> Target:
@@ -56,12 +57,12 @@ def rtx_target(compute_capabilities=None) -> Target:
 
 
 def choose_target(flavour: str = "auto", compute_capabilities=()) -> Target:
-    """The target of `vrfam-rt build-engines --flavour`: auto takes TensorRT when it and
-    an NVIDIA GPU are present (and no --compute-capability is given), else TensorRT-RTX."""
+    """The target of a build's `flavour`: auto takes TensorRT when it and an NVIDIA GPU
+    are present (and no compute capability is given), else TensorRT-RTX."""
     if flavour == "tensorrt":
         if compute_capabilities:
-            raise VrfamError("--compute-capability chooses TensorRT-RTX targets; TensorRT "
-                             "builds for the local GPU (use --flavour rtx)")
+            raise VrfamError("compute capabilities choose TensorRT-RTX targets; TensorRT "
+                             "builds for the local GPU (use `flavour='rtx'`)")
         return detect_target()
     if flavour == "auto" and not compute_capabilities:
         try:
@@ -84,12 +85,12 @@ def check_buildable(export_manifest: dict, onnx_dir: Path, target: Target,
                     "an INT8 graph whose unquantized part is fp32")
             raise VrfamError(f"{onnx_dir} is {what}: TensorRT-RTX has no FP32 matrix "
                              "multiplies for Turing (sm 7.5); export fp16 (`vrfam-rt export "
-                             "--precision fp16`) or leave 7.5 out of --compute-capability")
+                             "--precision fp16`) or leave 7.5 out of the compute capabilities")
     if options.refittable:
         import torch
         if not torch.cuda.is_available():
-            raise VrfamError("--refittable with TensorRT-RTX needs an NVIDIA GPU here (the "
-                             "refit check runs CUDA); build without --refittable")
+            raise VrfamError("`refittable=True` with TensorRT-RTX needs an NVIDIA GPU here (the "
+                             "refit check runs CUDA); build without `refittable=True`")
 
 
 def build_plan(onnx_path: Path, profile: dict, options: BuildOptions,

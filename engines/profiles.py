@@ -1,7 +1,7 @@
 """Dynamic-batch optimization profiles from an export manifest's I/O shapes."""
 from __future__ import annotations
 
-from vrfam_rt.errors import VrfamError
+from vrfam_rt.errors import VrfamError, argument
 
 
 def batch_profile(inputs: list[dict], max_batch: int, opt_batch: int | None = None,
@@ -12,10 +12,12 @@ def batch_profile(inputs: list[dict], max_batch: int, opt_batch: int | None = No
     """
     opt_batch = max_batch if opt_batch is None else opt_batch
     if not 1 <= opt_batch <= max_batch:
-        raise VrfamError(f"--opt-batch {opt_batch} must lie in 1..--max-batch {max_batch}")
+        raise VrfamError(f"{argument('opt_batch', opt_batch)} must lie in 1..{max_batch} "
+                         "(the max batch)")
     if export_max_batch is not None and max_batch > export_max_batch:
-        raise VrfamError(f"--max-batch {max_batch} exceeds the ONNX export's max batch "
-                         f"{export_max_batch}; re-export with --max-batch {max_batch}")
+        raise VrfamError(f"{argument('max_batch', max_batch)} exceeds the ONNX export's max batch "
+                         f"{export_max_batch}; re-export with `vrfam-rt export --max-batch "
+                         f"{max_batch}`")
     profile = {}
     for spec in inputs:
         shape = spec["shape"]

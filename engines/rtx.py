@@ -22,10 +22,10 @@ def check_targets(targets) -> tuple[str, ...]:
     """Sorted, unique compute capabilities, each one TensorRT-RTX builds for."""
     bad = [t for t in targets if t not in COMPUTE_CAPABILITIES]
     if bad:
-        raise VrfamError(f"--compute-capability {bad[0]}: TensorRT-RTX builds for "
+        raise VrfamError(f"compute capability {bad[0]}: TensorRT-RTX builds for "
                          f"{', '.join(COMPUTE_CAPABILITIES)}")
     if not targets:
-        raise VrfamError("give at least one --compute-capability")
+        raise VrfamError("give at least one compute capability")
     return tuple(sorted(set(targets), key=lambda t: tuple(map(int, t.split(".")))))
 
 
@@ -60,9 +60,9 @@ def build_plan_rtx(onnx_path: Path, profile: dict, options, targets: tuple[str, 
         needed = re.search(r"OutOfMemory \(Requested size was (\d+) bytes", reason)
         if needed:
             raise VrfamError(f"TensorRT-RTX could not build {onnx_path}: it ran out of its "
-                             f"--workspace {options.workspace_gib:g} GiB of scratch memory (it "
-                             f"asked for {int(needed.group(1)) / 2**30:.2f} GiB); raise "
-                             "--workspace or lower --max-batch")
+                             f"{options.workspace_gib:g} GiB of scratch memory (it asked for "
+                             f"{int(needed.group(1)) / 2**30:.2f} GiB); raise "
+                             f"`workspace_gib={options.workspace_gib:g}` or lower the max batch")
         raise VrfamError(f"TensorRT-RTX could not build {onnx_path} for sm "
                          f"{', '.join(targets)}: {reason}")
     return bytes(plan)

@@ -48,7 +48,8 @@ def check_model(model, source: str) -> None:
     for opset in model.opset_import:
         if opset.domain in ("", "ai.onnx") and opset.version not in TRT_OPSETS:
             raise VrfamError(f"{source}: opset {opset.version} is outside TensorRT's "
-                             f"{TRT_OPSETS.start}-{TRT_OPSETS.stop - 1}; export with --opset 18")
+                             f"{TRT_OPSETS.start}-{TRT_OPSETS.stop - 1}; export with "
+                             "`vrfam-rt export --opset 18`")
     constants = {t.name for t in graph.initializer}
     dequantized = set()
     for node in graph.node:

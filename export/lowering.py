@@ -19,23 +19,25 @@ from vrfam_rt import manifests
 from vrfam_rt.bundle import Bundle
 from vrfam_rt.contract import STAGE_NAMES, STAGES, example_inputs
 from vrfam_rt.environment import quiet_logs
-from vrfam_rt.errors import MissingDependency, VrfamError
+from vrfam_rt.errors import MissingDependency, VrfamError, argument
 from vrfam_rt.fileio import check_replaceable, sha256_file, staged_dir, writable_folder
 from vrfam_rt.version import __version__
 
 COMPONENTS = STAGE_NAMES
 PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16}
 DEFAULT_OPSET = 18
-FP16_CONV_CLAMP = 256.0        # activation clamp of the FP16 generator (StyleGAN2-ADA)
 EXTERNAL_DATA_BYTES = 2_000_000_000  # weights past this go to a .data file (protobuf: 2 GiB)
 
 
 def graph_form(component: str, precision: str) -> dict:
     """The call arguments of a stage in its exported form: the generator non-fused
-    (constant weights, what ONNX and TensorRT want) and, for FP16, clamped."""
+    (constant weights, what ONNX and TensorRT want) in its precision's form
+    (models.stylegan2.PRECISION_FORMS: for FP16, clamped), as the eager backend runs it."""
+    from vrfam_rt.models.stylegan2 import PRECISION_FORMS
+
     if component != "generator":
         return {}
-    return {"fused": False, "conv_clamp": FP16_CONV_CLAMP if precision == "fp16" else None}
+    return {"fused": False, **PRECISION_FORMS[precision]}
 
 
 class InForm(nn.Module):
@@ -168,7 +170,7 @@ def require_onnx() -> None:
 
 
 def check_export(bundle: Bundle, out: Path, precisions, components, max_batch: int,
-                 overwrite: bool) -> None:
+                 force: bool) -> None:
     """Refuse an export before any work: unknown names, a missing network, existing output."""
     require_onnx()
     out = Path(out)
@@ -179,29 +181,31 @@ def check_export(bundle: Bundle, out: Path, precisions, components, max_batch: i
     if unknown:
         raise VrfamError(f"unknown component {unknown[0]!r}; choose from {list(COMPONENTS)}")
     if max_batch < 1:
-        raise VrfamError(f"--max-batch must be at least 1, got {max_batch}")
+        raise VrfamError(f"{argument('max_batch', max_batch)}: the largest batch must be at "
+                         "least 1")
     writable_folder(out)
     for precision in precisions:
-        check_replaceable(out / precision, "export", overwrite)
+        check_replaceable(out / precision, "export", force)
     for component in components:
         bundle.component(component)            # raises, naming how to get a missing one
 
 
 def export_bundle(bundle: Bundle, out: Path, precisions=("fp32",), components=COMPONENTS,
-                  opset: int = DEFAULT_OPSET, max_batch: int = 16, overwrite: bool = False,
+                  opset: int = DEFAULT_OPSET, max_batch: int = 16, force: bool = False,
                   progress: Callable[[str], None] | None = None) -> dict[str, dict]:
     """Write `out/<precision>/` for each precision: the ONNX files and manifest.json.
 
-    Each precision folder appears whole or not at all. Returns {precision: manifest}.
+    Each precision folder appears whole or not at all; `force` replaces one this
+    function wrote before (and nothing else). Returns {precision: manifest}.
     """
     from vrfam_rt.export.compat import check_trt_compatible
 
-    check_export(bundle, out, precisions, components, max_batch, overwrite)
+    check_export(bundle, out, precisions, components, max_batch, force)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     written = {}
     for precision in precisions:
-        with staged_dir(out / precision, "export", "vrfam-rt export", overwrite) as tmp:
+        with staged_dir(out / precision, "export", "vrfam-rt export", force) as tmp:
             files = {}
             for component in components:
                 if progress:

@@ -140,13 +140,13 @@ def test_unknown_attribute_lists_the_valid_ones_and_the_closest():
 
 
 def test_alpha_outside_the_trained_range_needs_force():
-    with pytest.raises(VrfamError, match=r"outside \[-1.5, 1.5\].*--force"):
+    with pytest.raises(VrfamError, match=r"outside \[-1.5, 1.5\].*`force=True`"):
         parse_edits(["Smiling=2"], ATTRS)
     assert parse_edits(["Smiling=2"], ATTRS, force=True)[0].alphas == (("Smiling", 2.0),)
     with pytest.raises(VrfamError, match="outside"):
-        parse_edits(["Smiling"], ATTRS, sweep="-3:3:3")
+        parse_edits(["Smiling"], ATTRS, alpha_sweep="-3:3:3")
     with pytest.raises(VrfamError, match="not START:STOP:N"):
-        parse_edits(["Smiling"], ATTRS, sweep="1:2")
+        parse_edits(["Smiling"], ATTRS, alpha_sweep="1:2")
 
 
 def test_attribute_names_match_whatever_their_case():
@@ -156,15 +156,15 @@ def test_attribute_names_match_whatever_their_case():
 
 def test_a_sweep_names_every_strength_apart():
     """41 strengths from -1 to 1 step by 0.05: two decimals keep the 41 names apart."""
-    edits = parse_edits(["Smiling"], ATTRS, sweep="-1:1:41")
+    edits = parse_edits(["Smiling"], ATTRS, alpha_sweep="-1:1:41")
     names = [e.name for e in edits]
     assert len(set(names)) == 41 and names[1] == "Smiling-0.95" and names[20] == "Smiling+0.00"
-    assert [e.name for e in parse_edits(["Male"], ATTRS, sweep="-1:1:3")] == [
+    assert [e.name for e in parse_edits(["Male"], ATTRS, alpha_sweep="-1:1:3")] == [
         "Male-1.0", "Male+0.0", "Male+1.0"]
     with pytest.raises(UsageError, match="apart"):
-        parse_edits(["Male"], ATTRS, sweep="1:1:3")
+        parse_edits(["Male"], ATTRS, alpha_sweep="1:1:3")
     with pytest.raises(UsageError, match="name the attribute alone"):
-        parse_edits(["Male=0.5"], ATTRS, sweep="-1:1:3")
+        parse_edits(["Male=0.5"], ATTRS, alpha_sweep="-1:1:3")
 
 
 @pytest.mark.parametrize("args,match", [
@@ -255,7 +255,7 @@ def test_a_108_megapixel_jpeg_decodes_reduced_and_is_aligned(tmp_path, recwarn):
     refused = edit(tmp_path / "phone.jpg", "--config", "tiny", "--attr", "Smiling",
                    "--max-pixels", 2_000_000, "--out", tmp_path / "out2")
     assert refused.exit_code == 1 and "3000x2250 is too large" in refused.stderr
-    assert "--max-pixels" in refused.stderr
+    assert "`--max-pixels 2000000`" in refused.stderr
     assert not [w for w in recwarn if "DecompressionBomb" in type(w.message).__name__]
 
 

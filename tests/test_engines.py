@@ -71,7 +71,7 @@ def test_profile_spans_batch_1_to_max_with_fixed_other_axes():
 
 
 @pytest.mark.parametrize("kwargs,match", [
-    ({"max_batch": 4, "opt_batch": 8}, "--opt-batch 8 must lie in 1..--max-batch 4"),
+    ({"max_batch": 4, "opt_batch": 8}, "`opt_batch=8` must lie in 1..4 \\(the max batch\\)"),
     ({"max_batch": 32, "export_max_batch": 16}, "exceeds the ONNX export's max batch 16"),
 ])
 def test_profile_errors(kwargs, match):

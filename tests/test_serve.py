@@ -166,9 +166,9 @@ BAD = [
     (b"\xff" * (MAX_BYTES + 1), "Smiling=1", False,
      f"image: {MAX_BYTES + 1} bytes, over this server's limit of {MAX_BYTES}"),
     ("noise", "Smiling=1", True, "image: no face found; send a frontal photo, or align=false"),
-    ("face", "Smiles=1", False, "edits Smiles=1: unknown attribute 'Smiles'"),
-    ("face", "Smiling=2", False, "edits: alpha 2 for Smiling is outside [-1.5, 1.5]"),
-    ("face", "Smiling=x", False, "edits Smiling=x: alpha 'x' is not a number"),
+    ("face", "Smiles=1", False, "`edits='Smiles=1'`: unknown attribute 'Smiles'"),
+    ("face", "Smiling=2", False, "`edits='Smiling=2'`: alpha 2 for Smiling is outside [-1.5, 1.5]"),
+    ("face", "Smiling=x", False, "`edits='Smiling=x'`: alpha 'x' is not a number"),
 ]
 
 
@@ -362,7 +362,7 @@ def test_loadtest_without_a_server_says_so_in_one_line_after_waiting():
     start = time.monotonic()
     result = CliRunner().invoke(main, ["loadtest", "--url", f"127.0.0.1:{port}", "--wait", "1"])
     assert result.exit_code == 1 and time.monotonic() - start >= 1
-    assert "after 1 s (--wait)" in result.stderr and len(result.stderr.splitlines()) == 1
+    assert "after 1 s (`--wait 1`)" in result.stderr and len(result.stderr.splitlines()) == 1
 
 
 def parse_repo(root: Path) -> dict:

@@ -184,3 +184,48 @@ def test_folded_inference_equals_the_layers_and_training_ignores_it(tiny, clamp)
     # with autograd the unfolded layers run
     trained = generator(wplus.requires_grad_(), folded=True, conv_clamp=clamp)
     assert torch.equal(trained.detach(), generator(wplus, conv_clamp=clamp).detach())
+
+
+def test_eager_fp16_computes_what_the_exported_fp16_graph_computes(tiny, monkeypatch):
+    """fp16 is one computation: the eager backend's fp16 generator takes the exported fp16
+    graph's form (non-fused, its normalisation before demodulation, activations clamped to
+    256). Eager fp16 runs only on CUDA, so the backend is made for a CUDA device that is
+    never used, and both forms run here in float32, where they must agree; a constant
+    input scaled up drives activations past the clamp, so the clamp shows."""
+    from vrfam_rt.backends.eager import EagerBackend
+    from vrfam_rt.export.lowering import graph_form
+    from vrfam_rt.models.stylegan2 import FP16_CONV_CLAMP, FusedLeakyReLU
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)   # the backend sets it
+    eager_form = EagerBackend(tiny, device="cuda", precision="fp16").generator_form
+    exported_form = graph_form("generator", "fp16")
+
+    generator = copy.deepcopy(tiny.component("generator")).eval()
+    generator.input.input.data *= 1e4          # conv1's output scales with its input
+    peaks = []
+    for module in generator.modules():
+        if isinstance(module, FusedLeakyReLU):
+            module.register_forward_hook(lambda m, i, out: peaks.append(out.abs().max().item()))
+    wplus = torch.randn(2, generator.n_latent, generator.config.style_dim)
+    with torch.no_grad():
+        outputs = {}
+        for name, form in (("eager", eager_form), ("exported", exported_form),
+                           ("unclamped", {"fused": False})):
+            peaks.clear()
+            outputs[name] = generator(wplus, **form)
+            assert peaks, name                 # the unfolded layers ran
+            outputs[name + " peak"] = max(peaks)
+    assert rel_err(outputs["eager"], outputs["exported"]) < 1e-6
+    assert outputs["eager peak"] <= FP16_CONV_CLAMP
+    assert outputs["exported peak"] <= FP16_CONV_CLAMP
+    assert outputs["unclamped peak"] > 10 * FP16_CONV_CLAMP
+    assert rel_err(outputs["eager"], outputs["unclamped"]) > 1e-2
+
+
+def test_eager_fp32_and_bf16_keep_their_unclamped_forms(tiny):
+    from vrfam_rt.backends.eager import EagerBackend
+
+    for precision in ("fp32", "bf16"):
+        form = EagerBackend(tiny, device="cpu", precision=precision).generator_form
+        assert form == {"folded": True}, precision

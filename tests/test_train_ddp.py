@@ -46,7 +46,7 @@ def test_the_ranks_parts_of_a_global_batch_are_disjoint_and_cover_it(world):
 
 
 def test_a_global_batch_that_does_not_split_over_the_processes_is_refused():
-    with pytest.raises(VrfamError, match="--batch 3 does not split over 2 processes"):
+    with pytest.raises(VrfamError, match="`batch=3` does not split over 2 processes"):
         Ranks(rank=0, world=2).shard(3)
 
 

@@ -80,7 +80,7 @@ def test_import_force_replaces_its_own_bundle_but_not_one_a_user_added_to(user, 
     assert CliRunner().invoke(main, ["import", "--stylegan2", str(checkpoint), "--out",
                                      str(out)]).exit_code == 0
     again = run("import", "--stylegan2", checkpoint, "--out", out, code=FAILED,
-                says="pass --force to replace it")
+                says="pass `--force` to replace it")
     assert "vrfam-rt import" in again.stderr
     assert CliRunner().invoke(main, ["import", "--stylegan2", str(checkpoint), "--out", str(out),
                                      "--force"]).exit_code == 0
@@ -247,7 +247,7 @@ def test_the_api_takes_numpy_arrays_and_pil_images_alike(pipe):
     (EXAMPLE, {"Smiling": "much"}, TypeError, "maps attribute names to numbers"),
     (3, None, TypeError, "pass a path, a PIL image, a numpy uint8"),
     ("float-array", None, TypeError, "must be uint8 HxWx3"),
-    (EXAMPLE, {"Smiling": 2.0}, "UsageError", "pass force=True"),
+    (EXAMPLE, {"Smiling": 2.0}, "UsageError", "pass `force=True`"),
 ])
 def test_the_api_says_what_to_pass(pipe, images, edits, error, says):
     import numpy as np
@@ -266,7 +266,7 @@ def test_the_api_checks_device_and_cache_before_any_work():
 
     with pytest.raises(UsageError, match="choose cpu, cuda or cuda:N"):
         EditPipeline.from_bundle(None, backend="eager", device="tpu", align=False)
-    with pytest.raises(VrfamError, match="cache_root /proc/vrfam: cannot write"):
+    with pytest.raises(VrfamError, match="`cache_root='/proc/vrfam'`: cannot write"):
         EditPipeline.from_bundle(None, backend="ort", cache_root="/proc/vrfam", align=False)
 
 

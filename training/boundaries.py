@@ -116,7 +116,7 @@ class BoundaryTask(Task):
         classifier = bundle.classifier
         missing = [a for a in attrs if a not in classifier.attributes]
         if missing:
-            raise VrfamError(f"--attr {missing[0]}: the bundle's classifier does not predict it "
+            raise VrfamError(f"attribute {missing[0]}: the bundle's classifier does not predict it "
                              f"(it predicts {', '.join(classifier.attributes)})")
         generator = bundle.generator
         w = sample_w(generator, samples, step_generator(seed, 0, stream=9)).cpu()

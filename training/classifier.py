@@ -32,7 +32,7 @@ def oracle_mixes(data: LatentDataset, generator, oracle, n: int, seed: int, reac
 
     missing = [a for a in data.attributes if a not in ATTRIBUTES]
     if missing:
-        raise VrfamError(f"--oracle-mixes: the procedural faces' oracle has no {missing[0]}")
+        raise VrfamError(f"`oracle_mixes=True`: the procedural faces' oracle has no {missing[0]}")
     columns = [ATTRIBUTES.index(a) for a in data.attributes]
     g = torch.Generator().manual_seed(seed)
     pairs = torch.randint(len(data), (n, 2), generator=g)

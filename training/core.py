@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from vrfam_rt.version import __version__
-from vrfam_rt.errors import VrfamError
+from vrfam_rt.errors import VrfamError, argument
 from vrfam_rt.fileio import atomic_file, write_text_atomic
 
 CHECKPOINT = "checkpoint.pt"
@@ -68,7 +68,8 @@ class Ranks:
     def shard(self, batch: int) -> slice:
         """This rank's part of a global batch of `batch` samples."""
         if batch % self.world:
-            raise VrfamError(f"--batch {batch} does not split over {self.world} processes; "
+            raise VrfamError(f"{argument('batch', batch)} does not split over {self.world} "
+                             "processes; "
                              f"use a multiple of {self.world}")
         part = batch // self.world
         return slice(self.rank * part, (self.rank + 1) * part)
@@ -239,7 +240,7 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
         raise VrfamError(f"{path} is not a readable checkpoint ({exc}); start a new run "
-                         "without --resume") from None
+                         "(without `resume=True`)") from None
 
 
 class CsvLog:
@@ -287,17 +288,17 @@ def run(task: Task, options: RunOptions, ranks: Ranks,
     start = 0
     if options.resume:
         if not checkpoint.is_file():
-            raise VrfamError(f"{checkpoint}: nothing to resume; run without --resume")
+            raise VrfamError(f"{checkpoint}: nothing to resume; run without `resume=True`")
         state = load_checkpoint(checkpoint)
         if state.get("component") != task.component:
             raise VrfamError(f"{checkpoint} holds a {state.get('component')} run, not "
-                             f"{task.component}; choose another --out")
+                             f"{task.component}; choose another `out=PATH`")
         task.load(state["task"])
         set_rng_state(state["rng"])
         start = state["step"]
     elif checkpoint.exists():
-        raise VrfamError(f"{out} already holds a run; pass --resume to continue it or "
-                         "choose another --out")
+        raise VrfamError(f"{out} already holds a run; pass `resume=True` to continue it or "
+                         "choose another `out=PATH`")
     if ranks.main:
         out.mkdir(parents=True, exist_ok=True)
         record = {"command": options.command, "component": task.component, "args": args,

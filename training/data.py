@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from vrfam_rt.errors import VrfamError
+from vrfam_rt.errors import VrfamError, argument
 from vrfam_rt.fileio import sha256_file
 from vrfam_rt.images import image_files, normalise, read_rgb, save_png, to_tensor
 
@@ -27,7 +27,7 @@ def read_attributes(path: Path) -> tuple[tuple[str, ...], list[str], torch.Tenso
     """CelebA attribute file -> (attribute names, file names, labels [N,A] float 0/1)."""
     path = Path(path)
     if not path.is_file():
-        raise VrfamError(f"--attrs {path}: no such file")
+        raise VrfamError(f"{argument('attrs', path)}: no such file")
     lines = [line for line in path.read_text().splitlines() if line.strip()]
     if len(lines) < 3:
         raise VrfamError(f"{path}: not a CelebA attribute file (needs a count line, a names "
@@ -62,7 +62,8 @@ class ImageFolder:
             self.files = [Path(f) for f in files]
             missing = [f for f in self.files if not (self.root / f).is_file()]
             if missing:
-                raise VrfamError(f"{self.root / missing[0]}: listed in --attrs but not found "
+                raise VrfamError(f"{self.root / missing[0]}: listed in the attribute file but "
+                                 "not found "
                                  f"({len(missing)} missing)")
         self.cache = self.root / CACHE / f"aligned-{size}"
         self._aligner = None
@@ -153,10 +154,10 @@ def latent_dataset(data: Path, attrs: Path | None, bundle, align: bool) -> Laten
     if data.is_file():
         return LatentDataset.load(data)
     if not data.is_dir():
-        raise VrfamError(f"--data {data}: no such folder or latent dataset file")
+        raise VrfamError(f"{argument('data', data)}: no such folder or latent dataset file")
     if attrs is None:
-        raise VrfamError(f"--data {data} is an image folder; give its labels with --attrs "
-                         "list_attr_celeba.txt")
+        raise VrfamError(f"{argument('data', data)} is an image folder; give its labels with "
+                         "`attrs='list_attr_celeba.txt'`")
     names, files, labels = read_attributes(attrs)
     key = f"{bundle.component_hashes()['encoder'][:12]}-{sha256_file(Path(attrs))[:12]}"
     cache = data / CACHE / f"latents-{key}{'' if align else '-noalign'}.safetensors"

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vrfam_rt.errors import VrfamError
+from vrfam_rt.errors import VrfamError, argument
 
 # torchvision feature indices: conv layers (in, out, kernel, stride, pad) and the ReLU taps
 ALEX = {0: (3, 64, 11, 4, 2), 3: (64, 192, 5, 1, 2), 6: (192, 384, 3, 1, 1),
@@ -90,11 +90,12 @@ class LPIPS(nn.Module):
         return total
 
 
-def read_weights(path: Path, flag: str) -> dict[str, torch.Tensor]:
-    """A state dict from a safetensors or a plain PyTorch file (no pickled code)."""
+def read_weights(path: Path, option: str) -> dict[str, torch.Tensor]:
+    """A state dict from a safetensors or a plain PyTorch file (no pickled code); a
+    missing file is named as the caller's argument `option`."""
     path = Path(path)
     if not path.is_file():
-        raise VrfamError(f"{flag} {path}: no such file")
+        raise VrfamError(f"{argument(option, path)}: no such file")
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
         return load_file(path)
@@ -107,25 +108,25 @@ def read_weights(path: Path, flag: str) -> dict[str, torch.Tensor]:
 def load_lpips(weights: Path | None, backbone: Path | None) -> LPIPS:
     """LPIPS from the heads file (and a backbone file when the heads file lacks `features.*`)."""
     if weights is None:
-        raise VrfamError("the perceptual loss needs LPIPS weights: give --lpips-weights FILE "
-                         "(lin heads, e.g. lpips/weights/v0.1/alex.pth) and --lpips-backbone "
-                         "FILE (torchvision alexnet/vgg16), or pass --no-perceptual")
-    state = read_weights(weights, "--lpips-weights")
+        raise VrfamError("the perceptual loss needs LPIPS weights: give `lpips_weights=FILE` "
+                         "(lin heads, e.g. lpips/weights/v0.1/alex.pth) and `lpips_backbone=FILE` "
+                         "(torchvision alexnet/vgg16), or pass `perceptual=False`")
+    state = read_weights(weights, "lpips_weights")
     if backbone is not None:
-        state |= read_weights(backbone, "--lpips-backbone")
+        state |= read_weights(backbone, "lpips_backbone")
     state = {k: v.float() for k, v in state.items() if k.startswith(("features.", "lin"))}
     first = state.get("features.0.weight")
     if first is None:
-        raise VrfamError(f"--lpips-weights {weights} has no backbone ('features.*' keys); give "
-                         "the torchvision AlexNet/VGG16 file with --lpips-backbone")
+        raise VrfamError(f"{argument('lpips_weights', weights)} has no backbone ('features.*' "
+                         "keys); give the torchvision AlexNet/VGG16 file as `lpips_backbone=FILE`")
     net = "alex" if first.shape[-1] == 11 else "vgg"
     module = LPIPS(net)
     expected = module.state_dict()
     state |= {k: expected[k] for k in ("shift", "scale")}
     missing = [k for k in expected if k not in state]
     if missing:
-        raise VrfamError(f"LPIPS ({net}) weights lack '{missing[0]}'; --lpips-weights holds the "
-                         "lin heads, --lpips-backbone the torchvision features")
+        raise VrfamError(f"LPIPS ({net}) weights lack '{missing[0]}'; `lpips_weights=FILE` holds "
+                         "the lin heads, `lpips_backbone=FILE` the torchvision features")
     from vrfam_rt.bundle import load_state
     load_state(module, {k: state[k] for k in expected}, str(weights))
     return frozen(module)
@@ -134,13 +135,13 @@ def load_lpips(weights: Path | None, backbone: Path | None) -> LPIPS:
 def load_arcface(path: Path | None) -> nn.Module:
     """IR-SE50 ArcFace from a bare state dict (model_ir_se50.pth layout), frozen."""
     if path is None:
-        raise VrfamError("the identity loss needs ArcFace weights: give --arcface FILE "
-                         "(model_ir_se50.pth), or pass --no-identity")
+        raise VrfamError("the identity loss needs ArcFace weights: give `arcface=FILE` "
+                         "(model_ir_se50.pth), or pass `identity=False`")
     from vrfam_rt import models
     from vrfam_rt.bundle import load_state
     from vrfam_rt.importers.checkpoints import identity_config
 
-    state = read_weights(path, "--arcface")
+    state = read_weights(path, "arcface")
     module = models.ArcFace(identity_config(state, Path(path)))
     load_state(module, {k: v.float() if v.is_floating_point() else v for k, v in state.items()},
                str(path), optional=("num_batches_tracked",))

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 
 from vrfam_rt import models
 from vrfam_rt.bundle import Bundle
-from vrfam_rt.errors import VrfamError
+from vrfam_rt.errors import VrfamError, argument
 from vrfam_rt.training.core import (RunOptions, Ranks, Task, batch_indices, optimise,
                                     step_generator)
 from vrfam_rt.training.data import LatentDataset, sample_w
@@ -60,7 +60,8 @@ class TransformerTask(Task):
         self.classifier = frozen(bundle.classifier).to(device)
         names = self.classifier.attributes
         if attr not in names:
-            raise VrfamError(f"--attr {attr}: the bundle's classifier does not predict it "
+            raise VrfamError(f"{argument('attr', attr)}: the bundle's classifier does not "
+                             "predict it "
                              f"(it predicts {', '.join(names)}); train a classifier first")
         self.k = names.index(attr)
         self.arcface = arcface

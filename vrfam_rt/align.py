@@ -15,7 +15,8 @@ import numpy as np
 from vrfam_rt.errors import MissingDependency, VrfamError
 
 DETECT_SIDE = 1024     # the face detector's view of a photo, pixels on the longer side
-INSTALL_HINT = "pip install 'vrfam-rt[align]' (dlib-bin, face_recognition_models), or pass --no-align"
+INSTALL_HINT = ("pip install 'vrfam-rt[align]' (dlib-bin, face_recognition_models), or pass "
+                "`align=False`")
 
 
 def predictor_path() -> Path:
@@ -43,7 +44,7 @@ def ffhq_quad(landmarks: np.ndarray) -> np.ndarray:
 
 class NoFaceFound(VrfamError):
     """The detector found no face in a photo (a server words the way out in its own
-    terms: the request's `align` input rather than --no-align)."""
+    terms: the request's `align` input rather than the call's `align=False`)."""
 
 
 class FaceAligner:
@@ -88,7 +89,7 @@ class FaceAligner:
         coordinates (PIL's: the top-left pixel spans [0,1)^2), or NoFaceFound."""
         points = self.landmarks(np.asarray(image))
         if points is None:
-            raise NoFaceFound(f"{source}: no face found; use a frontal photo or pass --no-align")
+            raise NoFaceFound(f"{source}: no face found; use a frontal photo or pass `align=False`")
         return ffhq_quad(points) + 0.5          # landmarks count pixel centres from 0
 
     def align(self, image, size: int, source: str = "image"):

@@ -25,7 +25,7 @@ MANIFEST = manifests.FORMATS["bundle"].file
 COMPONENTS = ("generator", "encoder", "classifier", "transformer", "identity", "discriminator")
 HOW_TO_GET = {
     "generator": "import a StyleGAN2 checkpoint with `vrfam-rt import --stylegan2 FILE`",
-    "encoder": "import one with `vrfam-rt import --e4e FILE` (or --psp)",
+    "encoder": "import one with `vrfam-rt import --e4e FILE` (or `vrfam-rt import --psp FILE`)",
     "classifier": "import one with `vrfam-rt import --classifier FILE`",
     "transformer": "import one with `vrfam-rt import --transformer ATTR=FILE`",
     "discriminator": "train an encoder with `vrfam-rt train encoder`",
@@ -164,7 +164,8 @@ class Bundle:
             share = Path(share)
             shared = {e["sha256"]: os.path.relpath(share / e["file"], path)
                       for e in manifests.read(share, "bundle")["files"].values()}
-        with staged_dir(path, "bundle", command or "Bundle.save", overwrite, "path") as tmp:
+        with staged_dir(path, "bundle", command or "Bundle.save", overwrite, "path",
+                        "overwrite") as tmp:
             files, hashes = {}, {}
             for name, module in self.modules.items():
                 data = _serialise(module)

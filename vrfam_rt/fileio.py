@@ -33,47 +33,48 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def writable_folder(path: str | os.PathLike, option: str = "--out") -> Path:
-    """`path` if files can be written into it (made on first write), else VrfamError.
+def writable_folder(path: str | os.PathLike, option: str = "out") -> Path:
+    """`path` if files can be written into it (made on first write), else VrfamError
+    naming `path` as the caller's argument `option`.
 
     For the checks a command runs before any model work: `path` is a file; the nearest
     existing folder above it is a file; or nothing may be created there (no write
     permission, a read-only file system) - found by creating and removing a file.
     """
-    from vrfam_rt.errors import VrfamError
+    from vrfam_rt.errors import VrfamError, argument
 
     path = Path(path)
     if path.exists() and not path.is_dir():
-        raise VrfamError(f"{option} {path} is a file; name a folder")
+        raise VrfamError(f"{argument(option, path)} is a file; name a folder")
     existing = path
     while not existing.exists() and existing != existing.parent:
         existing = existing.parent
     if not existing.is_dir():
-        raise VrfamError(f"{option} {path}: {existing} is a file, so no folder can be made "
-                         "under it")
+        raise VrfamError(f"{argument(option, path)}: {existing} is a file, so no folder can "
+                         "be made under it")
     try:
         with tempfile.TemporaryFile(dir=existing):
             pass
     except OSError as exc:
-        raise VrfamError(f"{option} {path}: cannot write into {existing} "
+        raise VrfamError(f"{argument(option, path)}: cannot write into {existing} "
                          f"({exc.strerror or exc})") from None
     return path
 
 
-def writable_file(path: str | os.PathLike, option: str = "--json") -> Path:
+def writable_file(path: str | os.PathLike, option: str = "path") -> Path:
     """`path` if a file can be written there (its folder made on first write), else
     VrfamError: `path` is a folder, or its folder cannot be made or written into."""
-    from vrfam_rt.errors import VrfamError
+    from vrfam_rt.errors import VrfamError, argument
 
     path = Path(path)
     if path.is_dir():
-        raise VrfamError(f"{option} {path} is a folder; name a file")
+        raise VrfamError(f"{argument(option, path)} is a folder; name a file")
     if path.parent.exists() and not path.parent.is_dir():
-        raise VrfamError(f"{option} {path}: {path.parent} is a file, so nothing can be "
+        raise VrfamError(f"{argument(option, path)}: {path.parent} is a file, so nothing can be "
                          "written under it")
     writable_folder(path.parent, option)
     if path.exists() and not os.access(path, os.W_OK):
-        raise VrfamError(f"{option} {path}: the file is read-only")
+        raise VrfamError(f"{argument(option, path)}: the file is read-only")
     return path
 
 
@@ -156,58 +157,59 @@ def _a(noun: str) -> str:
 
 
 def check_replaceable(target: str | os.PathLike, kind: str, force: bool,
-                      option: str = "--out") -> None:
+                      option: str = "out", force_name: str = "force") -> None:
     """Refuse, before any work, to write a `kind` folder at `target` unless nothing is
     there, or `force` is given and what is there is a `kind` folder that vrfam-rt made
     and that holds nothing else. A VrfamError names the first foreign entry; nothing
     is changed. Regular files, links, the working folder, its parents and the home
-    folder are never replaced.
+    folder are never replaced. The messages name `target` as the caller's argument
+    `option` and `force` as its argument `force_name`.
     """
-    from vrfam_rt.errors import UsageError, VrfamError
+    from vrfam_rt.errors import UsageError, VrfamError, argument
 
-    target = Path(target)
+    target, given = Path(target), argument(option, target)
     if not target.exists() and not target.is_symlink():
         return
     if target.is_symlink() or not target.is_dir():
-        raise VrfamError(f"{option} {target} is a file, not a folder vrfam-rt made; "
-                         f"choose another {option}")
+        raise VrfamError(f"{given} is a file, not a folder vrfam-rt made; "
+                         "choose another folder")
     resolved, cwd, home = target.resolve(), Path.cwd().resolve(), Path.home().resolve()
     if resolved in (home, Path(resolved.anchor)) or cwd.is_relative_to(resolved):
         where = ("the home folder" if resolved == home else "the working folder"
                  if resolved == cwd else "a folder above the working folder")
-        raise UsageError(f"{option} {target} is {where}; name a new folder for the {kind}")
+        raise UsageError(f"{given} is {where}; name a new folder for the {kind}")
     record = made_by(target)
     if record is None or record.get("kind") != kind:
         first = sorted(_entries(target))
         what = f"holds {first[0]!r}" if first else "is a folder"
-        raise VrfamError(f"{option} {target} already exists and {what}, which is not {_a(kind)} "
-                         f"made by vrfam-rt; choose another {option} (nothing was changed)")
+        raise VrfamError(f"{given} already exists and {what}, which is not {_a(kind)} "
+                         "made by vrfam-rt; choose another folder (nothing was changed)")
     foreign = sorted(_entries(target) - set(record.get("entries", ())))
     if foreign:
-        raise VrfamError(f"{option} {target} holds {foreign[0]!r}, which vrfam-rt did not "
-                         f"write there; move it out or choose another {option} (nothing was "
+        raise VrfamError(f"{given} holds {foreign[0]!r}, which vrfam-rt did not "
+                         "write there; move it out or choose another folder (nothing was "
                          "changed)")
     if not force:
-        raise VrfamError(f"{option} {target} already exists ({_a(kind)} made by "
-                         f"`{record.get('command', 'vrfam-rt')}`); choose another {option}, "
-                         f"or pass {'--force' if option.startswith('--') else 'overwrite=True'} "
-                         "to replace it")
+        raise VrfamError(f"{given} already exists ({_a(kind)} made by "
+                         f"`{record.get('command', 'vrfam-rt')}`); choose another folder, "
+                         f"or pass {argument(force_name, True)} to replace it")
 
 
 @contextlib.contextmanager
 def staged_dir(target: str | os.PathLike, kind: str, command: str,
-               force: bool = False, option: str = "--out") -> Iterator[Path]:
+               force: bool = False, option: str = "out",
+               force_name: str = "force") -> Iterator[Path]:
     """Yield an empty sibling directory; on success it replaces `target` in one rename.
 
     The folder records that it is a `kind` made by `command` and what it holds
-    (OWNER_FILE), which is what lets a later `--force` replace it and nothing else:
+    (OWNER_FILE), which is what lets a later `force` replace it and nothing else:
     an existing `target` is replaced only as `check_replaceable(target, kind, force)`
     allows, checked again just before the swap. On any failure (an interrupt
     included) the staging directory is removed and an existing `target` is left as
     it was.
     """
     target = Path(target)
-    check_replaceable(target, kind, force, option)
+    check_replaceable(target, kind, force, option, force_name)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     tmp.chmod(0o755)  # mkdtemp's 0700 would follow the directory into place
@@ -217,7 +219,7 @@ def staged_dir(target: str | os.PathLike, kind: str, command: str,
             {"kind": kind, "command": command, "entries": sorted(_entries(tmp))},
             indent=1) + "\n")
         if target.exists() or target.is_symlink():
-            check_replaceable(target, kind, force, option)
+            check_replaceable(target, kind, force, option, force_name)
             old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old.", dir=target.parent))
             os.replace(target, old / target.name)
             os.replace(tmp, target)

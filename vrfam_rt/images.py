@@ -46,7 +46,8 @@ def read_rgb(path: str | Path | bytes, max_pixels: int = MAX_PIXELS,
                 img.draft("RGB", (draft, draft))
             if img.width * img.height > max_pixels:
                 raise VrfamError(f"{path}: {img.width}x{img.height} is too large to decode "
-                                 f"safely (limit {max_pixels / 2**20:g} Mpx, --max-pixels); "
+                                 f"safely (limit {max_pixels / 2**20:g} Mpx, "
+                                 f"`max_pixels={max_pixels}`); "
                                  "downscale it first")
             img = ImageOps.exif_transpose(img)
             if img.mode in ("I;16", "I;16B", "I;16L", "I"):

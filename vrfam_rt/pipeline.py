@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from vrfam_rt.config import ALPHA_LIMIT
-from vrfam_rt.errors import UsageError, VrfamError
+from vrfam_rt.errors import UsageError, VrfamError, argument
 from vrfam_rt.images import MAX_PIXELS, normalise, read_rgb, to_pil, to_tensor
 from vrfam_rt.inversion import Failure, Inversion
 from vrfam_rt.on_demand import MAX_BATCH
@@ -55,19 +55,20 @@ class Edit:
 RECONSTRUCTION = Edit(())     # no attribute changed: the generator renders W+ as inverted
 
 
-def parse_edits(attrs: list[str], attributes: tuple[str, ...], sweep: str | None = None,
-                force: bool = False, option: str = "--attr",
-                force_hint: str | None = "--force") -> list[Edit]:
+def parse_edits(attrs: list[str], attributes: tuple[str, ...], alpha_sweep: str | None = None,
+                force: bool = False, option: str = "attrs",
+                force_hint: str | None = "`force=True`") -> list[Edit]:
     """`NAME[=ALPHA]` options (and an optional START:STOP:N sweep) -> edits to render.
 
     Without a sweep all attributes form one sequential edit; with a sweep there is one
     edit per sweep value, each applying every named attribute at that strength. Names
     match the bundle's attributes whatever their case. Every mistake is a UsageError
-    whose message names the `option` the text came from; an alpha out of range names
-    `force_hint`, how this caller allows one (none: it cannot).
+    whose message names the text as the caller's argument `option`; an alpha out of
+    range names `force_hint`, how this caller allows one (none: it cannot).
     """
+    sweep = alpha_sweep
     if not attrs:
-        raise UsageError(f"give at least one {option} NAME[=ALPHA]")
+        raise UsageError(f"give at least one edit, e.g. {argument(option, 'Smiling=1')}")
     if not attributes:
         raise UsageError("this bundle edits nothing: it holds no latent transformer (`vrfam-rt "
                          "import --transformer ATTR=FILE` adds one; `vrfam-rt info --bundle` "
@@ -80,26 +81,28 @@ def parse_edits(attrs: list[str], attributes: tuple[str, ...], sweep: str | None
         if name is None:
             close = difflib.get_close_matches(given, attributes, n=1)
             hint = f"; did you mean {close[0]}?" if close else ""
-            raise UsageError(f"{option} {text}: unknown attribute {given!r}{hint} "
+            raise UsageError(f"{argument(option, text)}: unknown attribute {given!r}{hint} "
                              f"(this bundle edits: {', '.join(attributes)})")
         if value and sweep:
-            raise UsageError(f"--attr {text} gives a strength and --alpha-sweep gives others; "
-                             f"name the attribute alone (--attr {name}) to sweep it")
+            raise UsageError(f"{argument(option, text)} gives a strength and "
+                             f"{argument('alpha_sweep', sweep)} gives others; name the "
+                             f"attribute alone ({argument(option, name)}) to sweep it")
         try:
             alpha = float(value) if value else 1.0
         except ValueError:
-            raise UsageError(f"{option} {text}: alpha {value!r} is not a number") from None
+            raise UsageError(f"{argument(option, text)}: alpha {value!r} is not a number") from None
         if not math.isfinite(alpha):
-            raise UsageError(f"{option} {text}: alpha must be a finite number")
+            raise UsageError(f"{argument(option, text)}: alpha must be a finite number")
         pairs.append((name, alpha))
     alphas = [[a for _, a in pairs]]
     if sweep:
         alphas = [[v] * len(pairs) for v in parse_sweep(sweep)]
     for row in alphas:
-        for (name, _), alpha in zip(pairs, row):
+        for (name, _), alpha, text in zip(pairs, row, attrs):
             if abs(alpha) > ALPHA_LIMIT and not force:
                 how = f"; pass {force_hint} to use it anyway" if force_hint else ""
-                raise UsageError(f"{'--alpha-sweep' if sweep else option}: alpha {alpha:g} for "
+                given = argument("alpha_sweep", sweep) if sweep else argument(option, text)
+                raise UsageError(f"{given}: alpha {alpha:g} for "
                                  f"{name} is outside [-{ALPHA_LIMIT}, "
                                  f"{ALPHA_LIMIT}], the range the transformers were trained "
                                  f"for{how}")
@@ -114,13 +117,15 @@ def parse_sweep(text: str) -> list[float]:
         start, stop, count = text.split(":")
         start, stop, count = float(start), float(stop), int(count)
     except ValueError:
-        raise UsageError(f"--alpha-sweep {text!r} is not START:STOP:N (e.g. -1.5:1.5:7)") from None
+        raise UsageError(f"{argument('alpha_sweep', text)} is not START:STOP:N "
+                         "(e.g. -1.5:1.5:7)") from None
     if count < 1 or count > 1001:
-        raise UsageError(f"--alpha-sweep {text!r}: N must lie in 1..1001")
+        raise UsageError(f"{argument('alpha_sweep', text)}: N must lie in 1..1001")
     if not (math.isfinite(start) and math.isfinite(stop)):
-        raise UsageError(f"--alpha-sweep {text!r}: START and STOP must be finite numbers")
+        raise UsageError(f"{argument('alpha_sweep', text)}: START and STOP must be finite "
+                         "numbers")
     if count > 1 and abs(stop - start) < 1e-6 * (count - 1):
-        raise UsageError(f"--alpha-sweep {text!r}: {count} strengths need START and STOP "
+        raise UsageError(f"{argument('alpha_sweep', text)}: {count} strengths need START and STOP "
                          "at least 1e-6 apart per step")
     if count == 1:
         return [start]
@@ -180,8 +185,7 @@ def as_edit(edit, attributes: tuple[str, ...], force: bool = False) -> Edit:
     if isinstance(edit, Edit):
         return edit
     texts = edit_texts(edit)
-    return parse_edits(texts, attributes, force=force, option="edits",
-                       force_hint="force=True")[0] if texts \
+    return parse_edits(texts, attributes, force=force, option="edits")[0] if texts \
         else RECONSTRUCTION
 
 

@@ -77,7 +77,7 @@ class Backend:
         the manifest of the folder that runs it."""
         if stage not in self.manifest["files"] and self.fallback is not None:
             return self.fallback.stage_inputs(stage)
-        entry = self._entry(stage, f"export it with --components {stage}")
+        entry = self._entry(stage, f"export it with `vrfam-rt export --components {stage}`")
         return {spec["name"]: tuple(None if isinstance(d, str) else d for d in spec["shape"])
                 for spec in entry["inputs"]}
 

@@ -37,7 +37,9 @@ class EagerBackend(Backend):
         their layout reorders) and off for CUDA (slower there, see the H200 gpu-check).
         `generator_form`: the generator's call arguments (models.stylegan2.Generator:
         fused, folded, conv_clamp); by default folded on the CPU, where its 1024^2
-        layers are bound by memory traffic, and the plain non-fused form elsewhere."""
+        layers are bound by memory traffic, and the plain non-fused form elsewhere, in the
+        precision's form the exported graphs share (PRECISION_FORMS: fp16 unfolded and
+        clamped)."""
         registry.resolve(self.name, precision, str(device))   # one it runs, or the UsageError
         if str(device).startswith("cuda") and not torch.cuda.is_available():
             raise MissingDependency(f"device {device!r} asked for, but torch sees no CUDA device")
@@ -52,8 +54,10 @@ class EagerBackend(Backend):
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True    # shapes are fixed per batch size
         self.attributes = tuple(bundle.attributes)
-        self.generator_form = {"folded": self.device.type == "cpu"} if generator_form is None \
-            else dict(generator_form)
+        from vrfam_rt.models.stylegan2 import PRECISION_FORMS
+
+        self.generator_form = {"folded": self.device.type == "cpu", **PRECISION_FORMS[precision]} \
+            if generator_form is None else dict(generator_form)
         self._modules: dict[str, torch.nn.Module] = {}
 
     @classmethod

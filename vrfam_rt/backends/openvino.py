@@ -82,13 +82,13 @@ class OpenVinoBackend(Backend):
         held = self.manifest["precision"]
         if (held == "int8") != (precision == "int8"):
             raise VrfamError(f"{self.folder} holds {held} graphs; the openvino backend runs "
-                             f"{precision} from " + ("int8-openvino graphs (vrfam-rt "
-                                                     "calibrate --target openvino)"
+                             f"{precision} from " + ("int8-openvino graphs (`vrfam-rt "
+                                                     "calibrate --target openvino`)"
                                                      if precision == "int8" else "fp32 graphs"))
         if held == "int8" and self.manifest.get("target") not in self.spec.int8_targets:
             raise VrfamError(f"{self.folder} holds INT8 graphs for {self.manifest.get('target')}; "
                              "OpenVINO runs those of `vrfam-rt calibrate --target openvino` "
-                             "(or --target cpu)")
+                             "(or `vrfam-rt calibrate --target cpu`)")
         if held not in ("fp32", "int8"):
             raise VrfamError(f"{self.folder} holds {held} graphs; OpenVINO compiles the fp32 "
                              "export (its bf16 comes from the inference-precision hint)")
@@ -141,7 +141,7 @@ class OpenVinoBackend(Backend):
 
     def compile_stage(self, stage: str, shapes, properties: dict):
         """The stage's graph compiled for these input shapes with these properties."""
-        entry = self._entry(stage, f"export it with --components {stage}")
+        entry = self._entry(stage, f"export it with `vrfam-rt export --components {stage}`")
         model = self.core.read_model(str(self.folder / entry["file"]))
         model.reshape({port.get_any_name(): list(shape)
                        for port, shape in zip(model.inputs, shapes)})

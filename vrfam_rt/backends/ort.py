@@ -51,7 +51,7 @@ class OrtBackend(Backend):
 
     def session(self, stage: str):
         if stage not in self._sessions:
-            entry = self._entry(stage, f"export it with --components {stage}")
+            entry = self._entry(stage, f"export it with `vrfam-rt export --components {stage}`")
             options = self.ort.SessionOptions()
             if self.threads:
                 options.intra_op_num_threads = self.threads

@@ -125,7 +125,7 @@ class TrtBackend(Backend):
         limit = entry["profile"][entry["inputs"][0]["name"]]["max"][0]
         if batch > limit:
             raise VrfamError(f"batch {batch} exceeds the plan's max batch {limit}; rebuild "
-                             f"with --max-batch {batch}")
+                             f"with `vrfam-rt build-engines --max-batch {batch}`")
         for spec, x in zip(entry["inputs"], inputs):
             context.set_input_shape(spec["name"], tuple(x.shape))
             context.set_tensor_address(spec["name"], x.data_ptr())

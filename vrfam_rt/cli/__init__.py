@@ -17,17 +17,33 @@ import only `common` and the library, never each other.
 from __future__ import annotations
 
 import sys
+import traceback
 
 import click
 
 from vrfam_rt.cli import build, edit, evaluate, info, measure, serve, synth, train
-from vrfam_rt.errors import VrfamError
+from vrfam_rt.errors import VrfamError, as_flags
 from vrfam_rt.version import __version__
 
 
+def _failed_params(exc: BaseException) -> list:
+    """The click parameters of the command `exc` came out of (the innermost context its
+    traceback passed through) and of the groups above it."""
+    ctx = None
+    for frame, _ in traceback.walk_tb(exc.__traceback__):
+        if isinstance(frame.f_locals.get("ctx"), click.Context):
+            ctx = frame.f_locals["ctx"]
+    params = []
+    while ctx is not None:
+        params += ctx.command.params
+        ctx = ctx.parent
+    return params
+
+
 class Group(click.Group):
-    """Turns VrfamError into one line on stderr and the error's exit code, and Ctrl-C into
-    one line saying what was written (exit 130)."""
+    """Turns VrfamError into one line on stderr (its arguments spelt as the command's
+    options) and the error's exit code, and Ctrl-C into one line saying what was written
+    (exit 130)."""
 
     def invoke(self, ctx):
         from vrfam_rt.cli.common import Progress
@@ -36,7 +52,7 @@ class Group(click.Group):
         try:
             return super().invoke(ctx)
         except VrfamError as exc:
-            click.echo(f"error: {exc}", err=True)
+            click.echo(f"error: {as_flags(str(exc), _failed_params(exc))}", err=True)
             sys.exit(exc.exit_code)
         except KeyboardInterrupt:
             done = Progress.current.interrupted() if Progress.current else \

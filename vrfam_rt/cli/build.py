@@ -49,7 +49,7 @@ def export(bundle_path, method, config, seed, out, precisions, components, max_b
         started.append(step)
 
     manifests = export_bundle(bundle, out, precisions, components, opset=opset,
-                              max_batch=max_batch, overwrite=force, progress=progress)
+                              max_batch=max_batch, force=force, progress=progress)
     bar.update(1)
     rows = [{"precision": p, "component": c, "MB": e["bytes"] / 1e6,
              "seconds": e["export_seconds"], "fp32_nodes": len(e["fp32_nodes"])}
@@ -107,7 +107,8 @@ def _verify(bundle, out, manifests, components) -> dict:
               help="Largest batch the plans accept.")
 @click.option("--opt-batch", type=click.IntRange(1, 1024),
               help="Batch size the kernels are tuned for (default: --max-batch).")
-@click.option("--workspace", default=8.0, show_default=True, type=click.FloatRange(min=0.0625),
+@click.option("--workspace", "workspace_gib", default=8.0, show_default=True,
+              type=click.FloatRange(min=0.0625),
               help="Builder workspace (scratch memory) limit in GiB.")
 @click.option("--opt-level", default=3, show_default=True, type=click.IntRange(0, 5),
               help="TensorRT builder optimization level.")
@@ -115,7 +116,7 @@ def _verify(bundle, out, manifests, components) -> dict:
               "TensorRT only).")
 @click.option("--refittable", is_flag=True, help="Build plans whose weights can be refitted.")
 def build_engines_cmd(onnx_path, precision, out, flavour, compute_capabilities, max_batch, opt_batch,
-                      workspace, opt_level, timing_cache, refittable):
+                      workspace_gib, opt_level, timing_cache, refittable):
     """ONNX -> TensorRT or TensorRT-RTX plans (strongly typed, dynamic batch, cached).
 
     Example: vrfam-rt build-engines --onnx onnx/ffhq/fp16 --out engines/ffhq-fp16
@@ -133,7 +134,7 @@ def build_engines_cmd(onnx_path, precision, out, flavour, compute_capabilities, 
         raise VrfamError(f"--onnx {onnx_path} holds no {precision} graphs (it holds "
                          f"{', '.join(folders)})")
     onnx_dir = folders[precision] if precision else next(iter(folders.values()))
-    options = BuildOptions(workspace_gib=workspace, opt_level=opt_level, refittable=refittable)
+    options = BuildOptions(workspace_gib=workspace_gib, opt_level=opt_level, refittable=refittable)
     target = choose_target(flavour, compute_capabilities)   # one line when nothing can build
     say(f"building with {target.describe()}")
 

@@ -8,6 +8,7 @@ import click
 
 from vrfam_rt.cli.common import (OUT_DIR, Progress, bundle_from, bundle_options,
                                   check_outputs, many_option, runtime_options, say)
+from vrfam_rt.errors import as_flags
 from vrfam_rt.images import DRAFT_SIDE, MAX_PIXELS
 from vrfam_rt.on_demand import MAX_BATCH
 
@@ -89,7 +90,8 @@ def edit(inputs, attrs, alpha_sweep, backend, precision, bundle_path, method, co
         result = pipeline.edit(pipeline.invert(chunk), wanted)
         for failure in result.failures:
             failed.append(failure.source)
-            say(f"error: {failure.error}")
+            params = click.get_current_context().command.params      # errors read as flags
+            say(f"error: {as_flags(str(failure.error), params)}")
         for face, crops in zip(result.inversion, result.crops):
             path = chunk[face.index]
             stem, source = stems[start + face.index], made | {"input": str(path)}

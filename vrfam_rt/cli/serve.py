@@ -184,7 +184,7 @@ def triton_repo(engines, onnx, out, runtime, max_batch, instances, max_queue_del
     if (engines is None) == (onnx is None):
         raise click.UsageError("give exactly one of --engines DIR or --onnx DIR")
     configs = write_triton_repo(out, engines, onnx, max_batch, instances, runtime,
-                                max_queue_delay_us, overwrite=force)
+                                max_queue_delay_us, force=force)
     rows = [{"model": name, "kind": c.get("platform") or c.get("backend"),
              "max batch": c["max_batch_size"],
              "inputs": ", ".join(f"{t['name']} {t['dims']}" for t in c["input"]),

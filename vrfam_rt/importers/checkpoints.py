@@ -169,7 +169,7 @@ def check_attribute(name: str, path: Path) -> str:
         return name
     close = difflib.get_close_matches(name, CELEBA_ATTRIBUTES, n=1)
     hint = f"; did you mean {close[0]}?" if close else ""
-    raise UsageError(f"--transformer {name}={path}: unknown attribute {name!r}{hint} "
+    raise UsageError(f"transformer {path}: unknown attribute {name!r}{hint} "
                      f"(valid: {', '.join(CELEBA_ATTRIBUTES)})")
 
 
@@ -194,10 +194,10 @@ def import_bundle(stylegan2: Path | None = None, e4e: Path | None = None, psp: P
     """
     transformers = dict(transformers or {})
     if e4e and psp:
-        raise UsageError("give --e4e or --psp, not both: a bundle has one encoder")
+        raise UsageError("give `e4e=FILE` or `psp=FILE`, not both: a bundle has one encoder")
     if not (stylegan2 or e4e or psp):
-        raise UsageError("a bundle needs a generator: give --stylegan2 FILE, or --e4e/--psp FILE "
-                         "whose decoder.* weights hold one")
+        raise UsageError("a bundle needs a generator: give `stylegan2=FILE`, or `e4e=FILE` or "
+                         "`psp=FILE` whose decoder.* weights hold one")
     transformers = {check_attribute(attr, Path(file)): file for attr, file in transformers.items()}
 
     provenance: dict[str, Any] = {}
@@ -225,7 +225,7 @@ def import_bundle(stylegan2: Path | None = None, e4e: Path | None = None, psp: P
     else:
         g_path, g_state = enc_path, decoder_state
         if not g_state:
-            raise VrfamError(f"{enc_path} has no 'decoder.*' weights; give --stylegan2 FILE")
+            raise VrfamError(f"{enc_path} has no 'decoder.*' weights; give `stylegan2=FILE`")
         source("generator", g_path, f"{mode} decoder")
         g_config = generator_config(g_state, g_path)
 

@@ -19,6 +19,16 @@ from vrfam_rt.contract import check_input
 LRELU_SLOPE = 0.2
 LRELU_GAIN = math.sqrt(2.0)
 DEMOD_EPS = 1e-8
+FP16_CONV_CLAMP = 256.0        # activation clamp of the FP16 generator (StyleGAN2-ADA)
+# How each precision computes the generator (its call arguments, see Generator.forward):
+# one policy for the eager backend and the exported graphs. FP16 takes the non-fused,
+# unfolded form, whose weights and styles are scaled to max 1 before demodulation (every
+# intermediate far inside float16's range), and clamps every activation.
+PRECISION_FORMS = {
+    "fp32": {},
+    "bf16": {},                # float32's exponent range: nothing to guard
+    "fp16": {"fused": False, "folded": False, "conv_clamp": FP16_CONV_CLAMP},
+}
 
 
 def fused_leaky_relu(x: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:

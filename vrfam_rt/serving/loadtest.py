@@ -16,7 +16,7 @@ from typing import Callable
 
 import numpy as np
 
-from vrfam_rt.errors import MissingDependency, VrfamError
+from vrfam_rt.errors import MissingDependency, VrfamError, argument
 from vrfam_rt.serving.server import MODEL, SERVE_HINT
 
 WARMUP_REQUESTS = 4
@@ -60,8 +60,9 @@ def check_server(url: str, protocol: str, wait_s: float = 0):
         if time.monotonic() >= deadline:
             break
         time.sleep(0.5)
-    waited = f"after {wait_s:g} s (--wait)" if wait_s else "(--wait SECONDS waits for one starting)"
-    raise VrfamError(f"--url {url}: {reason} {waited}; start one with `vrfam-rt serve`")
+    waited = f"after {wait_s:g} s (`wait_s={wait_s:g}`)" if wait_s else \
+        "(`wait_s=SECONDS` waits for one starting)"
+    raise VrfamError(f"{argument('url', url)}: {reason} {waited}; start one with `vrfam-rt serve`")
 
 
 def batch_counts(client, protocol: str) -> Counter:

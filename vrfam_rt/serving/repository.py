@@ -20,7 +20,7 @@ import shutil
 from pathlib import Path
 
 from vrfam_rt import manifests
-from vrfam_rt.errors import VrfamError
+from vrfam_rt.errors import VrfamError, argument
 from vrfam_rt.fileio import check_replaceable, staged_dir
 from vrfam_rt.serving import pbtxt
 
@@ -77,10 +77,10 @@ def _source(engines: Path | None, onnx: Path | None, runtime: str):
     if engines is not None:
         held = manifests.read(engines, "engines")
         if held.get("flavour") == "rtx":
-            raise VrfamError(f"--engines {engines} holds TensorRT-RTX plans, which Triton's "
-                             "TensorRT backend cannot load; build plans with `vrfam-rt "
+            raise VrfamError(f"{argument('engines', engines)} holds TensorRT-RTX plans, which "
+                             "Triton's TensorRT backend cannot load; build plans with `vrfam-rt "
                              "build-engines --flavour tensorrt` on the serving GPU's kind, or "
-                             "give the ONNX export (--onnx)")
+                             "give the ONNX export (`onnx=PATH`)")
         files = {s: [(engines / e["plan"], "model.plan")] for s, e in held["files"].items()}
         limits = [e["profile"][e["inputs"][0]["name"]]["max"][0] for e in held["files"].values()]
         return {"platform": "tensorrt_plan"}, held["files"], files, min(limits), True
@@ -95,12 +95,13 @@ def _source(engines: Path | None, onnx: Path | None, runtime: str):
 def write_triton_repo(out: Path, engines: Path | None = None, onnx: Path | None = None,
                       max_batch: int | None = None, instances: int = 1,
                       runtime: str = "onnxruntime", queue_delay_us: int = 1000,
-                      overwrite: bool = False) -> dict[str, dict]:
-    """Write the repository (staged, then renamed into place); return the configs."""
+                      force: bool = False) -> dict[str, dict]:
+    """Write the repository (staged, then renamed into place); return the configs.
+    `force` replaces a repository this function wrote at `out` before (and nothing else)."""
     if (engines is None) == (onnx is None):
-        raise VrfamError("give exactly one of --engines DIR or --onnx DIR")
+        raise VrfamError("give exactly one of `engines=PATH` or `onnx=PATH`")
     out = Path(out)
-    check_replaceable(out, "model repository", overwrite)
+    check_replaceable(out, "model repository", force)
     kind, specs, files, limit, gpu = _source(engines, onnx, runtime)
     missing = [s for s in STAGES if s not in specs]
     if missing:
@@ -109,7 +110,8 @@ def write_triton_repo(out: Path, engines: Path | None = None, onnx: Path | None 
                          f"stages (it holds {', '.join(specs)})")
     max_batch = max_batch or min(limit, 8)
     if max_batch > limit:
-        raise VrfamError(f"--max-batch {max_batch} exceeds what the models take ({limit}); "
+        raise VrfamError(f"{argument('max_batch', max_batch)} exceeds what the models take "
+                         f"({limit}); "
                          "rebuild or re-export them with a larger max batch")
     for stage in STAGES:
         for path, _ in files[stage]:
@@ -118,7 +120,7 @@ def write_triton_repo(out: Path, engines: Path | None = None, onnx: Path | None 
     configs = {model_name(s): stage_config(s, specs[s], kind, max_batch, instances, gpu,
                                            queue_delay_us) for s in STAGES}
     configs[ENSEMBLE] = ensemble_config(specs, max_batch)
-    with staged_dir(out, "model repository", "vrfam-rt triton-repo", overwrite) as tmp:
+    with staged_dir(out, "model repository", "vrfam-rt triton-repo", force) as tmp:
         for name, config in configs.items():
             (tmp / name / "1").mkdir(parents=True)
             (tmp / name / "config.pbtxt").write_text(pbtxt.dumps(config) + "\n")

@@ -57,17 +57,17 @@ def check_ports(ports: Ports) -> None:
     """Refuse, before any model work, ports another program holds."""
     import socket
 
-    for option, port in (("--http-port", ports.http), ("--grpc-port", ports.grpc),
-                         ("--metrics-port", ports.metrics)):
+    for kind, port in (("HTTP", ports.http), ("gRPC", ports.grpc), ("metrics", ports.metrics)):
         with socket.socket(socket.AF_INET6 if ":" in ports.host else socket.AF_INET) as probe:
             probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
                 probe.bind((ports.host, port))
             except OSError as exc:
-                raise VrfamError(f"{option} {port}: {ports.host}:{port} cannot be bound "
+                raise VrfamError(f"{kind} port {port}: {ports.host}:{port} cannot be bound "
                                  f"({exc.strerror}); choose another port") from None
     if len({ports.http, ports.grpc, ports.metrics}) < 3:
-        raise VrfamError("--http-port, --grpc-port and --metrics-port must differ")
+        raise VrfamError(f"the HTTP, gRPC and metrics ports must differ (given {ports.http}, "
+                         f"{ports.grpc}, {ports.metrics})")
 
 
 def triton_home() -> Path:
@@ -210,7 +210,7 @@ class TritonServer:
             if self.ready():
                 return True
             time.sleep(0.25)
-        raise VrfamError(f"{MODEL} was not ready after {timeout_s:.0f} s (--ready-timeout); "
+        raise VrfamError(f"{MODEL} was not ready after {timeout_s:.0f} s (the ready timeout); "
                          f"{self.log_tail_says()}")
 
     def log_tail_says(self) -> str:
