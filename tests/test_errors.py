@@ -123,7 +123,7 @@ def flags_named(text: str) -> list[str]:
 
 def library_modules():
     return {name: path for name, path in MODULES.items()
-            if not name.startswith("vrfam_rt.cli") or name == "vrfam_rt.cli.common"}
+            if not name.startswith("vrfam_rt.cli")}
 
 
 def test_library_errors_name_arguments_not_flags():
