@@ -378,13 +378,14 @@ def test_the_progress_bar_shows_on_a_terminal_and_not_in_a_pipe(tmp_path):
 # ---- one exit-code policy: unsupported backend/precision pairs are usage errors ------------------
 @pytest.mark.parametrize("args, says", [
     (["--backend", "ort", "--precision", "bf16"],
-     "--backend ort runs fp32, fp16, int8, not --precision bf16"),
-    (["--backend", "openvino", "--precision", "fp16"], "not --precision fp16"),
-    (["--backend", "trt", "--precision", "bf16"], "not --precision bf16"),
-    (["--backend", "eager", "--precision", "int8"], "not --precision int8"),
+     "`--backend ort` runs fp32, fp16, int8, not `--precision bf16`"),
+    (["--backend", "openvino", "--precision", "fp16"], "not `--precision fp16`"),
+    (["--backend", "trt", "--precision", "bf16"], "not `--precision bf16`"),
+    (["--backend", "eager", "--precision", "int8"], "not `--precision int8`"),
     (["--backend", "eager", "--precision", "fp16"],
-     "--backend eager runs --precision fp16 on cuda, not --device cpu"),
-    (["--backend", "openvino", "--device", "cuda"], "--backend openvino runs on cpu, not --device cuda"),
+     "`--backend eager` runs `--precision fp16` on cuda, not `--device cpu`"),
+    (["--backend", "openvino", "--device", "cuda"],
+     "`--backend openvino` runs on cpu, not `--device cuda`"),
 ])
 def test_unsupported_backend_precision_pairs_are_usage_errors(user, args, says):
     run("edit", EXAMPLE, "--attr", "Smiling", "--no-align", "--config", "tiny", "--out", "o",
