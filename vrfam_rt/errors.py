@@ -40,7 +40,7 @@ def _spellings(params) -> dict[tuple[str, str | None], str]:
     """
     table: dict[tuple[str, str | None], str] = {}
     for param in params:
-        if getattr(param, "param_type_name", None) != "option":     # click.Option
+        if param.param_type_name != "option":                        # click.Option
             continue
         primary = [o for o in param.opts if o.startswith("--")]
         secondary = [o for o in param.secondary_opts if o.startswith("--")]

@@ -85,10 +85,10 @@ def _command_line(ctx: click.Context) -> str:
         if value is None or value is False or value == ():
             continue
         flag = param.opts[0]
-        if getattr(param, "is_flag", False):
+        if isinstance(param, click.Option) and param.is_flag:
             parts.append(flag)
         else:
-            for v in (value if getattr(param, "multiple", False) else (value,)):
+            for v in (value if param.multiple else (value,)):
                 parts += [flag, str(v)]
     return " ".join(parts)
 
