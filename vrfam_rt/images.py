@@ -170,11 +170,17 @@ def save_photo(image, path: Path, provenance: dict | None = None,
 
 
 def read_provenance(path: str | Path) -> dict | None:
-    """What `save_png` or `save_photo` recorded in an image of ours, or None (not ours)."""
+    """What `save_png` or `save_photo` (or `edit_video`) recorded in an image (or clip) of
+    ours, or None (not ours)."""
     import json
 
     from PIL import Image, UnidentifiedImageError
 
+    from vrfam_rt.video import is_video
+
+    if is_video(path):                  # a clip of ours keeps it in its comment tag
+        from vrfam_rt.video import read_provenance as video_provenance
+        return video_provenance(path)
     try:
         with Image.open(path) as image:
             text = getattr(image, "text", {}).get(PROVENANCE_KEY)

@@ -358,12 +358,45 @@ class EditPipeline:
                 crops.append(crop)
                 quads.append(quad)
             decoded[i] = photo if photos else None
+        return self._inversion(kept, [names[i] for i in kept], crops, quads, failures,
+                               decoded if photos else None)
+
+    def locate(self, photo, faces="all") -> list[np.ndarray]:
+        """A PIL RGB photo -> the FFHQ quads [4,2] of its faces (`faces` as for
+        `invert`), the largest first; [] when it has none. What a video's frames are
+        aligned by before their quads are smoothed over time (vrfam_rt.video)."""
+        from vrfam_rt.align import NoFaceFound
+
+        try:
+            return self._face_aligner().quads(photo, limit=face_limit(faces))
+        except NoFaceFound:
+            return []
+
+    def invert_at(self, photos: Sequence, quads: Sequence[Sequence[np.ndarray]],
+                  names: Sequence[str] | None = None) -> Inversion:
+        """PIL RGB photos and, per photo, the quads [4,2] to cut its faces at (from
+        `locate`, smoothed or not; none: a photo without faces) -> their Inversion,
+        batch-encoded, the photos kept for paste-back."""
+        names = list(names) if names is not None else [f"images[{i}]" for i in range(len(photos))]
+        kept, crops, corners = [], [], []
+        for i, (photo, found) in enumerate(zip(photos, quads)):
+            for quad in found:
+                kept.append(i)
+                crops.append(self._warp(photo, quad))
+                corners.append(quad)
+        return self._inversion(kept, [names[i] for i in kept], crops, corners, [],
+                               list(photos))
+
+    def _inversion(self, kept: list, sources: list, crops: list, quads: list,
+                   failures: list, photos: list | None) -> Inversion:
+        """Faces (input index, source, uint8 crop [3,S,S], quad [4,2] each) encoded into
+        an Inversion; `photos` (per input) kept for paste-back unless None."""
         size = self.input_size
         crops = torch.stack(crops) if crops else torch.zeros(0, 3, size, size, dtype=torch.uint8)
         quads = torch.from_numpy(np.array(quads, dtype=np.float64).reshape(-1, 4, 2))
         wplus = self.encode(crops).to("cpu", copy=True)     # a plain tensor, free to change
-        return Inversion(tuple(kept), tuple(names[i] for i in kept), quads, crops, wplus,
-                         tuple(failures), tuple(decoded) if photos else ())
+        return Inversion(tuple(kept), tuple(sources), quads, crops, wplus, tuple(failures),
+                         tuple(photos) if photos is not None else ())
 
     def edit(self, inversion: Inversion, edits, force: bool = False,
              color_match: bool = False) -> EditResult:
@@ -465,7 +498,6 @@ class EditPipeline:
         at full resolution (what paste-back writes into) rather than reduced."""
         from PIL import Image
 
-        from vrfam_rt.align import warp
         from vrfam_rt.images import DRAFT_SIDE
 
         if isinstance(image, (str, Path, bytes, bytearray, memoryview)):
@@ -476,10 +508,16 @@ class EditPipeline:
         size = self.input_size
         if align:
             quads = self._face_aligner().quads(image, source=name, limit=limit)
-            return image, [(to_tensor(warp(image, quad, size)), quad) for quad in quads]
+            return image, [(self._warp(image, quad), quad) for quad in quads]
         width, height = image.size
         quad = np.array([[0, 0], [0, height], [width, height], [width, 0]], dtype=np.float64)
         return image, [(to_tensor(image.resize((size, size), Image.BICUBIC)), quad)]
+
+    def _warp(self, photo, quad: np.ndarray) -> torch.Tensor:
+        """The crop of a PIL photo at quad [4,2], uint8 [3,S,S] at the encoder's size."""
+        from vrfam_rt.align import warp
+
+        return to_tensor(warp(photo, quad, self.input_size))
 
     def _face_aligner(self):
         if self._aligner is None:

@@ -52,11 +52,18 @@ from vrfam_rt.images import DRAFT_SIDE, MAX_PIXELS
               help="Print the judge oracle's reading (probability) of each edited attribute in "
               "the reconstruction and in each edit; for bundles of the procedural faces "
               "(the judge took no part in training).")
+@click.option("--start", default=0.0, type=click.FloatRange(0), metavar="SECONDS",
+              help="Video: edit from this time on.")
+@click.option("--duration", type=click.FloatRange(0, min_open=True), metavar="SECONDS",
+              help="Video: edit this long a part (default: to the end).")
+@click.option("--no-smooth", is_flag=True,
+              help="Video: cut each frame's faces where they are found, without smoothing "
+              "the alignment over time.")
 @click.option("--cuda-graphs", is_flag=True,
               help="Eager on CUDA: replay each stage as a CUDA graph (about 2x at batch 1).")
 def edit(inputs, attrs, alpha_sweep, backend, precision, bundle_path, method, config, seed,
          batch, out, grid, crop, faces, image_format, color_match, no_align, force, overwrite,
-         max_pixels, judge, device, cuda_graphs, threads):
+         max_pixels, judge, start, duration, no_smooth, device, cuda_graphs, threads):
     """Edit facial attributes of photos (files or folders).
 
     Writes STEM_EDIT.png (STEM_EDIT.jpg for a JPEG) per input and edit into --out: the
@@ -69,12 +76,18 @@ def edit(inputs, attrs, alpha_sweep, backend, precision, bundle_path, method, co
     An existing file of those names is never replaced silently: pass --overwrite to
     replace an earlier edit's images.
 
+    A video (.mp4, .mov, .mkv, .webm) comes back as STEM_EDIT.SUFFIX: every frame's
+    faces edited (the alignment smoothed over time), at the clip's size and frame rate,
+    H.264 (VP9 in .webm), the audio copied untouched; --start/--duration edit a part.
+
     Exit status: 0 when every input was edited, 1 when some failed (each named on
     stderr), 2 for a usage error (an unknown attribute, an alpha out of range).
 
     Example: vrfam-rt edit photo.jpg --bundle bundles/ffhq --attr Smiling=1.0 --grid
     """
+    from vrfam_rt.errors import UsageError
     from vrfam_rt.images import expand_inputs, save_photo, save_png
+    from vrfam_rt.video import VIDEO_SUFFIXES, is_video
     from vrfam_rt.pipeline import RECONSTRUCTION, EditPipeline, face_limit, parse_edits
     from vrfam_rt.suite import method_of, synthetic_note
 
@@ -84,11 +97,21 @@ def edit(inputs, attrs, alpha_sweep, backend, precision, bundle_path, method, co
     reader = judge_reader(bundle) if judge else None
     files = expand_inputs(inputs)
     stems = _stems(files)
+    videos = [(path, stem) for path, stem in zip(files, stems) if is_video(path)]
+    if videos and (crop or grid or judge or no_align):
+        raise UsageError(f"{videos[0][0]} is a video: --crop, --grid, --judge and --no-align "
+                         "apply to photos")
+    if (start or duration) and not videos:
+        raise UsageError("--start and --duration choose a part of a video; no input is one "
+                         f"({', '.join(sorted(VIDEO_SUFFIXES))})")
     crop = crop or no_align            # an unaligned input is a crop: its edit is one too
-    formats = [None if crop else image_format or _format(path) for path in files]
+    formats = [path.suffix.lower()[1:] if is_video(path) else None if crop else
+               image_format or _format(path) for path in files]
     check_outputs([Path(out) / name for stem, kind in zip(stems, formats)
                    for name in _names(stem, edits, grid, kind, face_limit(faces), Path(out))],
                   overwrite)
+    photos = [k for k, path in enumerate(files) if not is_video(path)]
+    files, stems, formats = ([items[k] for k in photos] for items in (files, stems, formats))
     pipeline = EditPipeline.from_bundle(bundle, backend, precision, device, cache_root(),
                                         max_batch=batch, threads=threads, align=not no_align,
                                         cuda_graphs=cuda_graphs, say=say, max_pixels=max_pixels)
@@ -102,6 +125,7 @@ def edit(inputs, attrs, alpha_sweep, backend, precision, bundle_path, method, co
     wanted = ([RECONSTRUCTION] if grid or reader else []) + edits
     failed, readings = [], []
     progress = Progress(len(files), "editing", "photos", "images")
+    written = []
 
     def write(image, name: str, record: dict) -> None:
         save_png(image, Path(out) / name, record)
@@ -146,15 +170,59 @@ def edit(inputs, attrs, alpha_sweep, backend, precision, bundle_path, method, co
         done = result.inversion.indices
         progress.update(len(chunk), chunk[done[-1]].name if done else "")
     written = len(progress.written)
-    note = synthetic_note(bundle) if not no_align and len(failed) < len(files) else None
+    clips = _videos(pipeline, videos, edits, Path(out), made, start, duration, faces,
+                    not no_smooth, color_match, failed)
+    inputs = len(files) + len(videos)
+    note = synthetic_note(bundle) if not no_align and len(failed) < inputs else None
     if note:
         say(f"note: {note}")
-    click.echo(f"wrote {written} image{'' if written == 1 else 's'} to {out}"
-               + (f"; {len(failed)} of {len(files)} inputs failed" if failed else ""))
+    click.echo(f"wrote {written} image{'' if written == 1 else 's'}"
+               + (f" and {clips} video{'' if clips == 1 else 's'}" if videos else "")
+               + f" to {out}" + (f"; {len(failed)} of {inputs} inputs failed" if failed else ""))
     for where, line in readings:
         click.echo(f"{where}\n  {line}")
     if failed:
         sys.exit(1)
+
+
+def _videos(pipeline, videos: list, edits, out: Path, made: dict, start: float,
+            duration: float | None, faces: str, smooth: bool, color_match: bool,
+            failed: list) -> int:
+    """Edit each (video, stem) under each edit into `out` (vrfam_rt.video), a progress
+    bar of frames/s per file; a video that cannot be read is named in `failed`. Returns
+    how many videos were written."""
+    from vrfam_rt.errors import VrfamError
+    from vrfam_rt.video import edit_video, probe
+
+    written = 0
+    for path, stem in videos:
+        try:
+            frames, rate, _ = probe(path)
+        except VrfamError as exc:
+            failed.append(str(path))
+            say(f"error: {exc}")
+            continue
+        part = frames - round(start * float(rate))
+        if duration is not None:
+            part = min(part, round(duration * float(rate)))
+        for e in edits:
+            target = out / _edit_file(stem, e, path.suffix.lower()[1:])
+            progress = Progress(max(part, 1), "editing", "frames", "videos")
+            record = made | {"input": str(path), "edit": dict(e.alphas), "start": start,
+                             "duration": duration, "smooth": smooth}
+            try:
+                report = edit_video(pipeline, path, target, e, start, duration, faces, smooth,
+                                    color_match, progress=progress.update, provenance=record)
+            except VrfamError as exc:
+                failed.append(str(path))
+                say(f"error: {exc}")
+                break
+            progress.wrote(target)
+            written += 1
+            say(f"{target}: {report.frames} frames at {float(report.rate):g} frames/s, "
+                f"{report.edited} with a face, {report.codec}"
+                + (", audio copied" if report.audio else ""))
+    return written
 
 
 def judge_reader(bundle):
