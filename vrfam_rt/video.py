@@ -178,7 +178,7 @@ def edit_video(pipe, source: str | Path, target: str | Path, edit, start: float 
                         continue
                     photo = frame.to_image()                   # PIL RGB
                     found = tracks(photo, pipe.locate(photo, faces))
-                    frames.append((photo, found))
+                    frames.append((frame, photo, found))
                     quads.append(tuple(found))
                     if len(frames) == batch:
                         flush()
@@ -224,17 +224,20 @@ def read_provenance(path: str | Path) -> dict | None:
 
 
 def _write(pipe, writer, stream, frames: list, edit, color_match: bool, first: int) -> int:
-    """Edit one batch of (frame, quads) through the pipeline, paste back, encode as
-    frames `first`, `first` + 1, ...; the number of frames that had a face."""
+    """Edit one batch of (decoded frame, its PIL RGB picture, quads) through the
+    pipeline, paste back, encode as frames `first`, `first` + 1, ...; a frame without
+    a face goes to the encoder as decoded (no trip through RGB). Returns the number of
+    frames that had a face."""
     av = _av()
-    photos = [photo for photo, _ in frames]
-    inversion = pipe.invert_at(photos, [found for _, found in frames])
+    photos = [photo for _, photo, _ in frames]
+    inversion = pipe.invert_at(photos, [found for _, _, found in frames])
     result = pipe.edit(inversion, edit, color_match=color_match)
     edited = 0
-    for i, photo in enumerate(photos):
-        out = photo if result.photos[i] is None else result.photos[i][0]
-        edited += result.photos[i] is not None
-        frame = av.VideoFrame.from_ndarray(np.asarray(out), format="rgb24")
+    for i, (decoded, _, _) in enumerate(frames):
+        frame = decoded
+        if result.photos[i] is not None:
+            edited += 1
+            frame = av.VideoFrame.from_ndarray(np.asarray(result.photos[i][0]), format="rgb24")
         frame.pts, frame.time_base = first + i, 1 / stream.codec_context.framerate
         for packet in stream.encode(frame.reformat(format=stream.pix_fmt)):
             writer.mux(packet)
@@ -243,11 +246,12 @@ def _write(pipe, writer, stream, frames: list, edit, color_match: bool, first: i
 
 def _copy(packet, stream, start: float, end: float) -> None:
     """Mux an audio packet, untouched but for its time shifted by `start`, if it falls
-    in [start, end)."""
+    in [start, end) (from the start of the clip: any before 0 too, an encoder's
+    priming)."""
     if packet.dts is None or stream is None:
         return
     seconds = float(packet.pts * packet.time_base)
-    if seconds < start - 1e-6 or seconds >= end - 1e-6:
+    if (start > 0 and seconds < start - 1e-6) or seconds >= end - 1e-6:
         return
     shift = int(round(start / packet.time_base))
     packet.pts -= shift
