@@ -118,13 +118,12 @@ def test_a_two_second_clip_comes_back_frame_for_frame_with_its_audio(clip, tmp_p
     before, after = frames_of(clip), frames_of(out)
     # frames without a face pass through: H.264 at crf 18 twice, a level or two
     assert max(np.abs(a - b).mean() for a, b in zip(before[:BLANK], after[:BLANK])) < 2
-    # the face changes; the canvas beside it keeps still: codec noise, and the 2 levels
-    # a trip YUV -> RGB -> YUV through swscale's 8-bit rounding takes off a flat colour
+    # the face changes; the canvas beside it keeps still (H.264's noise only)
     face = (slice(40, 200), slice(70 + BLANK, 250))
     background = (slice(0, 240), slice(300, 320))
     for a, b in zip(before[BLANK:], after[BLANK:]):
         assert np.abs(a[face] - b[face]).mean() > 5
-        assert np.abs(a[background] - b[background]).mean() < 3
+        assert np.abs(a[background] - b[background]).mean() < 2
 
 
 @pytest.mark.usefixtures("dlib")          # aligns frames

@@ -228,22 +228,44 @@ def read_provenance(path: str | Path) -> dict | None:
 def _write(pipe, writer, stream, frames: list, edit, color_match: bool, first: int) -> int:
     """Edit one batch of (decoded frame, its PIL RGB picture, quads) through the
     pipeline, paste back, encode as frames `first`, `first` + 1, ...; a frame without
-    a face goes to the encoder as decoded (no trip through RGB). Returns the number of
-    frames that had a face."""
+    a face goes to the encoder as decoded, and of one with faces only the face regions
+    change (`splice`). Returns the number of frames that had a face."""
     av = _av()
     photos = [photo for _, photo, _ in frames]
     inversion = pipe.invert_at(photos, [found for _, _, found in frames])
     result = pipe.edit(inversion, edit, color_match=color_match)
     edited = 0
-    for i, (decoded, _, _) in enumerate(frames):
+    for i, (decoded, _, found) in enumerate(frames):
         frame = decoded
         if result.photos[i] is not None:
             edited += 1
-            frame = av.VideoFrame.from_ndarray(np.asarray(result.photos[i][0]), format="rgb24")
+            frame = splice(av, decoded, result.photos[i][0], found)
         frame.pts, frame.time_base = first + i, 1 / stream.codec_context.framerate
         for packet in stream.encode(frame.reformat(format=stream.pix_fmt)):
             writer.mux(packet)
     return edited
+
+
+def splice(av, decoded, photo, quads):
+    """The decoded frame with the pixels of its face regions (vrfam_rt.pasteback) taken
+    from `photo`, its edited picture (PIL RGB), in YUV 4:2:0: everything else keeps the
+    decoder's values, where a trip through RGB and back (swscale's 8-bit rounding)
+    would shift a flat colour by a level or two. A frame whose height is not a multiple
+    of 4 (nor width of 2) goes through RGB."""
+    from vrfam_rt.pasteback import face_regions
+
+    width, height = photo.size
+    edited = av.VideoFrame.from_ndarray(np.asarray(photo), format="rgb24")
+    if width % 2 or height % 4:
+        return edited
+    original = decoded.reformat(format="yuv420p").to_ndarray()       # [H*3/2, W]
+    changed = edited.reformat(format="yuv420p").to_ndarray()
+    region = face_regions((height, width), quads)                     # [H,W]
+    chroma = region.reshape(height // 2, 2, width // 2, 2).any((1, 3)).reshape(height // 4, -1)
+    # yuv420p as one array: H rows of Y, then U and V, each H/4 rows of W (two chroma rows
+    # of W/2 per array row)
+    where = np.concatenate([region, chroma, chroma])
+    return av.VideoFrame.from_ndarray(np.where(where, changed, original), format="yuv420p")
 
 
 def _copy(packet, stream, start: float, end: float) -> None:
