@@ -256,7 +256,7 @@ def test_a_108_megapixel_jpeg_decodes_reduced_and_is_aligned(tmp_path, recwarn):
     whole = edit(tmp_path / "phone.jpg", "--config", "tiny", "--attr", "Smiling",
                  "--out", tmp_path / "whole")     # pasting back needs every pixel decoded
     assert whole.exit_code == 1 and "12000x9000 is too large" in whole.stderr
-    refused = edit(tmp_path / "phone.jpg", "--config", "tiny", "--attr", "Smiling",
+    refused = edit(tmp_path / "phone.jpg", "--config", "tiny", "--attr", "Smiling", "--crop",
                    "--max-pixels", 2_000_000, "--out", tmp_path / "out2")
     assert refused.exit_code == 1 and "3000x2250 is too large" in refused.stderr
     assert "--max-pixels" in refused.stderr
