@@ -170,22 +170,20 @@ def save_photo(image, path: Path, provenance: dict | None = None,
 
 
 def read_provenance(path: str | Path) -> dict | None:
-    """What `save_png` or `save_photo` (or `edit_video`) recorded in an image (or clip) of
-    ours, or None (not ours)."""
+    """What `save_png`, `save_photo` or `vrfam_rt.video.edit_video` recorded in an image
+    or clip of ours, or None (not ours)."""
     import json
 
     from PIL import Image, UnidentifiedImageError
 
-    from vrfam_rt.video import is_video
-
-    if is_video(path):                  # a clip of ours keeps it in its comment tag
-        from vrfam_rt.video import read_provenance as video_provenance
-        return video_provenance(path)
     try:
         with Image.open(path) as image:
             text = getattr(image, "text", {}).get(PROVENANCE_KEY)
             comment = image.info.get("comment", b"") if image.format == "JPEG" else b""
-    except (OSError, UnidentifiedImageError, SyntaxError):
+    except UnidentifiedImageError:      # a clip of ours keeps it in its comment tag
+        comment = _clip_comment(path).encode()
+        text = None
+    except (OSError, SyntaxError):
         return None
     if isinstance(comment, bytes) and comment.startswith(PROVENANCE_KEY.encode() + b" "):
         text = comment.decode("utf-8", "replace").split(" ", 2)[-1]
@@ -194,6 +192,20 @@ def read_provenance(path: str | Path) -> dict | None:
     except ValueError:
         return None
     return record if isinstance(record, dict) else None
+
+
+def _clip_comment(path: str | Path) -> str:
+    """The comment tag of a video file (`vrfam_rt.video.edit_video` writes its record
+    there), or "" (not a video PyAV reads)."""
+    try:
+        import av
+    except ImportError:
+        return ""
+    try:
+        with av.open(str(path)) as container:
+            return container.metadata.get("comment", "")
+    except (av.error.FFmpegError, OSError, ValueError):
+        return ""
 
 
 def image_files(folder: str | Path) -> list[Path]:

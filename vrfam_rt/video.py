@@ -196,33 +196,13 @@ def edit_video(pipe, source: str | Path, target: str | Path, edit, start: float 
 
 
 def _comment(provenance: dict) -> str:
+    """The clip's comment tag: what `vrfam_rt.images.read_provenance` reads back."""
     import json
 
     from vrfam_rt.images import PROVENANCE_KEY
     from vrfam_rt.version import __version__
 
     return f"{PROVENANCE_KEY} {__version__} " + json.dumps(provenance, sort_keys=True)
-
-
-def read_provenance(path: str | Path) -> dict | None:
-    """What `edit_video` recorded in a clip of ours, or None (not a clip, or not ours)."""
-    import json
-
-    from vrfam_rt.images import PROVENANCE_KEY
-
-    try:
-        import av
-        with av.open(str(path)) as container:
-            comment = container.metadata.get("comment", "")
-    except (ImportError, OSError, ValueError):
-        return None
-    if not comment.startswith(PROVENANCE_KEY + " "):
-        return None
-    try:
-        record = json.loads(comment.split(" ", 2)[-1])
-    except ValueError:
-        return None
-    return record if isinstance(record, dict) else None
 
 
 def _write(pipe, writer, stream, frames: list, edit, color_match: bool, first: int) -> int:
