@@ -153,3 +153,21 @@ def test_start_and_duration_edit_a_part_and_ctrl_c_leaves_no_file(clip, tmp_path
     with pytest.raises(KeyboardInterrupt):
         edit_video(pipe, clip, tmp_path / "stopped.mp4", {"Smiling": 1.0}, batch=2)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["part.mp4"]   # nothing half-made
+
+
+@pytest.mark.usefixtures("dlib")          # aligns frames and a photo
+def test_photos_and_a_clip_in_one_command_and_what_is_for_photos_only(clip, tmp_path):
+    def run(*args):
+        return CliRunner().invoke(main, ["edit", *map(str, args), "--config", "tiny",
+                                         "--attr", "Smiling", "--backend", "eager"])
+
+    both = run(PHOTO, clip, "--start", 1, "--duration", 0.5, "--out", tmp_path / "both")
+    assert both.exit_code == 0, both.output
+    assert "wrote 1 image and 1 video" in both.stdout
+    assert probe(tmp_path / "both" / "clip_Smiling+1.0.mp4")[0] == RATE // 2
+    assert Image.open(tmp_path / "both" / "grace_hopper_Smiling+1.0.jpg").size == \
+        Image.open(PHOTO).size
+    for args, says in (((clip, "--crop"), "is a video"), ((PHOTO, "--start", 1), "--start")):
+        refused = run(*args, "--out", tmp_path / "refused")
+        assert refused.exit_code == 2 and says in refused.output
+        assert "Traceback" not in refused.output and not (tmp_path / "refused").exists()

@@ -159,7 +159,7 @@ def edit_video(pipe, source: str | Path, target: str | Path, edit, start: float 
             if start > 0:
                 reader.seek(int(start / video.time_base), stream=video, backward=True)
             tracks = FaceTracks(float(rate), smooth)
-            frames, counts, quads = [], [0, 0], []
+            frames, counts, quads, decoded = [], [0, 0], [], 0
 
             def flush():
                 counts[1] += _write(pipe, writer, codec, frames, edit, color_match, counts[0])
@@ -174,8 +174,9 @@ def edit_video(pipe, source: str | Path, target: str | Path, edit, start: float 
                     _copy(packet, copied, start, end)
                     continue
                 for frame in packet.decode():
+                    decoded += 1             # a frame without a time stamp: its index's
                     seconds = float(frame.pts * video.time_base) if frame.pts is not None \
-                        else counts[0] / float(rate)
+                        else (decoded - 1) / float(rate)
                     if seconds < start - 1e-6 or seconds >= end - 1e-6:
                         continue
                     photo = frame.to_image()                   # PIL RGB

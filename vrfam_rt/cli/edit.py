@@ -87,9 +87,9 @@ def edit(inputs, attrs, alpha_sweep, backend, precision, bundle_path, method, co
     """
     from vrfam_rt.errors import UsageError
     from vrfam_rt.images import expand_inputs, save_photo, save_png
-    from vrfam_rt.video import VIDEO_SUFFIXES, is_video
     from vrfam_rt.pipeline import RECONSTRUCTION, EditPipeline, face_limit, parse_edits
     from vrfam_rt.suite import method_of, synthetic_note
+    from vrfam_rt.video import VIDEO_SUFFIXES, is_video
 
     set_threads(threads)
     bundle = bundle_from(bundle_path, config, seed, method)
@@ -125,35 +125,35 @@ def edit(inputs, attrs, alpha_sweep, backend, precision, bundle_path, method, co
     wanted = ([RECONSTRUCTION] if grid or reader else []) + edits
     failed, readings = [], []
     progress = Progress(len(files), "editing", "photos", "images")
-    written = []
 
-    def write(image, name: str, record: dict) -> None:
-        save_png(image, Path(out) / name, record)
+    def write(image, name: str, record: dict, kind: str | None = None) -> None:
+        """A crop or grid as PNG (kind None), or a photo in its format."""
+        if kind is None:
+            save_png(image, Path(out) / name, record)
+        else:
+            save_photo(image, Path(out) / name, record, kind)
         progress.wrote(Path(out) / name)
 
-    for start in range(0, len(files), batch):
-        chunk = files[start:start + batch]
+    for first in range(0, len(files), batch):
+        chunk = files[first:first + batch]
         result = pipeline.edit(pipeline.invert(chunk, faces=faces, photos=not crop), wanted,
                                color_match=color_match)
         for failure in result.failures:
             failed.append(failure.source)
             say(f"error: {failure.error}")
-        for i, photos in enumerate(result.photos):
-            if photos is None:
+        for i, edited in enumerate(result.photos):
+            if edited is None:
                 continue
             source = made | {"input": str(chunk[i]), "faces": result.inversion.indices.count(i)}
-            for e, image in zip(wanted, photos):
+            stem, kind = stems[first + i], formats[first + i]
+            for e, image in zip(wanted, edited):
                 if e.alphas:
-                    save_photo(image, Path(out) / _edit_file(stems[start + i], e,
-                                                             formats[start + i]),
-                               source | {"image": "photo", "edit": dict(e.alphas)},
-                               formats[start + i])
-                    progress.wrote(Path(out) / _edit_file(stems[start + i], e,
-                                                          formats[start + i]))
+                    write(image, _edit_file(stem, e, kind),
+                          source | {"image": "photo", "edit": dict(e.alphas)}, kind)
         for k, (face, crops) in enumerate(zip(result.inversion, result.crops)):
             path = chunk[face.index]
             number = result.inversion.indices[:k].count(face.index) + 1   # 1: the largest
-            stem = _face_stem(stems[start + face.index], number)
+            stem = _face_stem(stems[first + face.index], number)
             source = made | {"input": str(path), "face": number}
             for e, image in zip(wanted, crops):
                 if e.alphas and crop:
