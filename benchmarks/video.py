@@ -16,6 +16,7 @@ the alignment and without (the first path only). A ratio of 1 is the input's own
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 
@@ -93,16 +94,20 @@ def flicker(frames: list[np.ndarray], quads: tuple) -> float:
               help="BACKEND:PRECISION to time; repeatable.")
 @click.option("--batch", default=4, show_default=True, type=click.IntRange(1))
 @click.option("--seconds", default=SECONDS, show_default=True, type=float)
+@click.option("--flicker/--no-flicker", "flicker_too", default=True, show_default=True,
+              help="Also measure flicker (one more run of the first path, unsmoothed); "
+              "meaningless for random weights, whose faces are noise.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--work", default="/tmp/vrfam-video-bench", show_default=True,
               type=click.Path(file_okay=False, path_type=Path))
-def main(config, paths, batch, seconds, json_path, work):
+def main(config, paths, batch, seconds, flicker_too, json_path, work):
     from vrfam_rt import Bundle, EditPipeline
     from vrfam_rt.environment import describe
     from vrfam_rt.suite import resolve
     from vrfam_rt.tables import render
     from vrfam_rt.video import edit_video
 
+    load = [os.getloadavg()[0]]          # the machine's 1-minute load, before and after
     work.mkdir(parents=True, exist_ok=True)
     clip = make_clip(work / "clip.mp4", seconds)
     bundle = Bundle.load(resolve(None)) if config == "default" else Bundle.random(config, seed=0)
@@ -123,22 +128,27 @@ def main(config, paths, batch, seconds, json_path, work):
                                                "seconds", "frames/s")]))
     first = paths[0]
     backend, precision = first.split(":")
-    pipe = EditPipeline.from_bundle(bundle, backend, precision, max_batch=batch)
-    unsmoothed = edit_video(pipe, clip, work / "unsmoothed.mp4", edit, smooth=False, batch=batch)
-    source = frames_of(clip)
-    steadiness = []
-    for label, report, out in (("smoothed", runs[first], work / f"{backend}-{precision}.mp4"),
-                               ("unsmoothed", unsmoothed, work / "unsmoothed.mp4")):
+    steadiness, measured = [], []
+    if flicker_too:
+        pipe = EditPipeline.from_bundle(bundle, backend, precision, max_batch=batch)
+        unsmoothed = edit_video(pipe, clip, work / "unsmoothed.mp4", edit, smooth=False,
+                                batch=batch)
+        measured = [("smoothed", runs[first], work / f"{backend}-{precision}.mp4"),
+                    ("unsmoothed", unsmoothed, work / "unsmoothed.mp4")]
+    source = frames_of(clip) if measured else []
+    for label, report, out in measured:
         edited, original = flicker(frames_of(out), report.quads), flicker(source, report.quads)
         steadiness.append({"alignment": label, "path": first, "flicker out": round(edited, 3),
                            "flicker in": round(original, 3),
                            "ratio": round(edited / original, 3)})
-    print(render(steadiness, [(c, c, "") for c in ("alignment", "path", "flicker out",
-                                                     "flicker in", "ratio")]))
+    if steadiness:
+        print(render(steadiness, [(c, c, "") for c in ("alignment", "path", "flicker out",
+                                                         "flicker in", "ratio")]))
     if json_path:
         json_path.write_text(json.dumps({
             "config": config, "clip": {"seconds": seconds, "rate": RATE, "size": list(SIZE)},
-            "edit": edit, "speed": rows, "flicker": steadiness, "environment": describe()},
+            "edit": edit, "speed": rows, "flicker": steadiness, "environment": describe(),
+            "load_average_1min": load + [os.getloadavg()[0]]},
             indent=2) + "\n")
 
 
