@@ -97,10 +97,12 @@ def flicker(frames: list[np.ndarray], quads: tuple) -> float:
 @click.option("--flicker/--no-flicker", "flicker_too", default=True, show_default=True,
               help="Also measure flicker (one more run of the first path, unsmoothed); "
               "meaningless for random weights, whose faces are noise.")
+@click.option("--detect-rate", type=float,
+              help="Faces looked for this often a second, followed between (edit_video).")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--work", default="/tmp/vrfam-video-bench", show_default=True,
               type=click.Path(file_okay=False, path_type=Path))
-def main(config, paths, batch, seconds, flicker_too, json_path, work):
+def main(config, paths, batch, seconds, flicker_too, detect_rate, json_path, work):
     from vrfam_rt import Bundle, EditPipeline
     from vrfam_rt.environment import describe
     from vrfam_rt.suite import resolve
@@ -118,7 +120,8 @@ def main(config, paths, batch, seconds, flicker_too, json_path, work):
         pipe = EditPipeline.from_bundle(bundle, backend, precision, max_batch=batch)
         edit_video(pipe, clip, work / "warm.mp4", edit, duration=batch / RATE, batch=batch)
         started = time.perf_counter()
-        report = edit_video(pipe, clip, work / f"{backend}-{precision}.mp4", edit, batch=batch)
+        report = edit_video(pipe, clip, work / f"{backend}-{precision}.mp4", edit, batch=batch,
+                            detect_rate=detect_rate)
         spent = time.perf_counter() - started
         runs[path] = report
         rows.append({"backend": backend, "precision": precision, "batch": batch,
@@ -132,7 +135,7 @@ def main(config, paths, batch, seconds, flicker_too, json_path, work):
     if flicker_too:
         pipe = EditPipeline.from_bundle(bundle, backend, precision, max_batch=batch)
         unsmoothed = edit_video(pipe, clip, work / "unsmoothed.mp4", edit, smooth=False,
-                                batch=batch)
+                                batch=batch, detect_rate=detect_rate)
         measured = [("smoothed", runs[first], work / f"{backend}-{precision}.mp4"),
                     ("unsmoothed", unsmoothed, work / "unsmoothed.mp4")]
     source = frames_of(clip) if measured else []
@@ -147,7 +150,7 @@ def main(config, paths, batch, seconds, flicker_too, json_path, work):
     if json_path:
         json_path.write_text(json.dumps({
             "config": config, "clip": {"seconds": seconds, "rate": RATE, "size": list(SIZE)},
-            "edit": edit, "speed": rows, "flicker": steadiness, "environment": describe(),
+            "edit": edit, "detect_rate": detect_rate, "speed": rows, "flicker": steadiness, "environment": describe(),
             "load_average_1min": load + [os.getloadavg()[0]]},
             indent=2) + "\n")
 

@@ -93,11 +93,13 @@ def test_the_one_euro_filter_holds_a_jittering_still_face_still():
 def test_a_scene_cut_restarts_the_tracks():
     tracks = FaceTracks(8.0)
     square = np.array([[100, 20], [100, 220], [300, 220], [300, 20]], dtype=float)
-    tracks(frame(BLANK), [square])
-    assert len(tracks.tracks) == 1
-    tracks(frame(0), [])                                    # the face is gone: a cut
+    assert not tracks.cut(frame(BLANK))                     # the first frame
+    tracks([square])
+    assert not tracks.cut(frame(BLANK + 1)) and len(tracks.tracks) == 1   # a pixel's drift
+    assert tracks.cut(frame(0))                             # the face is gone: a cut
     assert tracks.tracks == []
-    moved = tracks(frame(BLANK), [square + 10])
+    assert tracks.cut(frame(BLANK))
+    moved = tracks([square + 10])
     assert np.allclose(moved[0], square + 10)               # a new track starts where found
 
 
@@ -139,6 +141,12 @@ def test_start_and_duration_edit_a_part_and_ctrl_c_leaves_no_file(clip, tmp_path
     seconds = sum(p.duration * p.time_base for p in av.open(str(tmp_path / "part.mp4"))
                   .demux(audio=0) if p.duration)
     assert abs(float(seconds) - 0.5) < 0.15                      # the audio of that part
+    followed = edit_video(pipe, clip, tmp_path / "followed.mp4", {"Smiling": 1.0}, start=1.0,
+                          duration=0.5, batch=2, detect_rate=2)   # one detection, 3 follows
+    assert followed.frames == followed.edited == RATE // 2
+    for a, b in zip(followed.quads, part.quads):                 # the same face, followed
+        assert np.abs(np.array(a[0]) - np.array(b[0])).max() < 0.1 * np.hypot(*(b[0][3] - b[0][0]))
+    (tmp_path / "followed.mp4").unlink()
 
     calls = []
 

@@ -90,6 +90,20 @@ class FaceAligner:
             found.append(np.array([[p.x, p.y] for p in shape.parts()], dtype=np.float64))
         return found
 
+    def follow(self, rgb: np.ndarray, boxes) -> list[np.ndarray]:
+        """[68,2] landmarks of the face inside each box (left, top, right, bottom) of an
+        [H,W,3] uint8 image: the shape predictor alone (a few ms a face), without the
+        detector; what follows a face from one video frame to the next
+        (`landmark_box` of the last frame's landmarks)."""
+        import dlib
+
+        found = []
+        for left, top, right, bottom in boxes:
+            shape = self.predictor(rgb, dlib.rectangle(round(left), round(top), round(right),
+                                                       round(bottom)))
+            found.append(np.array([[p.x, p.y] for p in shape.parts()], dtype=np.float64))
+        return found
+
     def quad(self, image, source: str = "image") -> np.ndarray:
         """PIL RGB image -> the FFHQ crop of its largest face: corners [4,2] (x,y of the
         upper left, lower left, lower right, upper right) in the image's pixel
@@ -108,6 +122,13 @@ class FaceAligner:
     def align(self, image, size: int, source: str = "image"):
         """PIL RGB image -> aligned PIL RGB face of size x size."""
         return warp(image, self.quad(image, source), size)
+
+
+def landmark_box(points: np.ndarray) -> tuple[float, float, float, float]:
+    """The box (left, top, right, bottom) of landmarks [68,2]: brows to chin, jaw to
+    jaw, about where the detector boxes a face."""
+    (left, top), (right, bottom) = points.min(0), points.max(0)
+    return float(left), float(top), float(right), float(bottom)
 
 
 def warp(image, quad: np.ndarray, size: int):

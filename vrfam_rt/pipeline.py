@@ -361,19 +361,20 @@ class EditPipeline:
         return self._inversion(kept, [names[i] for i in kept], crops, quads, failures,
                                decoded if photos else None)
 
-    def locate(self, photo, faces="all", upsample: int = 1) -> list[np.ndarray]:
-        """A PIL RGB photo -> the FFHQ quads [4,2] of its faces (`faces` as for
-        `invert`), the largest first; [] when it has none. What a video's frames are
-        aligned by before their quads are smoothed over time (vrfam_rt.video);
-        `upsample` 0 finds faces of 80 px and more at a quarter of the cost of 1 (40 px:
-        FaceAligner.all_landmarks)."""
-        from vrfam_rt.align import NoFaceFound
+    def locate(self, photo, faces="all", upsample: int = 1,
+               near: Sequence | None = None) -> list[tuple[np.ndarray, tuple]]:
+        """A PIL RGB photo -> (FFHQ quad [4,2], landmark box) of each of its faces
+        (`faces` as for `invert`), the largest first; [] when it has none. What a
+        video's frames are aligned by before their quads are smoothed over time
+        (vrfam_rt.video). `upsample` 0 finds faces of 80 px and more at a quarter of
+        the cost of 1 (40 px: FaceAligner.all_landmarks); `near`: the landmark boxes of
+        faces in the frame before, followed by the shape predictor alone, no detector."""
+        from vrfam_rt.align import ffhq_quad, landmark_box
 
-        try:
-            return self._face_aligner().quads(photo, limit=face_limit(faces),
-                                              upsample=upsample)
-        except NoFaceFound:
-            return []
+        aligner, rgb = self._face_aligner(), np.asarray(photo)
+        found = aligner.follow(rgb, near) if near is not None else \
+            aligner.all_landmarks(rgb, face_limit(faces), upsample)
+        return [(ffhq_quad(points) + 0.5, landmark_box(points)) for points in found]
 
     def invert_at(self, photos: Sequence, quads: Sequence[Sequence[np.ndarray]],
                   names: Sequence[str] | None = None) -> Inversion:

@@ -67,19 +67,25 @@ class OneEuro:
 class FaceTracks:
     """Faces followed from frame to frame: a face found near (within half a side of)
     where a track's face was continues it; a track without a face ends; on a scene cut
-    every track ends. `smooth` False hands the found quads through."""
+    (`cut`) every track ends. `smooth` False hands the found quads through."""
 
     rate: float                                       # frames per second
     smooth: bool = True
     tracks: list = field(default_factory=list)        # [(centre [2], OneEuro)]
     thumbnail: np.ndarray | None = None               # [32,32] the last frame, gray
 
-    def __call__(self, frame, quads: list[np.ndarray]) -> list[np.ndarray]:
-        """One frame (PIL RGB) and its faces' quads -> the quads to cut them at."""
+    def cut(self, frame) -> bool:
+        """Whether the frame (PIL RGB) starts a new scene; if so every track ends."""
         thumbnail = np.asarray(frame.convert("L").resize((32, 32)), dtype=np.float32)
-        if self.thumbnail is not None and np.abs(thumbnail - self.thumbnail).mean() > SCENE_CUT:
+        cut = self.thumbnail is not None and \
+            np.abs(thumbnail - self.thumbnail).mean() > SCENE_CUT
+        if cut:
             self.tracks = []
         self.thumbnail = thumbnail
+        return cut
+
+    def __call__(self, quads: list[np.ndarray]) -> list[np.ndarray]:
+        """The quads of a frame's faces -> the quads to cut them at."""
         if not self.smooth:
             return quads
         kept, out = [], []
@@ -127,15 +133,21 @@ def edit_video(pipe, source: str | Path, target: str | Path, edit, start: float 
                duration: float | None = None, faces="all", smooth: bool = True,
                color_match: bool = False, batch: int | None = None,
                progress: Callable[[int], None] | None = None,
-               provenance: dict | None = None, upsample: int = 0) -> VideoReport:
+               provenance: dict | None = None, upsample: int = 0,
+               detect_rate: float | None = None) -> VideoReport:
     """Write `target`, the clip `source` with its faces edited by `edit` (an Edit or a
     mapping {attribute: alpha}) on EditPipeline `pipe`, from `start` seconds for
     `duration` seconds (None: to the end). `batch` frames go through the pipeline at a
     time (default: the pipeline's max_batch); `progress(n)` hears of every n frames
     written; `provenance` (how it was made) goes into the file's comment tag, where
     `read_provenance` finds it; `upsample` 0 finds faces of 80 px and more in a frame,
-    1 down to 40 px at four times the detector's cost (EditPipeline.locate). Nothing is
-    left under `target` unless it is whole."""
+    1 down to 40 px at four times the detector's cost (EditPipeline.locate).
+    `detect_rate`: None runs the detector on every frame; a number runs it that many
+    times a second (and on a scene cut, and while no face is found) and follows the
+    faces in between with the shape predictor alone: faster (the detector costs ~0.1 s
+    a 640x480 frame, the predictor a few ms a face), with more jitter
+    (benchmarks/results/video-cpu.md). Nothing is left under `target` unless it is
+    whole."""
     from vrfam_rt.fileio import atomic_file
     from vrfam_rt.pipeline import as_edit
 
@@ -159,7 +171,7 @@ def edit_video(pipe, source: str | Path, target: str | Path, edit, start: float 
             if start > 0:
                 reader.seek(int(start / video.time_base), stream=video, backward=True)
             tracks = FaceTracks(float(rate), smooth)
-            frames, counts, quads, decoded = [], [0, 0], [], 0
+            frames, counts, quads, decoded, boxes, redetect = [], [0, 0], [], 0, [], 0
 
             def flush():
                 counts[1] += _write(pipe, writer, codec, frames, edit, color_match, counts[0])
@@ -180,7 +192,14 @@ def edit_video(pipe, source: str | Path, target: str | Path, edit, start: float 
                     if seconds < start - 1e-6 or seconds >= end - 1e-6:
                         continue
                     photo = frame.to_image()                   # PIL RGB
-                    found = tracks(photo, pipe.locate(photo, faces, upsample))
+                    if tracks.cut(photo) or decoded >= redetect or not boxes:
+                        located = pipe.locate(photo, faces, upsample)
+                        redetect = decoded + (max(1, round(float(rate) / detect_rate))
+                                              if detect_rate else 1)
+                    else:
+                        located = pipe.locate(photo, near=boxes)
+                    boxes = [box for _, box in located]
+                    found = tracks([quad for quad, _ in located])
                     frames.append((frame, photo, found))
                     quads.append(tuple(found))
                     if len(frames) == batch:
