@@ -179,3 +179,18 @@ def test_photos_and_a_clip_in_one_command_and_what_is_for_photos_only(clip, tmp_
         refused = run(*args, "--out", tmp_path / "refused")
         assert refused.exit_code == 2 and says in refused.output
         assert "Traceback" not in refused.output and not (tmp_path / "refused").exists()
+
+
+@pytest.mark.usefixtures("dlib")          # the pipeline aligns
+def test_an_unreadable_clip_or_a_start_past_the_end_is_one_line_and_leaves_nothing(clip,
+                                                                                  tmp_path):
+    (tmp_path / "notes.mp4").write_text("not a video")
+    for args, says in (((tmp_path / "notes.mp4",), "notes.mp4: not a readable video"),
+                       ((clip, "--start", 5), "clip.mp4: no frames between 5 s and the end")):
+        result = CliRunner().invoke(main, ["edit", *map(str, args), "--config", "tiny",
+                                           "--attr", "Smiling", "--backend", "eager",
+                                           "--out", str(tmp_path / "out")])
+        assert result.exit_code == 1 and "Traceback" not in result.output
+        [line] = [l for l in result.stderr.splitlines() if l.startswith("error:")]
+        assert says in line
+        assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())

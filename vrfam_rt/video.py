@@ -208,9 +208,9 @@ def edit_video(pipe, source: str | Path, target: str | Path, edit, start: float 
                 flush()
             for packet in codec.encode():                      # the encoder's last frames
                 writer.mux(packet)
-    if not counts[0]:
-        raise VrfamError(f"{source}: no frames between {start:g} s and "
-                         f"{'the end' if duration is None else f'{end:g} s'}")
+        if not counts[0]:                 # raised before the file is renamed into place
+            raise VrfamError(f"{source}: no frames between {start:g} s and "
+                             f"{'the end' if duration is None else f'{end:g} s'}")
     return VideoReport(target, counts[0], counts[1], rate, (width, height), codec.name,
                        copied is not None, tuple(quads))
 
@@ -308,7 +308,8 @@ def _open(av, path: str | Path):
     try:
         container = av.open(str(path))
     except (av.error.FFmpegError, OSError) as exc:
-        raise VrfamError(f"{path}: not a readable video ({exc})") from None
+        raise VrfamError(f"{path}: not a readable video "
+                         f"({getattr(exc, 'strerror', None) or exc})") from None
     if not container.streams.video:
         container.close()
         raise VrfamError(f"{path}: holds no video stream")
