@@ -40,14 +40,15 @@ def test_ort_backend_exports_once_into_the_cache(tmp_path, default_cache):
 
     cache = on_demand.cache_dir(Bundle.load(resolve(None)), default_cache)
     shutil.rmtree(cache / "fp32", ignore_errors=True)     # an earlier module's export
-    args = [PHOTO, "--attr", "Smiling", "--backend", "ort", "--out", tmp_path / "out"]
+    args = [PHOTO, "--attr", "Smiling", "--backend", "ort", "--crop", "--out", tmp_path / "out"]
     first = edit(*args)
     assert first.exit_code == 0, first.output
     assert "exporting fp32 ONNX" in first.stderr
     assert json.loads((cache / "fp32" / "manifest.json").read_text())["precision"] == "fp32"
     second = edit(*args, "--overwrite")
     assert second.exit_code == 0 and "exporting" not in second.stderr
-    eager = edit(PHOTO, "--attr", "Smiling", "--backend", "eager", "--out", tmp_path / "eager")
+    eager = edit(PHOTO, "--attr", "Smiling", "--backend", "eager", "--crop",
+                 "--out", tmp_path / "eager")
     assert eager.exit_code == 0
     a = np.asarray(Image.open(tmp_path / "out" / "grace_hopper_Smiling+1.0.png"), dtype=int)
     b = np.asarray(Image.open(tmp_path / "eager" / "grace_hopper_Smiling+1.0.png"), dtype=int)
@@ -60,7 +61,7 @@ def test_a_real_photo_is_aligned_edited_and_gridded(tmp_path):
                   "--grid", "--out", tmp_path)
     assert result.exit_code == 0, result.output
     assert sorted(p.name for p in tmp_path.iterdir()) == [
-        "grace_hopper_Smiling+1.0_Eyeglasses-0.5.png", "grace_hopper_grid.png"]
+        "grace_hopper_Smiling+1.0_Eyeglasses-0.5.jpg", "grace_hopper_grid.png"]
     with Image.open(tmp_path / "grace_hopper_grid.png") as grid:
         # input | reconstruction | the sequential edit, 64 px cells shown 4x, under a
         # white band of labels
@@ -108,7 +109,7 @@ def test_alpha_sweep_writes_one_image_per_strength(tmp_path):
                   "--out", tmp_path)
     assert result.exit_code == 0, result.output
     assert sorted(p.name for p in tmp_path.iterdir()) == [
-        "grace_hopper_Male+0.0.png", "grace_hopper_Male+1.0.png", "grace_hopper_Male-1.0.png"]
+        "grace_hopper_Male+0.0.jpg", "grace_hopper_Male+1.0.jpg", "grace_hopper_Male-1.0.jpg"]
 
 
 @pytest.mark.usefixtures("dlib")          # aligns a photo
@@ -248,11 +249,14 @@ def test_a_108_megapixel_jpeg_decodes_reduced_and_is_aligned(tmp_path, recwarn):
     photo.save(tmp_path / "phone.jpg", quality=80)
     del face, photo
     assert read_rgb(tmp_path / "phone.jpg").size == (3000, 2250)
-    result = edit(tmp_path / "phone.jpg", "--config", "tiny", "--attr", "Smiling",
+    result = edit(tmp_path / "phone.jpg", "--config", "tiny", "--attr", "Smiling", "--crop",
                   "--out", tmp_path / "out")
     assert result.exit_code == 0, result.output
     assert [p.name for p in (tmp_path / "out").iterdir()] == ["phone_Smiling+1.0.png"]
-    refused = edit(tmp_path / "phone.jpg", "--config", "tiny", "--attr", "Smiling",
+    whole = edit(tmp_path / "phone.jpg", "--config", "tiny", "--attr", "Smiling",
+                 "--out", tmp_path / "whole")     # pasting back needs every pixel decoded
+    assert whole.exit_code == 1 and "12000x9000 is too large" in whole.stderr
+    refused = edit(tmp_path / "phone.jpg", "--config", "tiny", "--attr", "Smiling", "--crop",
                    "--max-pixels", 2_000_000, "--out", tmp_path / "out2")
     assert refused.exit_code == 1 and "3000x2250 is too large" in refused.stderr
     assert "`--max-pixels 2000000`" in refused.stderr

@@ -1,7 +1,8 @@
 """README.md runs as printed: every fenced code block, in README order, in one folder.
 
 The folder starts with same-layout stand-ins of the public files the README names
-(tests/layouts.py writes them from a tiny random bundle) and a photo, `photo.jpg`.
+(tests/layouts.py writes them from a tiny random bundle), a photo, `photo.jpg`, and a
+one-second clip with sound, `clip.mp4`.
 Shell blocks run in one bash session, as in a reader's terminal: each block under
 `set -e`, with this environment's bin first on PATH, HOME and VRFAM_RT_CACHE inside the
 temporary folder, and background jobs (`vrfam-rt serve &`) alive until a later block
@@ -141,6 +142,8 @@ def write_stand_ins(folder: Path) -> list[str]:
         write_bare(folder / f"tnet_{index}.pth.tar", edit)
     cbook = pytest.importorskip("matplotlib.cbook")
     shutil.copy(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False), folder / "photo.jpg")
+    from vrfam_rt.benchmarks.video import make_clip     # a second of a face drifting, a tone
+    make_clip(folder / "clip.mp4", seconds=1, rate=8, size=(320, 240))
     return sorted(p.name for p in folder.iterdir())
 
 

@@ -48,7 +48,7 @@ class NoFaceFound(VrfamError):
 
 
 class FaceAligner:
-    """Detects the largest face in an RGB image and returns its FFHQ-aligned crop."""
+    """Detects the faces in an RGB image and returns their FFHQ-aligned crops."""
 
     def __init__(self):
         try:
@@ -59,9 +59,17 @@ class FaceAligner:
         self.predictor = dlib.shape_predictor(str(predictor_path()))
 
     def landmarks(self, rgb: np.ndarray) -> np.ndarray | None:
-        """[68,2] landmarks of the largest face in an [H,W,3] uint8 image, or None.
+        """[68,2] landmarks of the largest face in an [H,W,3] uint8 image, or None."""
+        faces = self.all_landmarks(rgb, limit=1)
+        return faces[0] if faces else None
 
-        The detector (upsampling once, for small faces) sees the image shrunk to at most
+    def all_landmarks(self, rgb: np.ndarray, limit: int | None = None,
+                      upsample: int = 1) -> list[np.ndarray]:
+        """[68,2] landmarks of each face in an [H,W,3] uint8 image, the largest first
+        (at most `limit` of them; None: all).
+
+        The detector (upsampling `upsample` times: once finds faces of about 40 px, at
+        four times the cost of none, which finds about 80 px) sees the image shrunk to at most
         DETECT_SIDE pixels a side, so its cost does not grow with the photo; the shape
         predictor then places the landmarks in the full-resolution image.
         """
@@ -73,28 +81,55 @@ class FaceAligner:
         if scale > 1:
             size = (max(1, round(rgb.shape[1] / scale)), max(1, round(rgb.shape[0] / scale)))
             small = np.asarray(Image.fromarray(rgb).resize(size, Image.BILINEAR))
-        faces = self.detector(small, 1)
-        if not faces:
-            return None
-        face = max(faces, key=lambda r: r.width() * r.height())
-        if scale > 1:
-            face = dlib.rectangle(round(face.left() * scale), round(face.top() * scale),
-                                  round(face.right() * scale), round(face.bottom() * scale))
-        shape = self.predictor(rgb, face)
-        return np.array([[p.x, p.y] for p in shape.parts()], dtype=np.float64)
+        faces = sorted(self.detector(small, upsample), key=lambda r: -r.width() * r.height())
+        found = []
+        for face in faces[:limit]:
+            if scale > 1:
+                face = dlib.rectangle(round(face.left() * scale), round(face.top() * scale),
+                                      round(face.right() * scale), round(face.bottom() * scale))
+            shape = self.predictor(rgb, face)
+            found.append(np.array([[p.x, p.y] for p in shape.parts()], dtype=np.float64))
+        return found
+
+    def follow(self, rgb: np.ndarray, boxes) -> list[np.ndarray]:
+        """[68,2] landmarks of the face inside each box (left, top, right, bottom) of an
+        [H,W,3] uint8 image: the shape predictor alone (a few ms a face), without the
+        detector; what follows a face from one video frame to the next
+        (`landmark_box` of the last frame's landmarks)."""
+        import dlib
+
+        found = []
+        for left, top, right, bottom in boxes:
+            shape = self.predictor(rgb, dlib.rectangle(round(left), round(top), round(right),
+                                                       round(bottom)))
+            found.append(np.array([[p.x, p.y] for p in shape.parts()], dtype=np.float64))
+        return found
 
     def quad(self, image, source: str = "image") -> np.ndarray:
         """PIL RGB image -> the FFHQ crop of its largest face: corners [4,2] (x,y of the
         upper left, lower left, lower right, upper right) in the image's pixel
         coordinates (PIL's: the top-left pixel spans [0,1)^2), or NoFaceFound."""
-        points = self.landmarks(np.asarray(image))
-        if points is None:
+        return self.quads(image, source, limit=1)[0]
+
+    def quads(self, image, source: str = "image", limit: int | None = None,
+              upsample: int = 1) -> list[np.ndarray]:
+        """`quad` for each face of the image (at most `limit`; None: all), the largest
+        first; NoFaceFound when there is none. `upsample`: as for `all_landmarks`."""
+        found = self.all_landmarks(np.asarray(image), limit, upsample)
+        if not found:
             raise NoFaceFound(f"{source}: no face found; use a frontal photo or pass `align=False`")
-        return ffhq_quad(points) + 0.5          # landmarks count pixel centres from 0
+        return [ffhq_quad(points) + 0.5 for points in found]   # landmarks count pixel centres from 0
 
     def align(self, image, size: int, source: str = "image"):
         """PIL RGB image -> aligned PIL RGB face of size x size."""
         return warp(image, self.quad(image, source), size)
+
+
+def landmark_box(points: np.ndarray) -> tuple[float, float, float, float]:
+    """The box (left, top, right, bottom) of landmarks [68,2]: brows to chin, jaw to
+    jaw, about where the detector boxes a face."""
+    (left, top), (right, bottom) = points.min(0), points.max(0)
+    return float(left), float(top), float(right), float(bottom)
 
 
 def warp(image, quad: np.ndarray, size: int):

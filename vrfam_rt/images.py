@@ -124,10 +124,11 @@ def png_bytes(image) -> bytes:
 PROVENANCE_KEY = "vrfam-rt"      # the PNG text chunk that says how an image was made
 
 
-def save_png(image, path: Path, provenance: dict | None = None) -> None:
+def save_png(image, path: Path, provenance: dict | None = None, **options) -> None:
     """Write a PIL image as PNG through a temporary file renamed into place; `provenance`
     (how it was made: bundle digest, method, backend, precision, edit) goes into a
-    text chunk that `read_provenance` and `vrfam-rt info IMAGE` read back."""
+    text chunk that `read_provenance` and `vrfam-rt info IMAGE` read back; `options`
+    go to PIL's PNG writer (icc_profile, exif)."""
     import json
 
     from PIL.PngImagePlugin import PngInfo
@@ -141,11 +142,37 @@ def save_png(image, path: Path, provenance: dict | None = None) -> None:
         info.add_text("Software", f"vrfam-rt {__version__}")
         info.add_text(PROVENANCE_KEY, json.dumps(provenance, sort_keys=True))
     with atomic_file(path) as tmp:
-        image.save(tmp, format="PNG", pnginfo=info)
+        image.save(tmp, format="PNG", pnginfo=info, **options)
+
+
+JPEG_QUALITY = 95               # photos written as JPEG: high quality, no chroma subsampling
+
+
+def save_photo(image, path: Path, provenance: dict | None = None,
+               format: str = "png") -> None:
+    """Write a PIL photo as PNG (`save_png`) or JPEG (`format` 'jpg': quality
+    JPEG_QUALITY, 4:4:4), atomically, with the ICC profile and EXIF its info carries
+    (a decoded photo's: orientation already applied) and `provenance` (a JPEG keeps it
+    in its comment, where `read_provenance` finds it)."""
+    import json
+
+    from vrfam_rt.fileio import atomic_file
+    from vrfam_rt.version import __version__
+
+    kept = {k: image.info[k] for k in ("icc_profile", "exif") if image.info.get(k)}
+    if format == "png":
+        save_png(image, path, provenance, **kept)
+        return
+    comment = (f"{PROVENANCE_KEY} {__version__} " + json.dumps(provenance, sort_keys=True)
+               if provenance is not None else "")
+    with atomic_file(path) as tmp:
+        image.save(tmp, format="JPEG", quality=JPEG_QUALITY, subsampling=0,
+                   comment=comment.encode(), **kept)
 
 
 def read_provenance(path: str | Path) -> dict | None:
-    """What `save_png` recorded in an image of ours, or None (not a PNG, or not ours)."""
+    """What `save_png`, `save_photo` or `vrfam_rt.video.edit_video` recorded in an image
+    or clip of ours, or None (not ours)."""
     import json
 
     from PIL import Image, UnidentifiedImageError
@@ -153,13 +180,33 @@ def read_provenance(path: str | Path) -> dict | None:
     try:
         with Image.open(path) as image:
             text = getattr(image, "text", {}).get(PROVENANCE_KEY)
-    except (OSError, UnidentifiedImageError, SyntaxError):
+            comment = image.info.get("comment", b"") if image.format == "JPEG" else b""
+    except UnidentifiedImageError:      # a clip of ours keeps it in its comment tag
+        comment = _clip_comment(path).encode()
+        text = None
+    except (OSError, SyntaxError):
         return None
+    if isinstance(comment, bytes) and comment.startswith(PROVENANCE_KEY.encode() + b" "):
+        text = comment.decode("utf-8", "replace").split(" ", 2)[-1]
     try:
         record = json.loads(text) if text else None
     except ValueError:
         return None
     return record if isinstance(record, dict) else None
+
+
+def _clip_comment(path: str | Path) -> str:
+    """The comment tag of a video file (`vrfam_rt.video.edit_video` writes its record
+    there), or "" (not a video PyAV reads)."""
+    try:
+        import av
+    except ImportError:
+        return ""
+    try:
+        with av.open(str(path)) as container:
+            return container.metadata.get("comment", "")
+    except (av.error.FFmpegError, OSError, ValueError):
+        return ""
 
 
 def image_files(folder: str | Path) -> list[Path]:

@@ -43,8 +43,9 @@ class Face:
 
 @dataclass(frozen=True)
 class Inversion:
-    """N faces and the inputs that gave none. `inv[i]` is a Face, `inv[i:j]` the
-    Inversion of those faces (failures belong to the whole and stay with it)."""
+    """N faces (a photo gives one or more, under the same index) and the inputs that
+    gave none. `inv[i]` is a Face, `inv[i:j]` the Inversion of those faces (failures
+    belong to the whole and stay with it; the slice keeps the photos to paste into)."""
 
     indices: tuple[int, ...]       # [N] Face.index
     sources: tuple[str, ...]       # [N] Face.source
@@ -52,6 +53,9 @@ class Inversion:
     crops: torch.Tensor            # uint8 [N,3,S,S] Face.crop
     wplus: torch.Tensor            # float32 [N,L,D] Face.wplus, on the CPU
     failures: tuple[Failure, ...] = ()
+    photos: tuple = ()             # per input given to invert, its decoded PIL photo (None
+    #                                where it failed), kept for paste-back; () when not
+    #                                kept; never saved
 
     def __post_init__(self):
         n = len(self.indices)
@@ -70,7 +74,7 @@ class Inversion:
     def __getitem__(self, key: int | slice) -> "Face | Inversion":
         if isinstance(key, slice):
             return Inversion(self.indices[key], self.sources[key], self.transforms[key],
-                             self.crops[key], self.wplus[key])
+                             self.crops[key], self.wplus[key], photos=self.photos)
         i = range(len(self))[key]          # an IndexError past the end ends iteration
         return Face(self.indices[i], self.sources[i], self.transforms[i], self.crops[i],
                     self.wplus[i])

@@ -1,7 +1,9 @@
 """The edit core: the paper's Fig. 1 over any backend, inverting once and editing many.
 
-photo(s) -> decode -> align (dlib FFHQ crop, its transform kept) -> encoder -> Inversion
-Inversion + edits -> fused transformer -> generator -> EditResult (edited crops)
+photo(s) -> decode -> align (dlib FFHQ crop of each face, its transform kept) -> encoder
+         -> Inversion
+Inversion + edits -> fused transformer -> generator -> EditResult (edited crops, and each
+         photo with its edited faces pasted back: vrfam_rt.pasteback)
 
 Decoding and alignment run on the CPU; from the uint8 crop on, tensors live on the
 backend's device (resize and normalisation included) until the images come back.
@@ -206,14 +208,35 @@ def pad_rows(tensor: torch.Tensor, size: int) -> torch.Tensor:
     return torch.cat([tensor, tensor[-1:].expand(size - len(tensor), *tensor.shape[1:])])
 
 
+FACES_HELP = "'all', 'largest' or a number N (the N largest)"
+
+
+def face_limit(faces, option: str = "faces") -> int | None:
+    """Which faces of a photo to edit -> how many, the largest first (None: all):
+    'all', 'largest' (1) or a number N >= 1; a UsageError naming `option` otherwise."""
+    if isinstance(faces, str) and faces.strip().lower() in ("all", "largest"):
+        return None if faces.strip().lower() == "all" else 1
+    try:
+        count = int(faces) if not isinstance(faces, (bool, float)) else None
+    except (TypeError, ValueError):
+        count = None
+    if count is None or count < 1:
+        raise UsageError(f"{option} {faces!r}: give {FACES_HELP}")
+    return count
+
+
 @dataclass(frozen=True)
 class EditResult:
-    """What EditPipeline.edit rendered: each face under each edit, and the inputs that
-    gave no face."""
+    """What EditPipeline.edit rendered: each face under each edit, each photo with its
+    faces pasted back, and the inputs that gave no face."""
 
     inversion: Inversion               # the faces edited (sources, alignment transforms)
     edits: tuple[Edit, ...]            # E edits, in the order asked
     crops: tuple[tuple, ...]           # [N][E] PIL RGB images, the generator's R x R
+    photos: tuple = ()                 # per input given to invert: [E] PIL RGB photos of its
+    #                                    size with the edited faces blended in (None where
+    #                                    it gave no face); () when the inversion kept no
+    #                                    photos
 
     @property
     def failures(self) -> tuple[Failure, ...]:
@@ -227,10 +250,11 @@ class EditPipeline:
     From Python:
 
         pipe = EditPipeline.from_bundle(None, backend="ort")      # None: the shipped default
-        [edited] = pipe("photo.jpg", {"Smiling": 1.0})            # -> list of PIL images
+        [edited] = pipe("photo.jpg", {"Smiling": 1.0})            # -> list of PIL photos
         inversion = pipe.invert(["a.jpg", "b.png"])               # the encoder runs here
         sweep = pipe.edit(inversion, [{"Smiling": a} for a in (-1, 0, 1)])
-        sweep.crops[1][2]                                         # b.png, Smiling +1
+        sweep.photos[1][2]                                        # b.png, Smiling +1
+        sweep.crops[0][2]                                         # its first face's crop
     """
 
     def __init__(self, backend, input_size: int, align: bool = True, max_batch: int = MAX_BATCH,
@@ -275,32 +299,42 @@ class EditPipeline:
         return tuple(self.backend.attributes)
 
     def __call__(self, images, edits: Mapping[str, float] | None = None,
-                 align: bool | None = None, force: bool = False) -> list:
+                 align: bool | None = None, force: bool = False, faces="all",
+                 color_match: bool = False) -> list:
         """Photos (a path, a PIL image, a numpy array, encoded bytes, or a list of them)
-        -> one PIL image each: the edit {attribute: alpha, ...} applied one attribute
+        -> one PIL image each: the photo with its faces (`faces`: 'all', 'largest' or
+        N) edited in place, the edit {attribute: alpha, ...} applied one attribute
         after another, or the reconstruction when no edit is given; `force` allows
-        alphas outside [-1.5, 1.5]. `pipe.edit(pipe.invert(images), edits)`, one image
+        alphas outside [-1.5, 1.5]. Without alignment the input is a face crop and the
+        edited crop comes back. `pipe.edit(pipe.invert(images), edits)`, one image
         per input: in a list, an input that failed (unreadable, no face) holds its
         VrfamError instead; a single input that fails raises it."""
         edit = as_edits([{} if edits is None else edits], self.attributes, force)
-        result = self.edit(self.invert(images, align), edit)
+        aligned = self.align if align is None else align
+        result = self.edit(self.invert(images, align, faces=faces if aligned else "largest",
+                                       photos=aligned), edit, color_match=color_match)
         many = isinstance(images, (list, tuple))
         if not many and result.failures:
             raise result.failures[0].error
         out: list = [None] * (len(images) if many else 1)
         for face, crops in zip(result.inversion, result.crops):
-            out[face.index] = crops[0]
+            out[face.index] = result.photos[face.index][0] if aligned else crops[0]
         for failure in result.failures:
             out[failure.index] = failure.error
         return out
 
     def invert(self, images, align: bool | Sequence[bool] | None = None,
-               names: Sequence[str] | None = None) -> Inversion:
+               names: Sequence[str] | None = None, faces="all",
+               photos: bool = True) -> Inversion:
         """Photos (as for a call) -> their faces' crops, alignment transforms and W+
         codes, batch-encoded. `align`: the pipeline's setting, or a flag for all or one
         per image; `names`: what messages call each image (default: its path, else
-        images[i]). An input that fails (unreadable, too large, no face) is recorded in
-        the inversion's `failures` and the others go on."""
+        images[i]); `faces`: which faces of an aligned photo, 'all', 'largest' or N
+        (the N largest), largest first; `photos`: keep each photo, decoded at full
+        resolution, for `edit` to paste the faces back into (False: JPEGs decode
+        reduced, as for crops alone). An input that fails (unreadable, too large, no
+        face) is recorded in the inversion's `failures` and the others go on."""
+        limit = face_limit(faces)
         many = isinstance(images, (list, tuple))
         items = list(images) if many else [images]
         flags = list(align) if isinstance(align, (list, tuple)) else [align] * len(items)
@@ -310,28 +344,71 @@ class EditPipeline:
         if not len(flags) == len(names) == len(items):
             raise TypeError(f"{len(items)} images need as many align flags and names; got "
                             f"{len(flags)} and {len(names)}")
-        kept, crops, quads, failures = [], [], [], []
+        kept, crops, quads, failures, decoded = [], [], [], [], [None] * len(items)
         for i, (image, flag, name) in enumerate(zip(items, flags, names)):
             try:
-                crop, quad = self._crop(image, self.align if flag is None else flag, name)
+                photo, found = self._crops(image, self.align if flag is None else flag, name,
+                                           limit, photos)
             except VrfamError as exc:
                 failures.append(Failure(i, name, exc))
                 continue
-            kept.append(i)
-            crops.append(crop)
-            quads.append(quad)
+            for crop, quad in found:
+                kept.append(i)
+                crops.append(crop)
+                quads.append(quad)
+            decoded[i] = photo if photos else None
+        return self._inversion(kept, [names[i] for i in kept], crops, quads, failures,
+                               decoded if photos else None)
+
+    def locate(self, photo, faces="all", upsample: int = 1,
+               near: Sequence | None = None) -> list[tuple[np.ndarray, tuple]]:
+        """A PIL RGB photo -> (FFHQ quad [4,2], landmark box) of each of its faces
+        (`faces` as for `invert`), the largest first; [] when it has none. What a
+        video's frames are aligned by before their quads are smoothed over time
+        (vrfam_rt.video). `upsample` 0 finds faces of 80 px and more at a quarter of
+        the cost of 1 (40 px: FaceAligner.all_landmarks); `near`: the landmark boxes of
+        faces in the frame before, followed by the shape predictor alone, no detector."""
+        from vrfam_rt.align import ffhq_quad, landmark_box
+
+        aligner, rgb = self._face_aligner(), np.asarray(photo)
+        found = aligner.follow(rgb, near) if near is not None else \
+            aligner.all_landmarks(rgb, face_limit(faces), upsample)
+        return [(ffhq_quad(points) + 0.5, landmark_box(points)) for points in found]
+
+    def invert_at(self, photos: Sequence, quads: Sequence[Sequence[np.ndarray]],
+                  names: Sequence[str] | None = None) -> Inversion:
+        """PIL RGB photos and, per photo, the quads [4,2] to cut its faces at (from
+        `locate`, smoothed or not; none: a photo without faces) -> their Inversion,
+        batch-encoded, the photos kept for paste-back."""
+        names = list(names) if names is not None else [f"images[{i}]" for i in range(len(photos))]
+        kept, crops, corners = [], [], []
+        for i, (photo, found) in enumerate(zip(photos, quads)):
+            for quad in found:
+                kept.append(i)
+                crops.append(self._warp(photo, quad))
+                corners.append(quad)
+        return self._inversion(kept, [names[i] for i in kept], crops, corners, [],
+                               list(photos))
+
+    def _inversion(self, kept: list, sources: list, crops: list, quads: list,
+                   failures: list, photos: list | None) -> Inversion:
+        """Faces (input index, source, uint8 crop [3,S,S], quad [4,2] each) encoded into
+        an Inversion; `photos` (per input) kept for paste-back unless None."""
         size = self.input_size
         crops = torch.stack(crops) if crops else torch.zeros(0, 3, size, size, dtype=torch.uint8)
         quads = torch.from_numpy(np.array(quads, dtype=np.float64).reshape(-1, 4, 2))
         wplus = self.encode(crops).to("cpu", copy=True)     # a plain tensor, free to change
-        return Inversion(tuple(kept), tuple(names[i] for i in kept), quads, crops, wplus,
-                         tuple(failures))
+        return Inversion(tuple(kept), tuple(sources), quads, crops, wplus, tuple(failures),
+                         tuple(photos) if photos is not None else ())
 
-    def edit(self, inversion: Inversion, edits, force: bool = False) -> EditResult:
+    def edit(self, inversion: Inversion, edits, force: bool = False,
+             color_match: bool = False) -> EditResult:
         """Render each face of `inversion` under each edit (see `as_edits`: a mapping
         {attribute: alpha}, {} for the reconstruction, or a list of them): the
         transformer and the generator only, the reconstruction by the generator alone,
-        every stage call batched across faces and edits."""
+        every stage call batched across faces and edits. When the inversion kept its
+        photos, each is returned with its edited faces pasted back (vrfam_rt.pasteback;
+        `color_match` moves each face's colours to the photo's)."""
         edits = as_edits(edits, self.attributes, force)
         n = len(inversion)
         cells: dict[tuple[int, int], object] = {}           # (face, edit) -> PIL image
@@ -346,7 +423,24 @@ class EditPipeline:
             for k, image in enumerate(self._images(wplus, alphas)):
                 cells[k % n, changed[k // n]] = image
         crops = tuple(tuple(cells[i, j] for j in range(len(edits))) for i in range(n))
-        return EditResult(inversion, tuple(edits), crops)
+        return EditResult(inversion, tuple(edits), crops,
+                          self._paste(inversion, crops, len(edits), color_match))
+
+    @staticmethod
+    def _paste(inversion: Inversion, crops: tuple, count: int, color_match: bool) -> tuple:
+        """Each kept photo with its faces' crops [N][E] pasted back, per edit: [P][E]
+        (None for an input without faces)."""
+        from vrfam_rt.pasteback import paste_back
+
+        photos: list = [None] * len(inversion.photos)
+        for index, photo in enumerate(inversion.photos):
+            faces = [k for k, i in enumerate(inversion.indices) if i == index]
+            if photo is None or not faces:
+                continue
+            photos[index] = tuple(
+                paste_back(photo, [(crops[k][j], inversion.transforms[k].numpy()) for k in faces],
+                           color_match) for j in range(count))
+        return tuple(photos)
 
     def alphas(self, edits: Sequence[Edit]) -> torch.Tensor:
         """Edits -> alpha rows [len(edits),K] in the bundle's attribute order (CPU)."""
@@ -396,27 +490,37 @@ class EditPipeline:
                 chunk = [pad_rows(t, bucket(count, self.max_batch)) for t in chunk]
             yield chunk, count
 
-    def _crop(self, image, align: bool, name: str):
-        """One photo -> (uint8 crop [3,S,S], its corners in the photo [4,2]): the FFHQ
-        crop of its largest face, or the whole photo resized when alignment is off.
+    def _crops(self, image, align: bool, name: str, limit: int | None = None,
+               full: bool = False):
+        """One photo -> (the decoded PIL photo, [(uint8 crop [3,S,S], its corners in the
+        photo [4,2])]): the FFHQ crops of its faces, the largest first (at most `limit`;
+        None: all), or the whole photo resized when alignment is off.
 
         image: a path, a PIL image, a numpy array (HxWx3 RGB or HxW gray, uint8), or an
-        encoded file's bytes; `name` says what it is in messages."""
+        encoded file's bytes; `name` says what it is in messages; `full`: decode a JPEG
+        at full resolution (what paste-back writes into) rather than reduced."""
         from PIL import Image
 
-        from vrfam_rt.align import warp
+        from vrfam_rt.images import DRAFT_SIDE
 
         if isinstance(image, (str, Path, bytes, bytearray, memoryview)):
-            image = read_rgb(image, self.max_pixels, name=name)
+            image = read_rgb(image, self.max_pixels, draft=None if full else DRAFT_SIDE,
+                             name=name)
         else:
             image = as_pil(image, name)
         size = self.input_size
         if align:
-            quad = self._face_aligner().quad(image, source=name)
-            return to_tensor(warp(image, quad, size)), quad
+            quads = self._face_aligner().quads(image, source=name, limit=limit)
+            return image, [(self._warp(image, quad), quad) for quad in quads]
         width, height = image.size
         quad = np.array([[0, 0], [0, height], [width, height], [width, 0]], dtype=np.float64)
-        return to_tensor(image.resize((size, size), Image.BICUBIC)), quad
+        return image, [(to_tensor(image.resize((size, size), Image.BICUBIC)), quad)]
+
+    def _warp(self, photo, quad: np.ndarray) -> torch.Tensor:
+        """The crop of a PIL photo at quad [4,2], uint8 [3,S,S] at the encoder's size."""
+        from vrfam_rt.align import warp
+
+        return to_tensor(warp(photo, quad, self.input_size))
 
     def _face_aligner(self):
         if self._aligner is None:

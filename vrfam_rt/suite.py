@@ -20,7 +20,7 @@ import os
 from importlib import resources
 from pathlib import Path
 
-from vrfam_rt.errors import UsageError, VrfamError, argument
+from vrfam_rt.errors import UsageError, VrfamError
 
 METHODS = ("vrfam", "interfacegan", "interfacegan-conditional", "e4e-linear")
 MANIFEST = "suite.json"

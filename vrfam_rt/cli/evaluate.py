@@ -150,7 +150,7 @@ def _photos(bundle, pipe, folder, samples):
     files = expand_inputs([folder])[:samples]
     if len(files) < 2:
         raise VrfamError(f"--images {folder}: FID needs at least 2 photos, found {len(files)}")
-    inversion = pipe.invert(files)
+    inversion = pipe.invert(files, faces="largest", photos=False)
     if inversion.failures:
         raise inversion.failures[0].error
     inputs = normalise(inversion.crops, pipe.input_size)

@@ -56,7 +56,8 @@ class EditService:
                 answers[i] = exc
         inversion = self.pipeline.invert([requests[i].image for i in good],
                                          align=[requests[i].align for i in good],
-                                         names=["image"] * len(good))
+                                         names=["image"] * len(good), faces="largest",
+                                         photos=False)
         for failure in inversion.failures:
             answers[good[failure.index]] = VrfamError(
                 "image: no face found; send a frontal photo, or align=false with a face crop"
