@@ -122,8 +122,9 @@ def gpu_check(out: Path, config: str = "ffhq-1024", device: str = "cuda", batche
                                                       device=device))
 
     def layers():
-        from vrfam_rt.benchmarks.profile import eager_layers, top_layers
-        return top_layers(eager_layers(bundle, runners[f"eager {half}"], 1), 6)
+        from vrfam_rt.benchmarks.profile import stage_inputs, top_layers
+        runner = runners[f"eager {half}"]
+        return top_layers(runner.layer_times(stage_inputs(bundle, runner, 1)), 6)
     report["layers_eager_half"] = step(f"layers eager {half}", layers)
     report["edit_cli"] = step("edit CLI", lambda: _edit_cli(out, config, device, half))
     return _write(out, report)

@@ -330,11 +330,11 @@ def test_ctrl_c_during_edit_says_what_was_written_and_exits_130(user, monkeypatc
 
     edit_batch, calls = EditPipeline.edit, []
 
-    def interrupted_on_the_second_batch(self, inversion, edits):
+    def interrupted_on_the_second_batch(self, inversion, edits, **options):
         calls.append(len(inversion))
         if len(calls) == 2:
             raise KeyboardInterrupt
-        return edit_batch(self, inversion, edits)
+        return edit_batch(self, inversion, edits, **options)
 
     monkeypatch.setattr(EditPipeline, "edit", interrupted_on_the_second_batch)
     result = CliRunner().invoke(main, ["edit", str(EXAMPLE), str(EXAMPLE), str(EXAMPLE),

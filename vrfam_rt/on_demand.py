@@ -144,7 +144,8 @@ def made(bundle, cache: Path, choice, say: Callable[[str], None], max_batch: int
                                      max_batch)
     if choice.spec.compiled_cache:
         compiled = cache / choice.spec.compiled_cache
-        usable(compiled, "openvino", bundle.digest, "compiled models", say)  # a damaged one goes
+        usable(compiled, "openvino", bundle.digest, f"{choice.spec.library} compiled models",
+               say)                               # a damaged one goes; it compiles anew
         folders["compiled"] = compiled
     return folders
 

@@ -91,6 +91,7 @@ class Spec:
     """One backend, as data."""
 
     name: str
+    library: str                            # the runtime it drives, as users know it
     summary: str                            # one line: --help, `info`
     opener: str                             # "module:Class", a vrfam_rt.backends.Backend
     precisions: tuple[str, ...]             # what it runs
@@ -136,25 +137,26 @@ def _int8(target: str) -> Needs:
 
 
 SPECS: Mapping[str, Spec] = MappingProxyType({spec.name: spec for spec in (
-    Spec("eager", "PyTorch, the bundle's own networks", "vrfam_rt.backends.eager:EagerBackend",
+    Spec("eager", "PyTorch", "PyTorch, the bundle's own networks", "vrfam_rt.backends.eager:EagerBackend",
          precisions=("fp32", "bf16", "fp16"), devices=("cpu", "cuda"),
          precision_devices={"fp16": ("cuda",)},
          precision_device_why={"fp16": "float16 convolutions on the CPU are hundreds of times "
                                        "slower; use bf16 there"},
          cuda_graphs=True, probe=_eager_probe),
-    Spec("ort", "ONNX Runtime on the exported graphs", "vrfam_rt.backends.ort:OrtBackend",
+    Spec("ort", "ONNX Runtime", "ONNX Runtime on the exported graphs", "vrfam_rt.backends.ort:OrtBackend",
          precisions=("fp32", "fp16", "int8"), devices=("cpu", "cuda"),
          needs={"fp32": Needs("fp32"), "fp16": Needs("fp16"), "int8": _int8("cpu")},
          auto_remap={"fp16": ("fp32", "fp16 on the CPU is emulated, never faster")},
          int8_targets=("cpu",), probe=_ort_probe),
-    Spec("openvino", "OpenVINO on the exported graphs",
+    Spec("openvino", "OpenVINO", "OpenVINO on the exported graphs",
          "vrfam_rt.backends.openvino:OpenVinoBackend",
          precisions=("fp32", "bf16", "int8"), devices=("cpu",),
          needs={"fp32": Needs("fp32"), "bf16": Needs("fp32"), "int8": _int8("openvino")},
          auto_remap={"fp16": ("fp32", "fp16 on the CPU is emulated, never faster")},
          static_shapes=True, int8_targets=("openvino", "cpu"), compiled_cache="openvino",
          probe=_module_probe("openvino", "pip install openvino"), details=_openvino_details),
-    Spec("trt", "TensorRT plans (TensorRT on a local GPU, else TensorRT-RTX ahead of time)",
+    Spec("trt", "TensorRT", "TensorRT plans (TensorRT on a local GPU, else TensorRT-RTX ahead "
+         "of time)",
          "vrfam_rt.backends.trt:TrtBackend",
          precisions=("fp16", "int8"), devices=("cuda",),
          needs={"fp16": Needs("fp16", plans="engines-fp16"),
