@@ -31,26 +31,40 @@ def make_clip(path, seconds: float = SECONDS, rate: int = RATE, size=SIZE, blank
     """A test clip at `path`: `blank` frames of a plain canvas, then Grace Hopper's photo
     (scaled to 80% of the height) drifting a pixel a frame to the right; a 440 Hz tone
     (AAC, 16 kHz mono) beside it. Returns the path."""
-    import av
     import matplotlib.cbook
     from PIL import Image
 
     width, height = size
     face = Image.open(matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False))
     face = face.convert("RGB").resize((round(height * 0.8 * 512 / 600), round(height * 0.8)))
+
+    def frame(i: int):
+        canvas = Image.new("RGB", size, (40, 90, 120))
+        if i >= blank:
+            canvas.paste(face, (width // 10 + i, -height // 12))
+        return canvas
+
     count = round(seconds * rate)
+    return write_clip(path, (frame(i) for i in range(count)), rate, seconds, audio, crf)
+
+
+def write_clip(path, frames, rate: int, seconds: float, audio: bool = True, crf: str = "12"):
+    """`frames` (PIL RGB images of one size) as H.264 yuv420p at `rate` frames/s, with
+    `seconds` of a 440 Hz tone (AAC, 16 kHz mono) beside them when `audio`. Returns the
+    path."""
+    import av
+
+    frames = iter(frames)
+    first = next(frames)
     with av.open(str(path), "w") as clip:
         video = clip.add_stream("libx264", rate=rate)
-        video.width, video.height, video.pix_fmt = width, height, "yuv420p"
+        video.width, video.height, video.pix_fmt = *first.size, "yuv420p"
         video.options = {"crf": crf}
         tone = clip.add_stream("aac", rate=16000) if audio else None
         if tone is not None:
             tone.layout = "mono"
-        for i in range(count):
-            canvas = Image.new("RGB", size, (40, 90, 120))
-            if i >= blank:
-                canvas.paste(face, (width // 10 + i, -height // 12))
-            for packet in video.encode(av.VideoFrame.from_image(canvas)):
+        for image in (first, *frames):
+            for packet in video.encode(av.VideoFrame.from_image(image)):
                 clip.mux(packet)
         if tone is not None:
             samples = 0.3 * np.sin(2 * np.pi * 440 * np.arange(round(16000 * seconds)) / 16000)

@@ -7,6 +7,7 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
+from vrfam_rt.benchmarks.video import frames_of, write_clip
 from vrfam_rt.cli import main
 from vrfam_rt.video import FaceTracks, OneEuro, probe
 
@@ -28,32 +29,7 @@ def frame(i: int) -> Image.Image:
 
 def make_clip(path, audio: bool = True):
     """SECONDS of frames at RATE (H.264) and a 440 Hz tone (AAC, 16 kHz mono)."""
-    with av.open(str(path), "w") as clip:
-        video = clip.add_stream("libx264", rate=RATE)
-        video.width, video.height, video.pix_fmt = *SIZE, "yuv420p"
-        video.options = {"crf": "12"}
-        tone = clip.add_stream("aac", rate=16000) if audio else None
-        if tone is not None:
-            tone.layout = "mono"
-        for i in range(RATE * SECONDS):
-            for packet in video.encode(av.VideoFrame.from_image(frame(i))):
-                clip.mux(packet)
-        samples = (0.3 * np.sin(2 * np.pi * 440 * np.arange(16000 * SECONDS) / 16000))
-        for start in range(0, len(samples), 1024) if tone is not None else ():
-            chunk = av.AudioFrame.from_ndarray(samples[None, start:start + 1024].astype(
-                np.float32), format="flt", layout="mono")
-            chunk.sample_rate, chunk.pts = 16000, start
-            for packet in tone.encode(chunk):
-                clip.mux(packet)
-        for stream in (video, tone):
-            for packet in stream.encode() if stream is not None else ():
-                clip.mux(packet)
-    return path
-
-
-def frames_of(path) -> list[np.ndarray]:
-    with av.open(str(path)) as clip:
-        return [f.to_ndarray(format="rgb24").astype(int) for f in clip.decode(video=0)]
+    return write_clip(path, (frame(i) for i in range(RATE * SECONDS)), RATE, SECONDS, audio)
 
 
 def audio_packets(path) -> list[bytes]:
