@@ -406,6 +406,17 @@ def test_a_plain_edit_runs_each_stage_once_per_face(pipe, stage_calls, tmp_path)
     assert stage_calls == {"encoder": [1], "transformer": [1], "generator": [1, 1]}
 
 
+def test_a_stream_edits_a_long_list_max_batch_inputs_at_a_time(pipe, stage_calls):
+    from vrfam_rt import EditPipeline
+
+    pairs = EditPipeline(pipe.backend, pipe.input_size, align=False, max_batch=2)
+    out = list(pairs.stream([EXAMPLE, b"not an image", EXAMPLE], {"Smiling": 1.0}))
+    assert [first for first, _ in out] == [0, 2]
+    assert [len(result.crops) for _, result in out] == [1, 1]
+    assert [f.index for f in out[0][1].failures] == [1]      # indices within the chunk
+    assert stage_calls == {"encoder": [1, 1], "transformer": [1, 1], "generator": [1, 1]}
+
+
 def test_one_inversion_serves_many_edits_and_keeps_each_inputs_failure(pipe, stage_calls,
                                                                         tmp_path):
     from vrfam_rt.inversion import Inversion

@@ -375,6 +375,19 @@ class EditPipeline:
             aligner.all_landmarks(rgb, face_limit(faces), upsample)
         return [(ffhq_quad(points) + 0.5, landmark_box(points)) for points in found]
 
+    def stream(self, images: Sequence, edits, *, align: bool | None = None, faces="all",
+               photos: bool = True, color_match: bool = False, force: bool = False
+               ) -> Iterator[tuple[int, EditResult]]:
+        """`edit(invert(images), edits)` as a stream over a long list: max_batch inputs
+        at a time, each yielded as (the index of its first input, its EditResult, whose
+        indices count within the chunk), so that a caller writes results as they come
+        and memory stays bounded."""
+        edits = as_edits(edits, self.attributes, force)
+        for first in range(0, len(images), self.max_batch):
+            chunk = images[first:first + self.max_batch]
+            inversion = self.invert(chunk, align, faces=faces, photos=photos)
+            yield first, self.edit(inversion, edits, color_match=color_match)
+
     def invert_at(self, photos: Sequence, quads: Sequence[Sequence[np.ndarray]],
                   names: Sequence[str] | None = None) -> Inversion:
         """PIL RGB photos and, per photo, the quads [4,2] to cut its faces at (from

@@ -140,10 +140,9 @@ def edit(inputs, attrs, alpha_sweep, backend, precision, bundle_path, method, co
             save_photo(image, Path(out) / name, record, kind)
         progress.wrote(Path(out) / name)
 
-    for first in range(0, len(files), batch):
-        chunk = files[first:first + batch]
-        result = pipeline.edit(pipeline.invert(chunk, faces=faces, photos=not crop), wanted,
-                               color_match=color_match)
+    for first, result in pipeline.stream(files, wanted, faces=faces, photos=not crop,
+                                         color_match=color_match):
+        chunk = files[first:first + pipeline.max_batch]
         for failure in result.failures:
             failed.append(failure.source)
             params = click.get_current_context().command.params      # errors read as flags
