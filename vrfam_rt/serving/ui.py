@@ -287,9 +287,11 @@ def build_app(editor: Editor, downloads: Path):
             with gr.Column(scale=2):
                 with gr.Row():
                     photo = gr.Image(label="Your photo, edited", type="pil", format="jpeg",
-                                     interactive=False, elem_id="photo")
+                                     interactive=False, buttons=["download", "fullscreen"],
+                                     elem_id="photo")
                     crop = gr.Image(label="The face, edited", type="pil", format="png",
-                                    interactive=False, elem_id="crop")
+                                    interactive=False, buttons=["download", "fullscreen"],
+                                    elem_id="crop")
                 status = gr.Markdown(elem_id="status")
                 download = gr.Button("Full-resolution PNG", elem_id="download")
                 saved = gr.File(label="Download", interactive=False, elem_id="saved")
