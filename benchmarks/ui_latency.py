@@ -17,12 +17,12 @@ Grace Hopper's photo (matplotlib's sample) and times, inside the page (performan
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -51,8 +51,7 @@ def start_ui(args: list[str], port: int, log: Path) -> subprocess.Popen:
     returns once the page answers (a RuntimeError with the log's tail if it exits)."""
     out = open(log, "wb")
     proc = subprocess.Popen([sys.executable, "-m", "vrfam_rt", "ui", *args, "--port", str(port)],
-                            stdout=out, stderr=subprocess.STDOUT, env=os.environ | {
-                                "PYTHONUNBUFFERED": "1"})
+                            stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/"
     for _ in range(600):
         if proc.poll() is not None:
@@ -193,7 +192,7 @@ def main(moves, attribute, json_path, screenshot, ui_args):
                                    "chromium chromium-driver)")
     photo = Path(matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False))
     port = free_port()
-    log = Path(os.environ.get("TMPDIR", "/tmp")) / f"vrfam-ui-{port}.log"
+    log = Path(tempfile.gettempdir()) / f"vrfam-ui-{port}.log"
     proc = start_ui(list(ui_args), port, log)
     try:
         page = Page(f"http://127.0.0.1:{port}/")

@@ -167,8 +167,8 @@ def _read_bounded(path: Path, max_bytes: int) -> bytes:
     try:
         size = path.stat().st_size
         if size > max_bytes:
-            raise VrfamError(f"{path.name}: {size / 2**20:.1f} MiB is over the "
-                             f"{max_bytes / 2**20:.0f} MiB limit of an upload")
+            raise VrfamError(f"{path.name}: {size:,} bytes, over the upload limit of "
+                             f"{max_bytes:,} bytes (vrfam-rt ui --max-bytes)")
         return path.read_bytes()
     except OSError as exc:
         raise VrfamError(f"{path.name}: cannot read it ({exc.strerror})") from None
