@@ -17,6 +17,8 @@ Grace Hopper's photo (matplotlib's sample) and times, inside the page (performan
 from __future__ import annotations
 
 import json
+import os
+import re
 import shutil
 import socket
 import statistics
@@ -30,6 +32,7 @@ from pathlib import Path
 import click
 
 PHOTO_ID, UPLOAD_ID = "photo", "upload"
+LAST_EDIT = re.compile(r"last edit ([\d.]+) ms")     # in the page's status line
 
 
 def chromium() -> tuple[str, str] | None:
@@ -149,6 +152,18 @@ class Page:
         t0 = self.driver.execute_script(SLIDE, f"slider-{attribute}", value)
         return self.wait(lambda d: self.shown()) - t0
 
+    def click(self, element_id: str) -> float:
+        """Click a button and wait for a new photo: the milliseconds it took."""
+        t0 = self.driver.execute_script("window.__vrfam.shown = null; return performance.now()")
+        self.driver.find_element("css selector", f"#{element_id}").click()
+        return self.wait(lambda d: self.shown()) - t0
+
+    def download_link(self) -> str:
+        """Click "Full-resolution PNG" and wait for its file's link: the link's URL."""
+        self.driver.find_element("css selector", "#download").click()
+        return self.wait(lambda d: d.execute_script(
+            "const a = document.querySelector('#saved a[href]'); return a && a.href"))
+
     def text(self, element_id: str) -> str:
         return self.driver.find_element("css selector", f"#{element_id}").text
 
@@ -185,12 +200,12 @@ def main(moves, attribute, json_path, screenshot, ui_args):
     """Time `vrfam-rt ui UI_ARGS` in headless Chromium: the first edit of an upload and
     MOVES slider moves (median, p90)."""
     import matplotlib.cbook
-    import platform
 
     if chromium() is None:
         raise click.ClickException("needs chromium and chromedriver (apt-get install "
                                    "chromium chromium-driver)")
     photo = Path(matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False))
+    load = os.getloadavg()[0]
     port = free_port()
     log = Path(tempfile.gettempdir()) / f"vrfam-ui-{port}.log"
     proc = start_ui(list(ui_args), port, log)
@@ -198,7 +213,10 @@ def main(moves, attribute, json_path, screenshot, ui_args):
         page = Page(f"http://127.0.0.1:{port}/")
         try:
             first = page.upload(photo)
-            times = [page.slide(attribute, 1.0 if k % 2 == 0 else 0.5) for k in range(moves)]
+            times, edits = [], []
+            for k in range(moves):
+                times.append(page.slide(attribute, 1.0 if k % 2 == 0 else 0.5))
+                edits.append(float(LAST_EDIT.search(page.text("status")).group(1)))
             status = page.text("status")
             if screenshot:
                 page.screenshot(screenshot)
@@ -210,12 +228,18 @@ def main(moves, attribute, json_path, screenshot, ui_args):
            "first_edit_ms": round(first, 1), "moves": moves,
            "move_median_ms": round(statistics.median(times), 1),
            "move_p90_ms": round(percentile(times, 0.9), 1),
-           "move_ms": [round(t, 1) for t in times], "sigterm_exit_s": round(stopped, 2),
+           "edit_median_ms": round(statistics.median(edits), 1),
+           "page_overhead_median_ms": round(statistics.median(
+               [t - e for t, e in zip(times, edits)]), 1),
+           "move_ms": [round(t, 1) for t in times], "edit_ms": edits,
+           "sigterm_exit_s": round(stopped, 2),
            "photo": f"grace_hopper.jpg {photo.stat().st_size} bytes",
-           "cpu": _cpu_model(), "machine": platform.machine()}
+           "cpu": _cpu_model(), "cores": os.cpu_count(), "load_average_1min_before": load}
     click.echo(f"first edit of an upload (with inversion): {row['first_edit_ms']} ms\n"
                f"slider move -> new photo shown, {moves} moves: median "
-               f"{row['move_median_ms']} ms, p90 {row['move_p90_ms']} ms\n"
+               f"{row['move_median_ms']} ms, p90 {row['move_p90_ms']} ms; the edit itself "
+               f"(server) median {row['edit_median_ms']} ms, the page's round trip "
+               f"{row['page_overhead_median_ms']} ms\n"
                f"SIGTERM -> exit: {row['sigterm_exit_s']} s\n{row['status']}")
     if json_path:
         json_path.write_text(json.dumps(row, indent=1) + "\n")

@@ -1,5 +1,7 @@
 """`vrfam-rt ui`: the engine behind the page inverts an upload once and renders only the
 edit per slider move; the live app answers gradio_client and a real browser."""
+import io
+import urllib.request
 from pathlib import Path
 
 import matplotlib.cbook
@@ -188,10 +190,16 @@ def test_browser_uploads_moves_a_slider_and_sees_the_photo_change(live, tmp_path
         assert page.photo_src() != first
         assert "Smiling +1.2" in page.text("status")
         page.screenshot(tmp_path / "ui.png")
+        link = page.download_link()
         requested = page.requests()
+        edited = page.photo_src()
+        page.click("example")                   # the bundled face crop: no note
+        assert page.photo_src() != edited and "synthetic" not in page.text("status")
     finally:
         page.close()
     assert Image.open(tmp_path / "ui.png").size[0] > 0
+    with urllib.request.urlopen(link) as answer:           # the full-resolution PNG
+        assert Image.open(io.BytesIO(answer.read())).size == Image.open(PHOTO).size
     assert requested and all(u.startswith(("http://127.0.0.1", "blob:", "data:"))
                              for u in requested), requested             # nothing external
 
