@@ -152,6 +152,14 @@ class Page:
         t0 = self.driver.execute_script(SLIDE, f"slider-{attribute}", value)
         return self.wait(lambda d: self.shown()) - t0
 
+    def upload_refused(self, path: Path) -> str:
+        """Upload a file the app refuses: the error message the page shows."""
+        self.driver.find_element("css selector", f"#{UPLOAD_ID} input[type=file]").send_keys(
+            str(path))
+        return self.wait(lambda d: d.execute_script(
+            "const t = document.querySelector('[data-testid=toast-body]');"
+            "return t && t.innerText"))
+
     def click(self, element_id: str) -> float:
         """Click a button and wait for a new photo: the milliseconds it took."""
         t0 = self.driver.execute_script("window.__vrfam.shown = null; return performance.now()")

@@ -126,6 +126,23 @@ def test_one_picked_face_is_edited_and_the_other_left_as_it_was(tmp_path):
     assert Image.open(saved).size == pair.size              # the full-resolution photo
 
 
+def test_a_busy_port_is_one_line_and_exit_1():
+    import socket
+
+    from click.testing import CliRunner
+
+    from vrfam_rt.cli import main
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = CliRunner().invoke(main, ["ui", "--backend", "eager", "--port", str(port)])
+    assert result.exit_code == 1
+    assert f"error: cannot listen on 127.0.0.1:{port} (" in result.output
+    assert "pick another --port" in result.output and "Traceback" not in result.output
+
+
 # --- the live app: one `vrfam-rt ui` for the tests below ---------------------------------
 
 @pytest.fixture(scope="module")
@@ -181,7 +198,13 @@ def test_browser_uploads_moves_a_slider_and_sees_the_photo_change(live, tmp_path
         pytest.skip("no chromium and chromedriver here (apt-get install chromium "
                     "chromium-driver; .ci/run does)")
     url, _, _ = live
+    (tmp_path / "notes.png").write_text("not an image")
     page = Page(url)
+    try:
+        assert "notes.png: not a readable image" in page.upload_refused(tmp_path / "notes.png")
+    finally:
+        page.close()
+    page = Page(url)                            # a fresh page: the app went on serving
     try:
         page.upload(PHOTO)
         first = page.photo_src()

@@ -75,7 +75,8 @@ def ui(bundle_path, method, config, seed, backend, precision, device, threads, h
                        max_file_size=max_bytes, allowed_paths=[downloads],
                        footer_links=["api"])
         except OSError as exc:
-            raise VrfamError(f"cannot listen on {host}:{port} ({exc}); pick another "
+            reason = str(exc).split(".")[0]      # Gradio's first sentence, not its advice
+            raise VrfamError(f"cannot listen on {host}:{port} ({reason}); pick another "
                              "--port") from None
         click.echo(f"vrfam-rt ui: http://{host}:{port} ({record['backend']} "
                    f"{record['precision']}); Ctrl-C or SIGTERM stops it", err=True)
