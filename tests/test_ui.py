@@ -65,7 +65,7 @@ def test_slider_moves_run_no_encoder_and_change_the_face(counted):
     assert smiling.invert_ms == 0.0 and smiling.edit_ms > 0
     # 8-bit faces 2 alphas apart: far more than rounding apart
     assert np.abs(pixels(smiling.crop) - pixels(frowning.crop)).max() > 16
-    assert (smiling.label, frowning.label) == ("Smiling +1.0", "Smiling -1.0")
+    assert (smiling.label, frowning.label) == ("Smiling +1.00", "Smiling -1.00")
 
 
 def test_the_inversion_cache_is_bounded_least_recently_used_out(counted, tmp_path):
@@ -192,6 +192,8 @@ def test_a_bad_upload_is_an_error_and_the_app_keeps_serving(live, tmp_path):
 
 @pytest.mark.usefixtures("dlib")          # aligns a photo
 def test_browser_uploads_moves_a_slider_and_sees_the_photo_change(live, tmp_path):
+    from gradio_client import Client
+
     from vrfam_rt.benchmarks.ui_latency import Page, chromium
 
     if chromium() is None:
@@ -211,7 +213,16 @@ def test_browser_uploads_moves_a_slider_and_sees_the_photo_change(live, tmp_path
         assert "last edit" in page.text("status") and "synthetic" in page.text("status")
         page.slide("Smiling", 1.2)
         assert page.photo_src() != first
-        assert "Smiling +1.2" in page.text("status")
+        assert "Smiling +1.20" in page.text("status")
+        moved = page.photo_src()
+        page.nudge("Smiling")                   # a key press: one slider step, 0.05
+        assert page.photo_src() != moved and "Smiling +1.25" in page.text("status")
+        client = Client(url, verbose=False)
+        before = client.predict(api_name="/stats")["edits"]
+        page.burst("Young", [round(0.1 * k, 2) for k in range(1, 13)])
+        rendered = client.predict(api_name="/stats")["edits"] - before
+        assert 1 <= rendered < 12               # moves that waited behind a newer one: dropped
+        assert "Young +1.20" in page.text("status")             # the newest, shown last
         page.screenshot(tmp_path / "ui.png")
         link = page.download_link()
         requested = page.requests()

@@ -115,8 +115,8 @@ class Editor:
             edit_ms = (time.perf_counter() - started) * 1e3
             self.stats.edits += 1
             self.stats.last_edit_ms = edit_ms
-        return Rendered(shown_photo(result), result.crops[0][0], edit_ms, invert_ms,
-                        result.edits[0].label)
+        label = ", ".join(f"{a} {v:+.2f}" for a, v in edit.items()) or "reconstruction"
+        return Rendered(shown_photo(result), result.crops[0][0], edit_ms, invert_ms, label)
 
     def _inversion(self, key: str, data: bytes | None, aligned: bool, path: str):
         """(The cached inversion of `key`, 0 ms), or (a new one of `data` (read from
