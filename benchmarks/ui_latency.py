@@ -91,7 +91,8 @@ const seen = () => {
   const src = img.src;
   const done = () => { if (img.src === src) { window.__vrfam.src = src;
                                                window.__vrfam.shown = performance.now(); } };
-  if (img.complete && img.naturalWidth) done(); else img.addEventListener('load', done, {once: true});
+  if (img.complete && img.naturalWidth) done();
+  else img.addEventListener('load', done, {once: true});
 };
 new MutationObserver(seen).observe(root, {subtree: true, childList: true, attributes: true,
                                           attributeFilter: ['src']});

@@ -120,7 +120,8 @@ class Editor:
 
     def _inversion(self, key: str, data: bytes | None, aligned: bool, path: str):
         """(The cached inversion of `key`, 0 ms), or (a new one of `data` (read from
-        `path`, the name messages give it, when None: an upload the LRU let go), the milliseconds it took)."""
+        `path`, the name messages give it, when None: an upload the LRU let go), the
+        milliseconds it took)."""
         if key in self._cache:
             self._cache.move_to_end(key)
             return self._cache[key], 0.0
