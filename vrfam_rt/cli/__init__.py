@@ -7,6 +7,7 @@
 | measure.py | bench, profile, gpu-check                 | runtime, benchmarks/             |
 | evaluate.py| eval                                      | runtime, benchmarks/evaluate     |
 | serve.py   | serve, loadtest, triton-repo              | serving (Triton)                 |
+| ui.py      | ui                                        | serving/ui (Gradio), pipeline    |
 | synth.py   | synth render/sheet/train-oracle/...       | training/render, training/oracle |
 | train.py   | train classifier/transformer/...          | training/                        |
 | common.py  | the shared options, bundle_from, open_runtime, the environment |   |
@@ -21,7 +22,7 @@ import traceback
 
 import click
 
-from vrfam_rt.cli import build, edit, evaluate, info, measure, serve, synth, train
+from vrfam_rt.cli import build, edit, evaluate, info, measure, serve, synth, train, ui
 from vrfam_rt.errors import VrfamError, as_flags
 from vrfam_rt.version import __version__
 
@@ -67,7 +68,7 @@ def main():
     """Fast facial attribute editing with VR-FAM on StyleGAN2."""
 
 
-for _module in (info, build, edit, measure, evaluate, serve, synth, train):
+for _module in (info, build, edit, measure, evaluate, serve, synth, train, ui):
     for _command in _module.COMMANDS:
         main.add_command(_command)
 
