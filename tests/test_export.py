@@ -237,7 +237,7 @@ def test_ort_backend_errors_name_the_folder(tmp_path, exported):
     with pytest.raises(VrfamError, match="holds no manifest.json"):
         open_backend("ort", onnx_dir=tmp_path)
     out, _, _ = exported
-    with pytest.raises(VrfamError, match="unknown backend 'tensorflow'"):
+    with pytest.raises(VrfamError, match="unknown `backend=.tensorflow.`"):
         open_backend("tensorflow", onnx_dir=out / "fp32")
 
 

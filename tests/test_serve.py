@@ -276,7 +276,7 @@ def test_a_failed_start_says_so_in_a_few_lines_keeps_its_log_and_leaves_no_share
     _, stderr = process.communicate(timeout=START_S)
     lines = stderr[stderr.index("error: "):].strip().splitlines()     # after the progress
     assert process.returncode == 1 and len(lines) <= 3 and "Traceback" not in stderr, lines
-    assert "was not ready after 1 s (--ready-timeout)" in lines[0]
+    assert "was not ready after 1 s (the ready timeout)" in lines[0]
     log = Path(lines[0].split("its log (")[1].split(")")[0])
     assert log.is_file()
     log.unlink()
@@ -350,7 +350,7 @@ def test_loadtest_counts_every_error_under_one_message(server, tmp_path):
     for row in json.loads((tmp_path / "l.json").read_text())["levels"]:
         [(message, count)] = row["error_messages"]         # one kind, all of them
         assert row["errors"] == count == 6, row
-        assert message.startswith("[400] edits Smiles=1: unknown attribute 'Smiles'")
+        assert message.startswith("[400] `edits='Smiles=1'`: unknown attribute 'Smiles'")
     assert "concurrency 3: 6 x [400] edits Smiles=1: unknown attribute" in result.stderr
 
 

@@ -1,4 +1,5 @@
 """The StyleGAN2 generator: formulas of shared/UPSTREAM.md section 1."""
+import copy
 import dataclasses
 import math
 
@@ -172,8 +173,6 @@ def test_generator_rejects_a_non_power_of_two_size():
 
 @pytest.mark.parametrize("clamp", [None, 0.5])
 def test_folded_inference_equals_the_layers_and_training_ignores_it(tiny, clamp):
-    import copy
-
     generator = copy.deepcopy(tiny.component("generator")).eval()   # the fixture is shared
     for layer in (*generator.convs, generator.conv1):  # non-zero noise exercises that path
         layer.noise.weight.data.fill_(0.3)

@@ -12,7 +12,7 @@ from vrfam_rt.cli.serve import model_options
 from vrfam_rt.errors import UsageError, VrfamError
 from vrfam_rt.images import read_provenance
 from vrfam_rt.pipeline import EditPipeline
-from vrfam_rt.on_demand import open_runtime
+from vrfam_rt.on_demand import prepare
 from vrfam_rt.serving.server import edit_model_config
 from vrfam_rt.serving.triton_model import PARAMETER, ServeOptions
 from vrfam_rt.suite import MANIFEST, default_suite, open_bundle
@@ -162,7 +162,7 @@ def test_the_cli_the_api_and_the_server_open_the_same_bundle(suite, tmp_path, fl
     option = dict(zip(flags[::2], flags[1::2]))
     config, seed = option.get("--config"), int(option.get("--seed", 0))
     bundle = bundle_from(option.get("--bundle"), config, seed, option.get("--method"))
-    options = model_options(bundle, config, seed, open_runtime(bundle, "eager"), None, 4,
+    options = model_options(bundle, config, seed, prepare(bundle, "eager")[0], None, 4,
                             10**6, 10**6)
     [parameter] = edit_model_config(options, 4, 100)["parameters"]
     assert parameter["key"] == PARAMETER
@@ -176,21 +176,21 @@ def test_serve_options_name_the_model_by_absolute_folder_or_by_config_and_seed(
         suite, monkeypatch, tiny):
     monkeypatch.chdir(suite)
     saved = bundle_from("interfacegan", None, 0, None)        # a relative --bundle
-    options = model_options(saved, None, 0, open_runtime(saved, "eager"), 2, 8, 100, 200)
+    options = model_options(saved, None, 0, prepare(saved, "eager")[0], 2, 8, 100, 200)
     assert (options.bundle, options.config, options.seed) == (str(suite / "interfacegan"),
                                                               None, None)
     assert (options.backend, options.precision, options.device, options.threads) == (
         "eager", "fp32", "cpu", 2)
     assert (options.max_batch, options.max_pixels, options.max_bytes) == (8, 100, 200)
     random = bundle_from(None, "tiny", 5, None)
-    options = model_options(random, "tiny", 5, open_runtime(random, "eager"), None, 8, 100, 200)
+    options = model_options(random, "tiny", 5, prepare(random, "eager")[0], None, 8, 100, 200)
     assert (options.bundle, options.config, options.seed) == (None, "tiny", 5)
     assert options.open_bundle().digest == Bundle.random("tiny", seed=5).digest
 
 
 def test_the_server_refuses_a_bundle_that_changed_after_serve_resolved_it(tmp_path, tiny):
     folder = tiny.save(tmp_path / "b")
-    options = model_options(Bundle.load(folder), None, 0, open_runtime(tiny, "eager"), None, 4,
+    options = model_options(Bundle.load(folder), None, 0, prepare(tiny, "eager")[0], None, 4,
                             100, 200)
     Bundle.random("tiny", seed=1).save(folder, overwrite=True)
     with pytest.raises(VrfamError, match="changed after `vrfam-rt serve` resolved it"):

@@ -106,6 +106,23 @@ def open_runtime(bundle, backend: str = "auto", precision: str = "fp32",
     `device=None` is the backend's own (trt: cuda, the others: cpu); `cache_root=None` is
     `default_cache_root()`; `max_batch` bounds the batch TensorRT plans accept (their
     optimisation profile); the ONNX graphs take any batch up to the export's."""
+    say = say or (lambda message: None)
+    choice, folders = prepare(bundle, backend, precision, device, cache_root, cuda_graphs, say,
+                              max_batch)
+    runner = registry.open_folders(choice.spec.name, bundle=bundle, precision=choice.precision,
+                                   device=choice.device, folders=folders, threads=threads,
+                                   cuda_graphs=cuda_graphs)
+    if runner.note:
+        say(runner.note)
+    return runner
+
+
+def prepare(bundle, backend: str = "auto", precision: str = "fp32", device: str | None = None,
+            cache_root: str | Path | None = None, cuda_graphs: bool = False,
+            say: Callable[[str], None] | None = None, max_batch: int = MAX_BATCH):
+    """`open_runtime` but the opening: (the registry's Choice, the folders it opens), each
+    made once into the bundle's cache. For a process that hands the opening to others
+    (`serve`'s model instances) and so holds no runtime of its own."""
     from vrfam_rt.environment import parse_device
     from vrfam_rt.fileio import writable_folder
 
@@ -119,12 +136,7 @@ def open_runtime(bundle, backend: str = "auto", precision: str = "fp32",
         cache = cache_dir(bundle, cache_root)
         with locked(cache):
             folders = made(bundle, cache, choice, say, max_batch)
-    runner = registry.open_folders(choice.spec.name, bundle=bundle, precision=choice.precision,
-                                   device=choice.device, folders=folders, threads=threads,
-                                   cuda_graphs=cuda_graphs)
-    if runner.note:
-        say(runner.note)
-    return runner
+    return choice, folders
 
 
 def made(bundle, cache: Path, choice, say: Callable[[str], None], max_batch: int) -> dict:

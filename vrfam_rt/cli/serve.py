@@ -2,7 +2,9 @@
 (vrfam_rt.serving)."""
 from __future__ import annotations
 
+import json
 import os
+import subprocess
 import sys
 import tempfile
 import threading
@@ -11,10 +13,11 @@ from pathlib import Path
 import click
 
 from vrfam_rt.cli.common import (OUT_DIR, bundle_from, bundle_options, environment,
-                                 json_option, many_option, open_runtime, runtime_options, say,
+                                 json_option, many_option, runtime_options, say,
                                  set_threads, table, write_json)
+from vrfam_rt.backends import registry
 from vrfam_rt.images import MAX_PIXELS
-from vrfam_rt.on_demand import MAX_BATCH, default_cache_root
+from vrfam_rt.on_demand import MAX_BATCH, default_cache_root, prepare
 from vrfam_rt.serving import MAX_BYTES
 
 PORT = click.IntRange(1, 65535)
@@ -65,13 +68,20 @@ def serve(backend, precision, device, threads, bundle_path, method, config, seed
     bundle = bundle_from(bundle_path, config, seed, method)
     # graphs exported (or plans built) into the cache here, where progress shows, and
     # `auto` resolved once: the model instances then open what is already there
-    runner = open_runtime(bundle, backend, precision, device, threads)
-    options = model_options(bundle, config, seed, runner, threads, max_batch,
+    # this process loads no runtime of its own: TensorRT plans would hold GPU memory the
+    # model instances need, and OpenVINO loaded here (an int8 backend kept or dropped, or
+    # calibration timing its graphs) crashed it on the signal that stops it (OpenVINO
+    # 2026.4.1, on an AMX Xeon and on an AVX2 EPYC). A child process makes the folders;
+    # this one then finds them made and only reads their manifests.
+    registry.resolve(backend, precision, device)       # a usage error here, before the child
+    made = subprocess.run([sys.executable, "-c", MAKE, json.dumps(dict(
+        bundle_path=bundle_path and str(bundle_path), method=method, config=config, seed=seed,
+        backend=backend, precision=precision, device=device, max_batch=max_batch))])
+    if made.returncode:
+        sys.exit(made.returncode)                            # the child said why
+    choice, _ = prepare(bundle, backend, precision, device, max_batch=max_batch)
+    options = model_options(bundle, config, seed, choice, threads, max_batch,
                             max_pixels, max_bytes)
-    if runner.spec.holds_device_memory:
-        del runner      # e.g. TensorRT plans: GPU memory the model instances need
-    # (the others hold no compiled model yet; dropping an int8 OpenVINO backend here
-    # made the process crash on the signal that stops it, OpenVINO 2026.4.1)
     workspace = Path(tempfile.mkdtemp(prefix="vrfam-serve-"))
     run(options, ports, max_batch, max_queue_delay_us, environment(), workspace, say,
         ready_timeout_s=ready_timeout)
@@ -83,19 +93,36 @@ def serve(backend, precision, device, threads, bundle_path, method, config, seed
     os._exit(0)
 
 
-def model_options(bundle, config, seed, runner, threads, max_batch, max_pixels,
+MAKE = "import json, sys; from vrfam_rt.cli.serve import make; make(**json.loads(sys.argv[1]))"
+
+
+def make(bundle_path, method, config, seed, backend, precision, device, max_batch) -> None:
+    """In `serve`'s child process: what its model instances will open, made into the cache
+    (exported, calibrated, built), with progress on stderr; a failure is one line and
+    its exit code."""
+    from vrfam_rt.errors import VrfamError
+
+    try:
+        prepare(bundle_from(bundle_path and Path(bundle_path), config, seed, method), backend,
+                precision, device, say=say, max_batch=max_batch)
+    except VrfamError as exc:
+        say(f"error: {exc}")
+        sys.exit(exc.exit_code)
+
+
+def model_options(bundle, config, seed, choice, threads, max_batch, max_pixels,
                   max_bytes):
     """The typed record `vrfam_edit` opens: the model as `bundle_from` resolved it (its
-    folder, absolute, or --config and --seed) with its digest, and the runtime `runner`
-    is (`auto` decided)."""
+    folder, absolute, or --config and --seed) with its digest, and the runtime `choice`
+    (on_demand.prepare's: `auto` decided, its folders made)."""
     from vrfam_rt.serving.triton_model import ServeOptions
 
-    backend, precision = runner.name, runner.precision
+    backend, precision = choice.spec.name, choice.precision
     name = config and f"{config} (seed {seed})" or str(bundle.path)
     return ServeOptions(
         bundle=None if config else str(Path(bundle.path).absolute()), config=config,
         seed=seed if config else None, digest=bundle.digest, backend=backend,
-        precision=precision, device=str(runner.device), threads=threads,
+        precision=precision, device=choice.device, threads=threads,
         cache_root=str(default_cache_root().absolute()), max_batch=max_batch,
         max_pixels=max_pixels, max_bytes=max_bytes, label=f"{name} on {backend} {precision}")
 
