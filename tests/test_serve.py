@@ -351,7 +351,7 @@ def test_loadtest_counts_every_error_under_one_message(server, tmp_path):
         [(message, count)] = row["error_messages"]         # one kind, all of them
         assert row["errors"] == count == 6, row
         assert message.startswith("[400] `edits='Smiles=1'`: unknown attribute 'Smiles'")
-    assert "concurrency 3: 6 x [400] edits Smiles=1: unknown attribute" in result.stderr
+    assert "concurrency 3: 6 x [400] `edits='Smiles=1'`: unknown attribute" in result.stderr
 
 
 def test_loadtest_without_a_server_says_so_in_one_line_after_waiting():

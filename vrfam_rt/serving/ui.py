@@ -169,7 +169,7 @@ def _read_bounded(path: Path, max_bytes: int) -> bytes:
         size = path.stat().st_size
         if size > max_bytes:
             raise VrfamError(f"{path.name}: {size:,} bytes, over the upload limit of "
-                             f"{max_bytes:,} bytes (vrfam-rt ui --max-bytes)")
+                             f"{max_bytes:,} bytes (`vrfam-rt ui --max-bytes N` raises it)")
         return path.read_bytes()
     except OSError as exc:
         raise VrfamError(f"{path.name}: cannot read it ({exc.strerror})") from None
