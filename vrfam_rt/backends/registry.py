@@ -168,8 +168,6 @@ SPECS: Mapping[str, Spec] = MappingProxyType({spec.name: spec for spec in (
 NAMES = tuple(SPECS)                    # every backend, in the order help lists them
 CHOICES = (*NAMES, AUTO)                # what a command that runs one backend takes
 AUTO_ORDER = ("trt", "openvino", "ort")  # auto: the first usable on the device
-CALIBRATION_TARGETS = {target: spec.name for spec in SPECS.values()
-                       for target in spec.int8_targets[:1]}    # target -> the backend it is for
 
 
 def spec(name: str) -> Spec:
