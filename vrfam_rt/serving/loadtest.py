@@ -76,6 +76,19 @@ def batch_counts(client, protocol: str) -> Counter:
     return counts
 
 
+def settled_counts(client, protocol: str, before: Counter, answered: int,
+                   timeout_s: float = 3.0) -> Counter:
+    """The batches run since `before`, once Triton's statistics hold the `answered`
+    requests (it records a batch after sending its responses, so a read at once can miss
+    the last one), or what they hold after `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        ran = batch_counts(client, protocol) - before
+        if sum(k * v for k, v in ran.items()) >= answered or time.monotonic() > deadline:
+            return ran
+        time.sleep(0.05)
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))]
@@ -135,7 +148,7 @@ def loadtest(url: str, protocol: str, levels: list[int], requests: int, images: 
         before = batch_counts(client, protocol)
         tick = progress(level, requests) if progress else (lambda: None)
         row = run_level(url, protocol, level, requests, images, edits, align, tick)
-        ran = batch_counts(client, protocol) - before
+        ran = settled_counts(client, protocol, before, row["requests"] - row["errors"])
         batches = sum(ran.values())
         row.update({"batches": batches,
                     "mean_batch": sum(k * v for k, v in ran.items()) / batches if batches else 0.0,
